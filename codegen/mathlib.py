@@ -1,0 +1,111 @@
+"""One table from IR op to LLVM instructions, intrinsics or libm routines.
+
+Each lowering function has the signature ``lower_x(builder, node, operands, math)``: it receives
+the IRBuilder, the IR node (for its dtype and constant operands) and the already lowered operand
+values, and returns the LLVM value of the node.  ``math`` declares intrinsics and libm routines
+in the module being built.
+"""
+
+from llvmlite import ir as llvm_ir
+
+from codegen.types import INTRINSIC_SUFFIX, LIBM_SUFFIX, llvm_type
+from symgrad.ops import Op
+
+
+class MathDeclarations:
+    """Declares (once per module) the intrinsics and libm routines that lowering calls."""
+
+    def __init__(self, module):
+        self.module = module
+        self._declared = {}
+
+    def _function(self, name, dtype, arity):
+        key = (name, dtype)
+        if key not in self._declared:
+            element = llvm_type(dtype)
+            function_type = llvm_ir.FunctionType(element, [element] * arity)
+            self._declared[key] = llvm_ir.Function(self.module, function_type, name)
+        return self._declared[key]
+
+    def intrinsic(self, name, dtype, arity=1):
+        return self._function(f"llvm.{name}.{INTRINSIC_SUFFIX[dtype]}", dtype, arity)
+
+    def libm(self, name, dtype, arity=1):
+        return self._function(f"{name}{LIBM_SUFFIX[dtype]}", dtype, arity)
+
+
+def _intrinsic(name, arity=1):
+    def lower(builder, node, operands, math):
+        return builder.call(math.intrinsic(name, node.dtype, arity), operands)
+    lower.__name__ = f"lower_{name}"
+    return lower
+
+
+def _libm(name):
+    def lower(builder, node, operands, math):
+        return builder.call(math.libm(name, node.dtype), operands)
+    lower.__name__ = f"lower_{name}"
+    return lower
+
+
+def lower_pow(builder, node, operands, math):
+    base, exponent = node.args
+    if exponent.op is Op.CONST and exponent.attrs == 2.0:
+        # x*x is exactly what a correctly rounded pow(x, 2) gives, at a fraction of the cost.
+        return builder.fmul(operands[0], operands[0])
+    return builder.call(math.intrinsic("pow", node.dtype, 2), operands)
+
+
+def lower_sign(builder, node, operands, math):
+    (x,) = operands
+    element = llvm_type(node.dtype)
+    zero = llvm_ir.Constant(element, 0.0)
+    # x itself where x is 0 or NaN: keeps -0.0 and propagates NaN, like numpy.sign.
+    negative = builder.select(builder.fcmp_ordered("<", x, zero),
+                              llvm_ir.Constant(element, -1.0), x)
+    return builder.select(builder.fcmp_ordered(">", x, zero),
+                          llvm_ir.Constant(element, 1.0), negative)
+
+
+def _compare(predicate, ordered=True):
+    def lower(builder, node, operands, math):
+        if ordered:
+            return builder.fcmp_ordered(predicate, *operands)
+        return builder.fcmp_unordered(predicate, *operands)
+    return lower
+
+
+def lower_not(builder, node, operands, math):
+    return builder.not_(operands[0])
+
+
+LOWERING_RULES = {
+    Op.NEG: lambda builder, node, operands, math: builder.fneg(operands[0]),
+    Op.ADD: lambda builder, node, operands, math: builder.fadd(*operands),
+    Op.SUB: lambda builder, node, operands, math: builder.fsub(*operands),
+    Op.MUL: lambda builder, node, operands, math: builder.fmul(*operands),
+    Op.DIV: lambda builder, node, operands, math: builder.fdiv(*operands),
+    Op.POW: lower_pow,
+    # llvm.maximum/minimum propagate NaN, like numpy.maximum (maxnum would drop it).
+    Op.MAX: _intrinsic("maximum", 2),
+    Op.MIN: _intrinsic("minimum", 2),
+    Op.EXP: _intrinsic("exp"),
+    Op.LOG: _intrinsic("log"),
+    Op.SQRT: _intrinsic("sqrt"),
+    Op.SIN: _intrinsic("sin"),
+    Op.COS: _intrinsic("cos"),
+    Op.TANH: _libm("tanh"),
+    Op.ABS: _intrinsic("fabs"),
+    Op.SIGN: lower_sign,
+    Op.LT: _compare("<"),
+    Op.LE: _compare("<="),
+    Op.GT: _compare(">"),
+    Op.GE: _compare(">="),
+    Op.EQ: _compare("=="),
+    # NaN != NaN is true, as in numpy: the unordered predicate.
+    Op.NE: _compare("!=", ordered=False),
+    Op.AND: lambda builder, node, operands, math: builder.and_(*operands),
+    Op.OR: lambda builder, node, operands, math: builder.or_(*operands),
+    Op.NOT: lower_not,
+    Op.SELECT: lambda builder, node, operands, math: builder.select(*operands),
+}

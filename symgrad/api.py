@@ -1,0 +1,145 @@
+"""The public entry points: ``symbols``, ``trace``, ``grad`` and ``compile``."""
+
+import sympy
+
+from symgrad import ir
+from symgrad.errors import UnknownSymbolError
+from symgrad.frontend import sympify, to_ir
+from symgrad.grad import value_and_grad, vjp
+from symgrad.printing import to_sympy
+
+
+def symbols(names, **assumptions):
+    """Real SymPy symbols, as ``sympy.symbols`` makes them.
+
+    Examples
+    --------
+    >>> x, y = symbols("x y")
+    >>> x.is_real
+    True
+    """
+    assumptions.setdefault("real", True)
+    return sympy.symbols(names, **assumptions)
+
+
+def _symbol_list(argument, name):
+    if isinstance(argument, sympy.Symbol):
+        return [argument], True
+    if isinstance(argument, (str, bytes)) or not hasattr(argument, "__iter__"):
+        raise TypeError(f"{name} must be a SymPy symbol or a sequence of symbols, got "
+                        f"{type(argument).__name__}")
+    items = list(argument)
+    for item in items:
+        if not isinstance(item, sympy.Symbol):
+            raise TypeError(f"{name} must hold SymPy symbols, got {item!r} "
+                            f"({type(item).__name__})")
+    return items, False
+
+
+def _input_nodes(symbol_list):
+    """One INPUT node per symbol, named by the symbol; distinct symbols need distinct names."""
+    nodes = {}
+    by_name = {}
+    for symbol in symbol_list:
+        if symbol in nodes:
+            continue
+        name = symbol.name
+        if name in by_name:
+            raise ValueError(f"two different symbols are both named {name!r} "
+                             f"({by_name[name]!r} with assumptions "
+                             f"{by_name[name].assumptions0} and {symbol!r} with "
+                             f"{symbol.assumptions0}); rename one")
+        by_name[name] = symbol
+        nodes[symbol] = ir.input_node(name)
+    return nodes
+
+
+def trace(expr, wrt=(), inputs=()):
+    """Translate a SymPy expression into an IR :class:`~symgrad.ir.Function`.
+
+    The function's arguments are ``wrt`` followed by ``inputs``; every free symbol of ``expr``
+    must be among them.
+
+    Returns
+    -------
+    symgrad.ir.Function
+        With one output named ``f``.
+    """
+    expr = sympify(expr)
+    wrt_list, _ = _symbol_list(wrt, "wrt")
+    input_list, _ = _symbol_list(inputs, "inputs")
+    both = set(wrt_list) & set(input_list)
+    if both:
+        raise ValueError(f"symbols {sorted(map(str, both))} are both in wrt and in inputs")
+    arguments = wrt_list + input_list
+    undeclared = expr.free_symbols - set(arguments)
+    if undeclared:
+        raise UnknownSymbolError(
+            f"the expression has free symbols {sorted(map(str, undeclared))} that are "
+            f"neither in wrt {[str(s) for s in wrt_list]} nor in inputs "
+            f"{[str(s) for s in input_list]}")
+    nodes = _input_nodes(arguments)
+    output = to_ir(expr, nodes)
+    return ir.Function([nodes[s] for s in arguments], [output], ["f"])
+
+
+def grad(expr, wrt):
+    """The gradient of a scalar SymPy expression, by reverse mode over symgrad's IR.
+
+    Parameters
+    ----------
+    expr : sympy.Expr
+    wrt : sympy.Symbol or sequence of sympy.Symbol
+
+    Returns
+    -------
+    sympy.Expr or list of sympy.Expr
+        One derivative per symbol of ``wrt`` (a single expression when ``wrt`` is a single
+        symbol).  A symbol that ``expr`` does not depend on gets 0.
+
+    Examples
+    --------
+    >>> x, y = symbols("x y")
+    >>> grad(x**2 + x*y + (x + y)**2, [x, y])
+    [4*x + 3*y, 3*x + 2*y]
+    """
+    expr = sympify(expr)
+    wrt_list, single = _symbol_list(wrt, "wrt")
+    free = sorted(expr.free_symbols - set(wrt_list), key=str)
+    nodes = _input_nodes(wrt_list + free)
+    output = to_ir(expr, nodes)
+    gradients = vjp(output, [nodes[s] for s in wrt_list])
+    expressions = to_sympy(gradients, {node.attrs: symbol for symbol, node in nodes.items()})
+    return expressions[0] if single else expressions
+
+
+def compile(expr, wrt, inputs=()):
+    """Compile a scalar SymPy expression and its gradient into one native kernel.
+
+    Parameters
+    ----------
+    expr : sympy.Expr
+    wrt : sympy.Symbol or sequence of sympy.Symbol
+        The symbols to differentiate with respect to: the kernel's first arguments.
+    inputs : sequence of sympy.Symbol
+        Further arguments the expression depends on, not differentiated.
+
+    Returns
+    -------
+    codegen.Kernel
+        ``kernel(*wrt_values, *input_values)`` (or by symbol name as keywords) returns
+        ``(value, (d/d wrt[0], d/d wrt[1], ...))``, elementwise over numpy broadcasting.
+
+    Examples
+    --------
+    >>> x, y = symbols("x y")
+    >>> k = compile(x**2 + x*y + (x + y)**2, wrt=[x, y])
+    >>> k(3.0, -2.0)
+    (4.0, (6.0, 5.0))
+    """
+    from codegen import Kernel
+
+    function = trace(expr, wrt, inputs)
+    wrt_list, _ = _symbol_list(wrt, "wrt")
+    fused = value_and_grad(function, [s.name for s in wrt_list])
+    return Kernel(fused, value_and_grad=True)

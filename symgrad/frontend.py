@@ -1,0 +1,197 @@
+"""SymPy -> IR: the translation of scalar SymPy formulas into IR nodes.
+
+Supported: numbers (integers, rationals, floats, ``pi``, ``E``, ``oo``, ``nan``), symbols,
+``+ - * /``, integer and real powers, ``exp``, ``log``, ``sqrt``, ``sin``, ``cos``, ``tanh``,
+``Abs``, ``sign``, ``Max``, ``Min``, ``Heaviside`` and ``Piecewise`` whose conditions are
+comparisons combined with ``And``, ``Or``, ``Not``.  Anything else raises
+:class:`~symgrad.errors.UnsupportedExpressionError` naming the function and the sub-expression.
+
+The walk is iterative, so a 300-deep nest of functions translates without recursion.
+"""
+
+import sympy
+
+from symgrad import ir
+from symgrad.errors import UnknownSymbolError, UnsupportedExpressionError
+from symgrad.ops import Op
+
+_UNARY = {
+    sympy.exp: ir.exp,
+    sympy.log: ir.log,
+    sympy.sin: ir.sin,
+    sympy.cos: ir.cos,
+    sympy.tanh: ir.tanh,
+    sympy.Abs: ir.absolute,
+    sympy.sign: ir.sign,
+}
+
+_RELATIONS = {
+    sympy.StrictLessThan: Op.LT,
+    sympy.LessThan: Op.LE,
+    sympy.StrictGreaterThan: Op.GT,
+    sympy.GreaterThan: Op.GE,
+    sympy.Equality: Op.EQ,
+    sympy.Unequality: Op.NE,
+}
+
+
+def _product(factors):
+    result = factors[0]
+    for factor in factors[1:]:
+        result = ir.mul(result, factor)
+    return result
+
+
+def _balanced(combine, items):
+    items = list(items)
+    while len(items) > 1:
+        paired = [combine(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)]
+        if len(items) % 2:
+            paired.append(items[-1])
+        items = paired
+    return items[0]
+
+
+def _number(expr, dtype):
+    if expr is sympy.nan:
+        return ir.const(float("nan"), dtype)
+    if expr is sympy.zoo or expr.is_extended_real is False:
+        raise UnsupportedExpressionError(
+            f"symgrad computes with real numbers; the constant {expr} is not real")
+    return ir.const(float(expr), dtype)
+
+
+def _power(base, exponent_expr, exponent):
+    if exponent_expr.is_Integer and exponent_expr < 0:
+        one = ir.const(1.0, base.dtype)
+        if exponent_expr == -1:
+            return ir.div(one, base)
+        return ir.div(one, ir.power(base, ir.const(float(-exponent_expr), base.dtype)))
+    if exponent_expr == sympy.Rational(-1, 2):
+        return ir.div(ir.const(1.0, base.dtype), ir.sqrt(base))
+    return ir.power(base, exponent)
+
+
+def _children(expr):
+    if isinstance(expr, sympy.Piecewise):
+        return [part for pair in expr.args for part in pair.args]
+    return list(expr.args)
+
+
+def _translate_one(expr, args, symbols, dtype):
+    """One SymPy node, its operands already translated to ``args``."""
+    if isinstance(expr, sympy.Symbol):
+        if expr not in symbols:
+            raise UnknownSymbolError(f"symbol {expr} is not declared; declared symbols are "
+                                     f"{sorted(str(s) for s in symbols)}")
+        return symbols[expr]
+    if expr in (sympy.true, sympy.false):
+        return ir.const(bool(expr), "bool")
+    if expr.is_Number or isinstance(expr, sympy.NumberSymbol) or expr in (sympy.oo, -sympy.oo):
+        return _number(expr, dtype)
+    if expr is sympy.I or isinstance(expr, sympy.core.numbers.ImaginaryUnit):
+        raise UnsupportedExpressionError(
+            f"symgrad computes with real numbers; the sub-expression {expr} is complex")
+    func = expr.func
+    if func is sympy.Add:
+        return _balanced(ir.add, args)
+    if func is sympy.Mul:
+        return _product(args)
+    if func is sympy.Pow:
+        if expr.exp == sympy.Rational(1, 2):
+            return ir.sqrt(args[0])
+        return _power(args[0], expr.exp, args[1])
+    if func in _UNARY:
+        if len(args) != 1:
+            raise UnsupportedExpressionError(
+                f"{func.__name__} with {len(args)} arguments is not supported, in {expr}")
+        return _UNARY[func](args[0])
+    if func is sympy.Max:
+        return _balanced(ir.maximum, args)
+    if func is sympy.Min:
+        return _balanced(ir.minimum, args)
+    if func is sympy.Heaviside:
+        x, at_zero = args[0], args[1] if len(args) > 1 else ir.const(0.5, dtype)
+        zero = ir.const(0.0, x.dtype)
+        nan = ir.const(float("nan"), x.dtype)
+        at_kink = ir.select(ir.compare(Op.EQ, x, zero), at_zero, nan)
+        return ir.select(ir.compare(Op.GT, x, zero), ir.const(1.0, x.dtype),
+                         ir.select(ir.compare(Op.LT, x, zero), zero, at_kink))
+    if func in _RELATIONS:
+        return ir.compare(_RELATIONS[func], args[0], args[1])
+    if func is sympy.And:
+        return _balanced(ir.logical_and, args)
+    if func is sympy.Or:
+        return _balanced(ir.logical_or, args)
+    if func is sympy.Not:
+        return ir.logical_not(args[0])
+    if func is sympy.Piecewise:
+        # Piecewise((e1, c1), (e2, c2), ...): the first true condition wins; none -> NaN.
+        result = ir.const(float("nan"), dtype)
+        for index in range(len(args) - 2, -1, -2):
+            result = ir.select(args[index + 1], args[index], result)
+        return result
+    name = getattr(func, "__name__", type(expr).__name__)
+    raise UnsupportedExpressionError(
+        f"symgrad does not support the function {name!r} (in the sub-expression {expr})")
+
+
+def to_ir(expr, symbols, dtype="float64"):
+    """Translate a SymPy expression into an IR node.
+
+    Parameters
+    ----------
+    expr : sympy.Basic or number
+    symbols : dict
+        Maps each SymPy symbol that may occur to its IR node (usually an INPUT node).
+    dtype : str
+        The float dtype of constants.
+
+    Returns
+    -------
+    Node
+
+    Raises
+    ------
+    UnsupportedExpressionError
+        For a function outside the supported set (the message names it and the
+        sub-expression).
+    UnknownSymbolError
+        For a free symbol missing from ``symbols``.
+    """
+    expr = sympify(expr)
+    memo = {}
+    stack = [expr]
+    while stack:
+        current = stack[-1]
+        if current in memo:
+            stack.pop()
+            continue
+        pending = [child for child in _children(current) if child not in memo]
+        if pending:
+            stack.extend(reversed(pending))
+            continue
+        stack.pop()
+        try:
+            memo[current] = _translate_one(current, [memo[c] for c in _children(current)],
+                                           symbols, dtype)
+        except (TypeError, ValueError) as error:
+            if isinstance(error, (UnsupportedExpressionError, UnknownSymbolError)):
+                raise
+            raise UnsupportedExpressionError(
+                f"cannot translate the sub-expression {current}: {error}") from error
+    return memo[expr]
+
+
+def sympify(expr):
+    """``expr`` as a SymPy object; strings are refused (they would be parsed with eval)."""
+    if isinstance(expr, str):
+        raise TypeError("expr must be a SymPy expression, not a string; use sympy.sympify "
+                        "explicitly to parse text")
+    if isinstance(expr, bool):
+        raise TypeError("expr must be a SymPy expression or a number, got a bool")
+    try:
+        return sympy.sympify(expr, strict=True)
+    except sympy.SympifyError as error:
+        raise TypeError(f"expr must be a SymPy expression or a number, got "
+                        f"{type(expr).__name__}") from error

@@ -1,0 +1,124 @@
+"""Reverse-mode differentiation over the IR.
+
+One iterative pass over the nodes in reverse topological order applies each op's
+vector-Jacobian rule (:data:`symgrad.rules.VJP_RULES`) and sums the contributions that reach a
+node from all its users: the chain rule and the Jacobian sum rule.  The result is again IR, so
+the gradient graph shares every forward value it needs with the forward graph.
+
+Branches: a contribution that flows through the ``if_true`` side of ``select(c, a, b)`` is
+*guarded* by ``c``.  Inside a guarded region every rule's output is wrapped in
+``select(guard, contribution, 0)``, so a zero cotangent times an infinite local derivative in
+the side not taken (``0 * (1/0)``) can never turn into NaN.
+"""
+
+from symgrad import ir
+from symgrad.ops import Op
+from symgrad.rules import NON_DIFFERENTIABLE, PASS_THROUGH, VJP_RULES
+
+
+def _pairwise_sum(terms):
+    # Balanced summation: shallower graphs and smaller rounding error than a chain.
+    terms = list(terms)
+    while len(terms) > 1:
+        paired = [ir.add(terms[i], terms[i + 1]) for i in range(0, len(terms) - 1, 2)]
+        if len(terms) % 2:
+            paired.append(terms[-1])
+        terms = paired
+    return terms[0]
+
+
+def _and_guard(guard, cond):
+    return cond if guard is None else ir.logical_and(guard, cond)
+
+
+def _guarded(guard, value):
+    if guard is None or value is None:
+        return value
+    return ir.select(guard, value, ir.const(0.0, value.dtype))
+
+
+def vjp(output, wrt, cotangent=None):
+    """Cotangents of ``output`` with respect to each node of ``wrt``.
+
+    Parameters
+    ----------
+    output : Node
+        A float node.
+    wrt : sequence of Node
+        The nodes to differentiate with respect to (usually INPUT nodes).
+    cotangent : Node, optional
+        The seed, of the output's shape; defaults to ones (the gradient of a scalar output).
+
+    Returns
+    -------
+    list of Node
+        ``d output / d w`` for each ``w`` in ``wrt`` (a zero constant where ``output`` does not
+        depend on ``w``).
+    """
+    if output.dtype == "bool":
+        raise TypeError("cannot differentiate a boolean result")
+    if cotangent is None:
+        cotangent = ir.const(1.0, output.dtype, output.shape)
+    order = ir.toposort([output])
+    targets = {id(w) for w in wrt}
+    needs = set()
+    for node in order:
+        if node.dtype == "bool":
+            continue
+        if id(node) in targets or any(id(a) in needs for a in node.args):
+            needs.add(id(node))
+
+    # contributions[id] = list of (value, guard); guard None means unconditional.
+    contributions = {id(output): [(cotangent, None)]}
+    totals = {}
+    for node in reversed(order):
+        incoming = contributions.pop(id(node), None)
+        if not incoming or id(node) not in needs:
+            continue
+        guards = {id(g): g for _, g in incoming}
+        guard = incoming[0][1] if len(guards) == 1 else None
+        ct = _pairwise_sum(value for value, _ in incoming)
+        if node.op in (Op.INPUT, Op.CONST):
+            totals[id(node)] = ct
+            continue
+        if node.op in NON_DIFFERENTIABLE:
+            continue
+        outputs = VJP_RULES[node.op](ct, node, *node.args)
+        for index, (operand, value) in enumerate(zip(node.args, outputs)):
+            if value is None or id(operand) not in needs:
+                continue
+            operand_guard = guard
+            if node.op is Op.SELECT:
+                cond = node.args[0]
+                branch = cond if index == 1 else ir.logical_not(cond)
+                operand_guard = _and_guard(guard, branch)
+            elif node.op not in PASS_THROUGH:
+                value = _guarded(guard, value)
+            contributions.setdefault(id(operand), []).append((value, operand_guard))
+        # Also record totals for interior nodes that are differentiation targets.
+        if id(node) in targets:
+            totals[id(node)] = ct
+    return [totals.get(id(w), ir.const(0.0, w.dtype if w.dtype != "bool" else "float64",
+                                       w.shape)) for w in wrt]
+
+
+def value_and_grad(function, wrt):
+    """A new :class:`~symgrad.ir.Function` computing ``function``'s single output and its
+    gradient with respect to the inputs named in ``wrt``, forward and backward together.
+
+    The outputs are ``(value, d value/d wrt[0], d value/d wrt[1], ...)``.
+    """
+    if len(function.outputs) != 1:
+        raise ValueError(f"value_and_grad needs a function with one output, "
+                         f"got {len(function.outputs)}")
+    by_name = {node.attrs: node for node in function.inputs}
+    wrt_nodes = []
+    for name in wrt:
+        if name not in by_name:
+            raise ValueError(f"wrt names {name!r}, which is not an input of the function; "
+                             f"inputs are {list(by_name)}")
+        wrt_nodes.append(by_name[name])
+    (value,) = function.outputs
+    grads = vjp(value, wrt_nodes)
+    names = [function.output_names[0]] + [f"d{function.output_names[0]}/d{n}" for n in wrt]
+    return ir.Function(function.inputs, [value, *grads], names)

@@ -1,0 +1,503 @@
+"""The typed, tensor-level intermediate representation.
+
+A :class:`Node` is immutable and interned: building the same operation on the same operands
+twice returns the same object, so common subexpressions are shared for free and node identity
+is structural equality.  Nodes are built only through the smart constructors below, which fold
+constants and apply a few algebraic identities (``x + 0``, ``x * 1``, ``select(c, a, a)``...).
+
+A :class:`Function` names an ordered list of input nodes and an ordered list of outputs; it is
+what the reference interpreter evaluates, what reverse mode differentiates and what the
+code generator lowers.
+"""
+
+import math
+import weakref
+
+from symgrad.errors import ShapeError
+from symgrad.ops import ARITY, BOOLEAN_RESULT, COMPARISONS, Op
+
+FLOAT_DTYPES = ("float64", "float32")
+DTYPES = FLOAT_DTYPES + ("bool",)
+
+
+class Node:
+    """One IR operation: an op, its operands, static attributes, a dtype and a shape.
+
+    Do not call the constructor: use the smart constructors of this module (``add``, ``exp``,
+    ...), which intern the node.  ``shape`` is a tuple whose entries are ints or names of
+    symbolic sizes (strings).
+    """
+
+    __slots__ = ("op", "args", "attrs", "dtype", "shape", "__weakref__")
+
+    def __init__(self, op, args, attrs, dtype, shape):
+        for name, value in (("op", op), ("args", args), ("attrs", attrs), ("dtype", dtype),
+                            ("shape", shape)):
+            object.__setattr__(self, name, value)
+
+    def __repr__(self):
+        if self.op is Op.CONST:
+            return f"Node(const {format_constant(self.attrs)}:{type_string(self)})"
+        if self.op is Op.INPUT:
+            return f"Node(input {self.attrs}:{type_string(self)})"
+        return f"Node({self.op.value}/{len(self.args)}:{type_string(self)})"
+
+    def __setattr__(self, name, value):
+        raise AttributeError("IR nodes are immutable")
+
+    def __reduce__(self):
+        raise TypeError("IR nodes are interned and cannot be pickled")
+
+    @property
+    def is_const(self):
+        return self.op is Op.CONST
+
+
+# Interning table: structure -> node.  Weak, so graphs nobody holds are freed.
+_INTERNED = weakref.WeakValueDictionary()
+
+
+def _attrs_key(op, attrs):
+    # Floats are keyed by their exact bit pattern so that 0.0 and -0.0 stay distinct and NaN
+    # equals itself.
+    if op is Op.CONST:
+        return float(attrs).hex()
+    return attrs
+
+
+def make_node(op, args, attrs=None, dtype="float64", shape=()):
+    """Return the interned node for this structure, creating it if needed."""
+    if len(args) != ARITY[op]:
+        raise ValueError(f"op {op.value!r} takes {ARITY[op]} operands, got {len(args)}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    args = tuple(args)
+    shape = tuple(shape)
+    key = (op, args, _attrs_key(op, attrs), dtype, shape)
+    node = _INTERNED.get(key)
+    if node is None:
+        node = Node(op, args, attrs, dtype, shape)
+        _INTERNED[key] = node
+    return node
+
+
+def type_string(node):
+    """``f64[]``, ``f32[n,3]``, ``bool[]``: the short type used in printed IR."""
+    short = {"float64": "f64", "float32": "f32", "bool": "bool"}[node.dtype]
+    return f"{short}[{','.join(str(d) for d in node.shape)}]"
+
+
+def format_constant(value):
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == int(value) and abs(value) < 1e16:
+        return repr(float(value))
+    return repr(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes and dtypes
+# ---------------------------------------------------------------------------------------------
+
+def broadcast_shapes(*shapes, context="elementwise operation"):
+    """Numpy broadcasting of shapes whose entries may be symbolic sizes (strings).
+
+    Raises :class:`ShapeError` naming every shape when they do not broadcast.
+    """
+    rank = max((len(s) for s in shapes), default=0)
+    result = []
+    for axis in range(rank):
+        size = 1
+        for shape in shapes:
+            index = axis - (rank - len(shape))
+            if index < 0:
+                continue
+            dim = shape[index]
+            if dim == 1:
+                continue
+            if size == 1:
+                size = dim
+            elif dim != size:
+                listed = ", ".join(str(tuple(s)) for s in shapes)
+                raise ShapeError(f"{context}: shapes {listed} do not broadcast "
+                                 f"(axis {axis}: {size} vs {dim})")
+        result.append(size)
+    return tuple(result)
+
+
+def _float_dtype(operands, op):
+    dtypes = {a.dtype for a in operands}
+    if "bool" in dtypes:
+        raise TypeError(f"op {op.value!r} takes numbers, got a boolean operand")
+    # Constants adapt to the other operand, like Python scalars in numpy.
+    non_const = {a.dtype for a in operands if a.op is not Op.CONST}
+    if len(non_const) > 1:
+        raise TypeError(f"op {op.value!r}: operands have different dtypes {sorted(non_const)}")
+    if non_const:
+        return non_const.pop()
+    return "float64" if "float64" in dtypes else dtypes.pop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Leaves
+# ---------------------------------------------------------------------------------------------
+
+def const(value, dtype="float64", shape=()):
+    """A constant (a float, or for ``dtype='bool'`` a truth value), broadcast to ``shape``."""
+    if dtype == "bool":
+        value = 1.0 if value else 0.0
+    return make_node(Op.CONST, (), float(value), dtype, shape)
+
+
+def input_node(name, dtype="float64", shape=()):
+    """A named argument of a function."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"an input needs a non-empty string name, got {name!r}")
+    return make_node(Op.INPUT, (), name, dtype, shape)
+
+
+def _like(value, node):
+    return const(value, node.dtype if node.dtype != "bool" else "float64", node.shape)
+
+
+def _is_value(node, value):
+    return node.op is Op.CONST and node.attrs == value and node.dtype != "bool"
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise constructors
+# ---------------------------------------------------------------------------------------------
+
+def _fold(op, operands, dtype, shape):
+    # Lazy import: the reference interpreter imports this module.
+    from symgrad.eval import fold_constant
+    return const(fold_constant(op, [a.attrs for a in operands], dtype), dtype, shape)
+
+
+def _elementwise(op, *operands):
+    shape = broadcast_shapes(*(a.shape for a in operands), context=f"op {op.value!r}")
+    dtype = _float_dtype(operands, op)
+    if all(a.op is Op.CONST for a in operands):
+        return _fold(op, operands, dtype, shape)
+    operands = tuple(_retype_const(a, dtype) for a in operands)
+    return make_node(op, operands, None, dtype, shape)
+
+
+def _retype_const(node, dtype):
+    if node.op is Op.CONST and node.dtype != dtype and node.dtype != "bool":
+        return const(node.attrs, dtype, node.shape)
+    return node
+
+
+def neg(x):
+    if x.op is Op.NEG:
+        return x.args[0]
+    if x.op is Op.SUB:
+        return sub(x.args[1], x.args[0])
+    return _elementwise(Op.NEG, x)
+
+
+def add(a, b):
+    if _is_value(b, 0.0) and not a.is_const:
+        return _broadcast_like(a, b)
+    if _is_value(a, 0.0) and not b.is_const:
+        return _broadcast_like(b, a)
+    if b.op is Op.NEG:
+        return sub(a, b.args[0])
+    if a.op is Op.NEG:
+        return sub(b, a.args[0])
+    return _elementwise(Op.ADD, a, b)
+
+
+def sub(a, b):
+    if _is_value(b, 0.0) and not a.is_const:
+        return _broadcast_like(a, b)
+    if _is_value(a, 0.0) and not b.is_const:
+        return _broadcast_like(neg(b), a)
+    if b.op is Op.NEG:
+        return add(a, b.args[0])
+    return _elementwise(Op.SUB, a, b)
+
+
+def mul(a, b):
+    # Zero is a value: a product with an exact zero constant is zero (reverse mode relies on
+    # this to drop contributions symbolically).
+    for x, y in ((a, b), (b, a)):
+        if y.op is Op.CONST and not x.is_const:
+            if y.attrs == 1.0:
+                return _broadcast_like(x, y)
+            if y.attrs == 0.0:
+                return _broadcast_like(_like(0.0, x), y)
+            if y.attrs == -1.0:
+                return _broadcast_like(neg(x), y)
+    if a.op is Op.DIV and _is_value(a.args[0], 1.0):
+        return div(b, a.args[1])
+    if b.op is Op.DIV and _is_value(b.args[0], 1.0):
+        return div(a, b.args[1])
+    if a.op is Op.NEG and b.op is Op.NEG:
+        return mul(a.args[0], b.args[0])
+    # Constants go first, so that 2*x and x*2 are one node.
+    if b.is_const and not a.is_const:
+        a, b = b, a
+    return _elementwise(Op.MUL, a, b)
+
+
+def div(a, b):
+    if _is_value(b, 1.0) and not a.is_const:
+        return _broadcast_like(a, b)
+    if _is_value(a, 0.0) and not b.is_const:
+        return _broadcast_like(a, b)
+    return _elementwise(Op.DIV, a, b)
+
+
+def power(base, exponent):
+    if exponent.op is Op.CONST and not base.is_const:
+        if exponent.attrs == 1.0:
+            return _broadcast_like(base, exponent)
+        if exponent.attrs == 0.0:
+            return _broadcast_like(_like(1.0, base), exponent)
+        if exponent.attrs == -1.0:
+            return div(_like(1.0, base), base)
+        if exponent.attrs == 0.5:
+            return sqrt(base)
+    return _elementwise(Op.POW, base, exponent)
+
+
+def maximum(a, b):
+    if a is b:
+        return a
+    return _elementwise(Op.MAX, a, b)
+
+
+def minimum(a, b):
+    if a is b:
+        return a
+    return _elementwise(Op.MIN, a, b)
+
+
+def _unary(op):
+    def build(x):
+        return _elementwise(op, x)
+    build.__name__ = op.value
+    build.__doc__ = f"Elementwise {op.value}."
+    return build
+
+
+exp = _unary(Op.EXP)
+log = _unary(Op.LOG)
+sqrt = _unary(Op.SQRT)
+sin = _unary(Op.SIN)
+cos = _unary(Op.COS)
+tanh = _unary(Op.TANH)
+sign = _unary(Op.SIGN)
+
+
+def absolute(x):
+    if x.op in (Op.ABS, Op.EXP, Op.SQRT):
+        return x
+    return _elementwise(Op.ABS, x)
+
+
+def _broadcast_like(x, other):
+    """``x`` itself when its shape already covers ``other``'s; else a broadcasting no-op."""
+    shape = broadcast_shapes(x.shape, other.shape)
+    if shape == x.shape:
+        return x
+    if x.op is Op.CONST:
+        return const(x.attrs, x.dtype, shape)
+    # A zero broadcast to the larger shape keeps the result's shape right.
+    return _elementwise(Op.ADD, x, const(0.0, x.dtype, shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparisons, logic, selection
+# ---------------------------------------------------------------------------------------------
+
+def compare(op, a, b):
+    """A comparison ``a <op> b`` (op one of LT, LE, GT, GE, EQ, NE): a boolean node."""
+    if op not in COMPARISONS:
+        raise ValueError(f"{op!r} is not a comparison")
+    shape = broadcast_shapes(a.shape, b.shape, context=f"comparison {op.value!r}")
+    dtype = _float_dtype((a, b), op)
+    if a.is_const and b.is_const:
+        return const(_fold(op, (a, b), dtype, shape).attrs, "bool", shape)
+    a, b = _retype_const(a, dtype), _retype_const(b, dtype)
+    return make_node(op, (a, b), None, "bool", shape)
+
+
+def _check_bool(*nodes):
+    for node in nodes:
+        if node.dtype != "bool":
+            raise TypeError(f"logical operations take booleans, got {type_string(node)}")
+
+
+def logical_not(x):
+    _check_bool(x)
+    if x.is_const:
+        return const(not x.attrs, "bool", x.shape)
+    if x.op is Op.NOT:
+        return x.args[0]
+    return make_node(Op.NOT, (x,), None, "bool", x.shape)
+
+
+def logical_and(a, b):
+    _check_bool(a, b)
+    shape = broadcast_shapes(a.shape, b.shape, context="op 'and'")
+    for x, y in ((a, b), (b, a)):
+        if x.is_const:
+            return _broadcast_like_bool(y, shape) if x.attrs else const(False, "bool", shape)
+    if a is b:
+        return a
+    return make_node(Op.AND, (a, b), None, "bool", shape)
+
+
+def logical_or(a, b):
+    _check_bool(a, b)
+    shape = broadcast_shapes(a.shape, b.shape, context="op 'or'")
+    for x, y in ((a, b), (b, a)):
+        if x.is_const:
+            return const(True, "bool", shape) if x.attrs else _broadcast_like_bool(y, shape)
+    if a is b:
+        return a
+    return make_node(Op.OR, (a, b), None, "bool", shape)
+
+
+def _broadcast_like_bool(x, shape):
+    if x.shape == shape:
+        return x
+    return logical_and(x, const(True, "bool", shape)) if not x.is_const else \
+        const(bool(x.attrs), "bool", shape)
+
+
+def select(cond, if_true, if_false):
+    """``if_true`` where ``cond`` holds, ``if_false`` elsewhere (both are computed; the value
+    of the side not taken never reaches the result, not even as NaN)."""
+    _check_bool(cond)
+    shape = broadcast_shapes(cond.shape, if_true.shape, if_false.shape, context="op 'select'")
+    dtype = _float_dtype((if_true, if_false), Op.SELECT)
+    if cond.is_const:
+        chosen = if_true if cond.attrs else if_false
+        return _broadcast_like(_retype_const(chosen, dtype), const(0.0, dtype, shape))
+    if cond.op is Op.NOT:
+        return select(cond.args[0], if_false, if_true)
+    # A branch that selects on the same condition again only ever takes one of its sides.
+    if if_true.op is Op.SELECT and if_true.args[0] is cond:
+        return select(cond, if_true.args[1], if_false)
+    if if_false.op is Op.SELECT and if_false.args[0] is cond:
+        return select(cond, if_true, if_false.args[2])
+    if_true, if_false = _retype_const(if_true, dtype), _retype_const(if_false, dtype)
+    if if_true is if_false and if_true.shape == shape:
+        return if_true
+    return make_node(Op.SELECT, (cond, if_true, if_false), None, dtype, shape)
+
+
+# Constructors by op, for code that rebuilds nodes generically.
+BUILDERS = {
+    Op.NEG: neg, Op.ADD: add, Op.SUB: sub, Op.MUL: mul, Op.DIV: div, Op.POW: power,
+    Op.MAX: maximum, Op.MIN: minimum, Op.EXP: exp, Op.LOG: log, Op.SQRT: sqrt, Op.SIN: sin,
+    Op.COS: cos, Op.TANH: tanh, Op.ABS: absolute, Op.SIGN: sign,
+    Op.AND: logical_and, Op.OR: logical_or, Op.NOT: logical_not, Op.SELECT: select,
+    **{op: (lambda a, b, op=op: compare(op, a, b)) for op in COMPARISONS},
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Graph walks and functions
+# ---------------------------------------------------------------------------------------------
+
+def toposort(roots):
+    """All nodes reachable from ``roots``, operands before users, in a deterministic order.
+
+    Iterative depth-first post-order: deep graphs never hit Python's recursion limit.
+    """
+    order = []
+    seen = set()
+    for root in roots:
+        if id(root) in seen:
+            continue
+        stack = [(root, 0)]
+        seen.add(id(root))
+        while stack:
+            node, next_arg = stack[-1]
+            if next_arg < len(node.args):
+                stack[-1] = (node, next_arg + 1)
+                child = node.args[next_arg]
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    stack.append((child, 0))
+            else:
+                stack.pop()
+                order.append(node)
+    return order
+
+
+class Function:
+    """A pure function of named inputs: ``outputs = f(*inputs)`` over the IR.
+
+    Parameters
+    ----------
+    inputs : sequence of Node
+        INPUT nodes, in argument order; names must be distinct.
+    outputs : sequence of Node
+        The result nodes.
+    output_names : sequence of str, optional
+        Display names of the outputs (default ``out0, out1, ...``).
+    """
+
+    def __init__(self, inputs, outputs, output_names=None):
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(outputs)
+        names = [node.attrs for node in self.inputs]
+        for node in self.inputs:
+            if node.op is not Op.INPUT:
+                raise ValueError(f"function inputs must be INPUT nodes, got {node!r}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"function inputs have repeated names: {names}")
+        if output_names is None:
+            output_names = [f"out{i}" for i in range(len(self.outputs))]
+        self.output_names = tuple(output_names)
+        if len(self.output_names) != len(self.outputs):
+            raise ValueError("one output name per output is needed")
+        self.nodes = toposort(self.outputs)
+        declared = set(map(id, self.inputs))
+        for node in self.nodes:
+            if node.op is Op.INPUT and id(node) not in declared:
+                raise ValueError(f"input {node.attrs!r} is used but is not an argument of the "
+                                 f"function; arguments are {names}")
+
+    @property
+    def input_names(self):
+        return tuple(node.attrs for node in self.inputs)
+
+    def __repr__(self):
+        from symgrad.printing import function_to_text
+        return function_to_text(self)
+
+    def with_dtype(self, dtype):
+        """The same function computing in another float dtype (constants are re-rounded)."""
+        if dtype not in FLOAT_DTYPES:
+            raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
+        rebuilt = {}
+        for node in self.nodes:
+            rebuilt[id(node)] = _rebuild(node, [rebuilt[id(a)] for a in node.args], dtype)
+        inputs = [input_node(n.attrs, dtype, n.shape) if n.dtype != "bool" else n
+                  for n in self.inputs]
+        return Function(inputs, [rebuilt[id(o)] for o in self.outputs], self.output_names)
+
+    def count_nodes(self):
+        """Number of distinct non-leaf operations."""
+        return sum(1 for node in self.nodes if node.op not in (Op.CONST, Op.INPUT))
+
+
+def _rebuild(node, args, dtype):
+    if node.op is Op.CONST:
+        return const(node.attrs, node.dtype if node.dtype == "bool" else dtype, node.shape)
+    if node.op is Op.INPUT:
+        return input_node(node.attrs, node.dtype if node.dtype == "bool" else dtype, node.shape)
+    return BUILDERS[node.op](*args)
+
+
+def is_boolean_op(op):
+    return op in BOOLEAN_RESULT

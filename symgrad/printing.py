@@ -1,0 +1,192 @@
+"""Printers: IR as readable text (jaxpr-like), as SymPy expressions, and as DOT for drawing."""
+
+from fractions import Fraction
+import math
+
+import sympy
+
+from symgrad.ir import format_constant, toposort, type_string
+from symgrad.ops import Op
+
+# ---------------------------------------------------------------------------------------------
+# IR -> text
+# ---------------------------------------------------------------------------------------------
+
+
+def _operand_text(node, names):
+    if node.op is Op.CONST:
+        if node.dtype == "bool":
+            return "true" if node.attrs else "false"
+        return format_constant(node.attrs)
+    return names[id(node)]
+
+
+def function_to_text(function, title="lambda"):
+    """The function as text, one operation a line, in evaluation order.
+
+    Every operation is computed once and named once (``%0``, ``%1``, ...); shared
+    subexpressions, such as forward values reused by the backward pass, are referred to by
+    name wherever they are used.
+    """
+    names = {id(node): node.attrs for node in function.inputs}
+    params = ", ".join(f"{node.attrs}: {type_string(node)}" for node in function.inputs)
+    lines = [f"{title}({params}) -> ({', '.join(function.output_names)})"]
+    counter = 0
+    for node in function.nodes:
+        if node.op in (Op.CONST, Op.INPUT):
+            continue
+        name = f"%{counter}"
+        counter += 1
+        names[id(node)] = name
+        operands = " ".join(_operand_text(a, names) for a in node.args)
+        lines.append(f"  {name}: {type_string(node)} = {node.op.value} {operands}")
+    results = ", ".join(f"{label} = {_operand_text(out, names)}"
+                        for label, out in zip(function.output_names, function.outputs))
+    lines.append(f"  return {results}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# IR -> SymPy
+# ---------------------------------------------------------------------------------------------
+
+def sympy_constant(value):
+    """A float as the simplest exact SymPy number that rounds to it (1/2 for 0.5), else a
+    Float carrying every digit."""
+    if math.isnan(value):
+        return sympy.nan
+    if math.isinf(value):
+        return sympy.oo if value > 0 else -sympy.oo
+    if value == int(value) and abs(value) < 2 ** 53:
+        return sympy.Integer(int(value))
+    fraction = Fraction(value).limit_denominator(1000)
+    if float(fraction) == value:
+        return sympy.Rational(fraction.numerator, fraction.denominator)
+    return sympy.Float(repr(value), 17)
+
+
+_SYMPY_UNARY = {
+    Op.EXP: sympy.exp, Op.LOG: sympy.log, Op.SQRT: sympy.sqrt, Op.SIN: sympy.sin,
+    Op.COS: sympy.cos, Op.TANH: sympy.tanh, Op.ABS: sympy.Abs, Op.SIGN: sympy.sign,
+    Op.NEG: lambda x: -x, Op.NOT: sympy.Not,
+}
+_SYMPY_BINARY = {
+    Op.SUB: lambda a, b: a - b, Op.DIV: lambda a, b: a / b, Op.POW: lambda a, b: a ** b,
+    Op.MAX: sympy.Max, Op.MIN: sympy.Min,
+    Op.LT: sympy.Lt, Op.LE: sympy.Le, Op.GT: sympy.Gt, Op.GE: sympy.Ge,
+    Op.EQ: lambda a, b: sympy.Eq(a, b, evaluate=False),
+    Op.NE: lambda a, b: sympy.Ne(a, b, evaluate=False),
+    Op.AND: sympy.And, Op.OR: sympy.Or,
+}
+_FLATTENED = {Op.ADD: sympy.Add, Op.MUL: sympy.Mul}
+
+
+def _flat_operands(node):
+    """Operands of a chain of the same associative op (ADD or MUL), flattened iteratively."""
+    operands = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if current.op is node.op:
+            stack.extend(reversed(current.args))
+        else:
+            operands.append(current)
+    return operands
+
+
+def _select_pieces(node):
+    """select(c1, a, select(c2, b, d)) -> [(a, c1), (b, c2), (d, True)]."""
+    pieces = []
+    while node.op is Op.SELECT:
+        pieces.append((node.args[1], node.args[0]))
+        node = node.args[2]
+    pieces.append((node, None))
+    return pieces
+
+
+def _display_children(node):
+    if node.op in _FLATTENED:
+        return _flat_operands(node)
+    if node.op is Op.SELECT:
+        children = []
+        for value, cond in _select_pieces(node):
+            children.append(value)
+            if cond is not None:
+                children.append(cond)
+        return children
+    return list(node.args)
+
+
+def to_sympy(nodes, symbols):
+    """SymPy expressions for IR nodes.
+
+    Parameters
+    ----------
+    nodes : sequence of Node
+    symbols : dict
+        Maps input names to SymPy symbols.
+
+    Returns
+    -------
+    list of sympy.Expr
+    """
+    memo = {}
+
+    def convert(node):
+        if node.op is Op.CONST:
+            if node.dtype == "bool":
+                return sympy.true if node.attrs else sympy.false
+            return sympy_constant(node.attrs)
+        if node.op is Op.INPUT:
+            return symbols[node.attrs]
+        if node.op in _FLATTENED:
+            return _FLATTENED[node.op](*[memo[id(a)] for a in _flat_operands(node)])
+        if node.op is Op.SELECT:
+            pieces = [(memo[id(value)], True if cond is None else memo[id(cond)])
+                      for value, cond in _select_pieces(node)]
+            return sympy.Piecewise(*pieces)
+        args = [memo[id(a)] for a in node.args]
+        if node.op in _SYMPY_UNARY:
+            return _SYMPY_UNARY[node.op](*args)
+        return _SYMPY_BINARY[node.op](*args)
+
+    for root in nodes:
+        stack = [root]
+        while stack:
+            node = stack[-1]
+            if id(node) in memo:
+                stack.pop()
+                continue
+            pending = [c for c in _display_children(node) if id(c) not in memo]
+            if pending:
+                stack.extend(reversed(pending))
+                continue
+            stack.pop()
+            memo[id(node)] = convert(node)
+    return [memo[id(node)] for node in nodes]
+
+
+# ---------------------------------------------------------------------------------------------
+# IR -> DOT
+# ---------------------------------------------------------------------------------------------
+
+def function_to_dot(function):
+    """The function's graph in Graphviz DOT: one box per operation, edges from operands."""
+    lines = ["digraph symgrad {", "  rankdir=BT;", '  node [fontname="monospace"];']
+    ids = {}
+    for index, node in enumerate(toposort(function.outputs)):
+        ids[id(node)] = f"n{index}"
+        if node.op is Op.CONST:
+            label, shape = format_constant(node.attrs), "plaintext"
+        elif node.op is Op.INPUT:
+            label, shape = node.attrs, "ellipse"
+        else:
+            label, shape = node.op.value, "box"
+        lines.append(f'  n{index} [label="{label}\\n{type_string(node)}", shape={shape}];')
+        for position, arg in enumerate(node.args):
+            lines.append(f'  {ids[id(arg)]} -> n{index} [label="{position}"];')
+    for name, out in zip(function.output_names, function.outputs):
+        lines.append(f'  "{name}" [shape=doubleoctagon];')
+        lines.append(f'  {ids[id(out)]} -> "{name}";')
+    lines.append("}")
+    return "\n".join(lines)

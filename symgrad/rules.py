@@ -1,0 +1,80 @@
+"""Vector-Jacobian product rules: one line per differentiable op.
+
+A rule has one signature, ``rule(ct, out, *operands)``: ``ct`` is the cotangent arriving at the
+node, ``out`` the node itself (its forward value, reused where it helps: ``exp`` gives
+``ct * out``) and ``operands`` its operands.  It returns one cotangent contribution per operand,
+built from IR nodes, or ``None`` where the contribution is zero.
+
+Kink conventions (documented in the README):
+
+* ``max(x, c)`` / ``min(x, c)`` with a constant ``c`` (ReLU and its kin): derivative 0 at the
+  kink, as ``torch.relu`` and ``jax.nn.relu`` give.  Between two non-constant operands a tie
+  splits the cotangent equally, as ``torch.maximum`` and ``jnp.maximum`` do.
+* ``abs``: ``sign(x)``, so 0 at 0.  ``sign`` and the Heaviside step: derivative 0 everywhere
+  (the Dirac delta at 0 is not represented).
+* ``x ** y`` with respect to ``y`` at ``x == 0``: 0 (the limit from the side where it exists).
+"""
+
+from symgrad import ir
+from symgrad.ops import BOOLEAN_RESULT, Op
+
+
+def _half(ct):
+    return ir.mul(ir.const(0.5, ct.dtype), ct)
+
+
+def _max_rule(ct, out, a, b, greater=Op.GT):
+    zero = ir.const(0.0, ct.dtype)
+    if b.is_const:
+        return ir.select(ir.compare(greater, a, b), ct, zero), None
+    if a.is_const:
+        return None, ir.select(ir.compare(greater, b, a), ct, zero)
+    tie = ir.select(ir.compare(Op.EQ, a, b), _half(ct), zero)
+    return (ir.select(ir.compare(greater, a, b), ct, tie),
+            ir.select(ir.compare(greater, b, a), ct, tie))
+
+
+def _min_rule(ct, out, a, b):
+    return _max_rule(ct, out, a, b, greater=Op.LT)
+
+
+def _pow_rule(ct, out, base, exponent):
+    one = ir.const(1.0, ct.dtype)
+    d_base = ir.mul(ct, ir.mul(exponent, ir.power(base, ir.sub(exponent, one))))
+    if exponent.is_const:
+        return d_base, None
+    safe_base = ir.select(ir.compare(Op.EQ, base, ir.const(0.0, base.dtype)), one, base)
+    return d_base, ir.mul(ct, ir.mul(out, ir.log(safe_base)))
+
+
+def _select_rule(ct, out, cond, if_true, if_false):
+    zero = ir.const(0.0, ct.dtype)
+    return None, ir.select(cond, ct, zero), ir.select(cond, zero, ct)
+
+
+VJP_RULES = {
+    Op.NEG:    lambda ct, out, x: (ir.neg(ct),),
+    Op.ADD:    lambda ct, out, a, b: (ct, ct),
+    Op.SUB:    lambda ct, out, a, b: (ct, ir.neg(ct)),
+    Op.MUL:    lambda ct, out, a, b: (ir.mul(ct, b), ir.mul(ct, a)),
+    Op.DIV:    lambda ct, out, a, b: (ir.div(ct, b), ir.neg(ir.div(ir.mul(ct, out), b))),
+    Op.POW:    _pow_rule,
+    Op.MAX:    _max_rule,
+    Op.MIN:    _min_rule,
+    Op.EXP:    lambda ct, out, x: (ir.mul(ct, out),),
+    Op.LOG:    lambda ct, out, x: (ir.div(ct, x),),
+    Op.SQRT:   lambda ct, out, x: (ir.div(ct, ir.mul(ir.const(2.0, out.dtype), out)),),
+    Op.SIN:    lambda ct, out, x: (ir.mul(ct, ir.cos(x)),),
+    Op.COS:    lambda ct, out, x: (ir.neg(ir.mul(ct, ir.sin(x))),),
+    Op.TANH:   lambda ct, out, x: (ir.mul(ct, ir.sub(ir.const(1.0, out.dtype), ir.mul(out, out))),),
+    Op.ABS:    lambda ct, out, x: (ir.mul(ct, ir.sign(x)),),
+    Op.SIGN:   lambda ct, out, x: (None,),
+    Op.SELECT: _select_rule,
+}
+
+# Ops through which no gradient flows, because their results are booleans.
+NON_DIFFERENTIABLE = BOOLEAN_RESULT
+
+# Ops whose rules only pass the cotangent on (negated or selected): an exact zero cotangent
+# stays an exact zero, so they need no guard against 0 * inf inside an untaken branch.
+PASS_THROUGH = frozenset({Op.NEG, Op.ADD, Op.SUB, Op.SELECT})
