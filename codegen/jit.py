@@ -7,18 +7,35 @@ import llvmlite.binding as llvm
 
 
 @functools.lru_cache(maxsize=None)
-def host_target_machine(opt_level=3):
-    """A TargetMachine for this process's CPU and its features (AVX2, AVX-512, ...)."""
+def _host_description():
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    target = llvm.Target.from_triple(llvm.get_process_triple())
-    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
-                                        features=llvm.get_host_cpu_features().flatten(),
-                                        opt=opt_level, jit=True)
+    return (llvm.get_process_triple(), llvm.get_host_cpu_name(),
+            llvm.get_host_cpu_features().flatten())
+
+
+def host_target_machine(opt_level=3):
+    """A new TargetMachine for this process's CPU and its features (AVX2, AVX-512, ...).
+
+    A new one each time: an MCJIT engine takes ownership of its target machine and frees it
+    with the engine, so machines are never shared between engines.
+    """
+    triple, cpu, features = _host_description()
+    target = llvm.Target.from_triple(triple)
+    return target.create_target_machine(cpu=cpu, features=features, opt=opt_level, jit=True)
 
 
 class CompiledModule:
     """Native code for one LLVM module; owns the execution engine that keeps it alive.
+
+    Parameters
+    ----------
+    module : llvmlite.ir.Module
+    opt_level : int
+        Level of the LLVM IR optimisation pipeline (0-3).
+    codegen_opt_level : int, optional
+        Level of native code generation (default ``opt_level``); 0 selects the fast register
+        allocator, which keeps very large kernels compiling in linear time.
 
     Attributes
     ----------
@@ -30,8 +47,10 @@ class CompiledModule:
         The host assembly.
     """
 
-    def __init__(self, module, opt_level=3):
-        machine = host_target_machine(opt_level)
+    def __init__(self, module, opt_level=3, codegen_opt_level=None):
+        if codegen_opt_level is None:
+            codegen_opt_level = opt_level
+        machine = host_target_machine(codegen_opt_level)
         module.triple = machine.triple
         module.data_layout = str(machine.target_data)
         self.llvm_ir = str(module)
@@ -41,9 +60,18 @@ class CompiledModule:
         passes = llvm.create_pass_builder(machine, tuning)
         passes.getModulePassManager().run(parsed, passes)
         self.optimized_llvm_ir = str(parsed)
-        self.asm = machine.emit_assembly(parsed)
+        self._codegen_opt_level = codegen_opt_level
+        self._asm = None
         self._engine = llvm.create_mcjit_compiler(parsed, machine)
         self._engine.finalize_object()
+
+    @property
+    def asm(self):
+        # Emitted on demand: assembly text costs as much as the native code itself.
+        if self._asm is None:
+            machine = host_target_machine(self._codegen_opt_level)
+            self._asm = machine.emit_assembly(llvm.parse_assembly(self.optimized_llvm_ir))
+        return self._asm
 
     def address(self, name):
         """The native address of the function ``name``."""

@@ -5,7 +5,7 @@ import ctypes
 import numpy as np
 
 from codegen.jit import CompiledModule
-from codegen.lower import lower_function
+from codegen.lower import is_large, lower_function
 from symgrad.printing import function_to_text
 
 _ENTRY_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
@@ -18,7 +18,8 @@ class _Variant:
 
     def __init__(self, function, name):
         self.function = function
-        self.compiled = CompiledModule(lower_function(function, name))
+        self.compiled = CompiledModule(lower_function(function, name),
+                                       codegen_opt_level=0 if is_large(function) else 3)
         self.entry = _ENTRY_SIGNATURE(self.compiled.address(name))
 
 

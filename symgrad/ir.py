@@ -106,6 +106,9 @@ def broadcast_shapes(*shapes, context="elementwise operation"):
 
     Raises :class:`ShapeError` naming every shape when they do not broadcast.
     """
+    first = shapes[0]
+    if all(shape == first for shape in shapes):
+        return tuple(first)
     rank = max((len(s) for s in shapes), default=0)
     result = []
     for axis in range(rank):
@@ -128,6 +131,9 @@ def broadcast_shapes(*shapes, context="elementwise operation"):
 
 
 def _float_dtype(operands, op):
+    first = operands[0].dtype
+    if first != "bool" and all(a.dtype == first for a in operands):
+        return first
     dtypes = {a.dtype for a in operands}
     if "bool" in dtypes:
         raise TypeError(f"op {op.value!r} takes numbers, got a boolean operand")
@@ -479,6 +485,8 @@ class Function:
         """The same function computing in another float dtype (constants are re-rounded)."""
         if dtype not in FLOAT_DTYPES:
             raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
+        if all(node.dtype in (dtype, "bool") for node in self.nodes):
+            return self
         rebuilt = {}
         for node in self.nodes:
             rebuilt[id(node)] = _rebuild(node, [rebuilt[id(a)] for a in node.args], dtype)
