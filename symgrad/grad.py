@@ -5,15 +5,17 @@ vector-Jacobian rule (:data:`symgrad.rules.VJP_RULES`) and sums the contribution
 node from all its users: the chain rule and the Jacobian sum rule.  The result is again IR, so
 the gradient graph shares every forward value it needs with the forward graph.
 
-Branches: a contribution that flows through the ``if_true`` side of ``select(c, a, b)`` is
-*guarded* by ``c``.  Inside a guarded region every rule's output is wrapped in
-``select(guard, contribution, 0)``, so a zero cotangent times an infinite local derivative in
-the side not taken (``0 * (1/0)``) can never turn into NaN.
+Branches: a contribution that flows into the ``if_true`` side of ``select(c, a, b)`` is
+*guarded* by ``c`` (the ``if_false`` side by ``not c``; nested branches by the conjunction).
+Values computed under a guard are meaningful only where it holds (elsewhere they may be NaN:
+``log`` or ``1/x`` at 0, ``sqrt`` of a negative number); they are masked with
+``select(guard, value, 0)`` where they meet contributions under another guard and where they
+reach a differentiation target, so the side not taken contributes exactly 0.
 """
 
 from symgrad import ir
 from symgrad.ops import Op
-from symgrad.rules import NON_DIFFERENTIABLE, PASS_THROUGH, VJP_RULES
+from symgrad.rules import NON_DIFFERENTIABLE, VJP_RULES
 
 
 def _pairwise_sum(terms):
@@ -31,10 +33,23 @@ def _and_guard(guard, cond):
     return cond if guard is None else ir.logical_and(guard, cond)
 
 
-def _guarded(guard, value):
-    if guard is None or value is None:
+def _masked(guard, value):
+    """``value`` where ``guard`` holds, exactly 0 elsewhere."""
+    if guard is None:
         return value
     return ir.select(guard, value, ir.const(0.0, value.dtype))
+
+
+def _total(incoming):
+    """Sum of the contributions ``(value, guard)`` reaching a node, and the guard of the sum.
+
+    Contributions that all carry one guard keep it, unmasked; otherwise each is masked by its
+    own guard before the sum, which is then unconditional.
+    """
+    guards = {id(guard): guard for _, guard in incoming}
+    if len(guards) == 1:
+        return _pairwise_sum(value for value, _ in incoming), incoming[0][1]
+    return _pairwise_sum(_masked(guard, value) for value, guard in incoming), None
 
 
 def vjp(output, wrt, cotangent=None):
@@ -75,13 +90,10 @@ def vjp(output, wrt, cotangent=None):
         incoming = contributions.pop(id(node), None)
         if not incoming or id(node) not in needs:
             continue
-        guards = {id(g): g for _, g in incoming}
-        guard = incoming[0][1] if len(guards) == 1 else None
-        ct = _pairwise_sum(value for value, _ in incoming)
-        if node.op in (Op.INPUT, Op.CONST):
-            totals[id(node)] = ct
-            continue
-        if node.op in NON_DIFFERENTIABLE:
+        ct, guard = _total(incoming)
+        if id(node) in targets:
+            totals[id(node)] = _masked(guard, ct)
+        if node.op in (Op.INPUT, Op.CONST) or node.op in NON_DIFFERENTIABLE:
             continue
         outputs = VJP_RULES[node.op](ct, node, *node.args)
         for index, (operand, value) in enumerate(zip(node.args, outputs)):
@@ -90,14 +102,8 @@ def vjp(output, wrt, cotangent=None):
             operand_guard = guard
             if node.op is Op.SELECT:
                 cond = node.args[0]
-                branch = cond if index == 1 else ir.logical_not(cond)
-                operand_guard = _and_guard(guard, branch)
-            elif node.op not in PASS_THROUGH:
-                value = _guarded(guard, value)
+                operand_guard = _and_guard(guard, cond if index == 1 else ir.logical_not(cond))
             contributions.setdefault(id(operand), []).append((value, operand_guard))
-        # Also record totals for interior nodes that are differentiation targets.
-        if id(node) in targets:
-            totals[id(node)] = ct
     return [totals.get(id(w), ir.const(0.0, w.dtype if w.dtype != "bool" else "float64",
                                        w.shape)) for w in wrt]
 

@@ -205,7 +205,17 @@ def neg(x):
     return _elementwise(Op.NEG, x)
 
 
+def _merge_selects(combine, a, b):
+    """select(c, p, q) (op) select(c, r, s) -> select(c, p (op) r, q (op) s), else None."""
+    if a.op is Op.SELECT and b.op is Op.SELECT and a.args[0] is b.args[0]:
+        return select(a.args[0], combine(a.args[1], b.args[1]), combine(a.args[2], b.args[2]))
+    return None
+
+
 def add(a, b):
+    merged = _merge_selects(add, a, b)
+    if merged is not None:
+        return merged
     if _is_value(b, 0.0) and not a.is_const:
         return _broadcast_like(a, b)
     if _is_value(a, 0.0) and not b.is_const:
@@ -218,6 +228,9 @@ def add(a, b):
 
 
 def sub(a, b):
+    merged = _merge_selects(sub, a, b)
+    if merged is not None:
+        return merged
     if _is_value(b, 0.0) and not a.is_const:
         return _broadcast_like(a, b)
     if _is_value(a, 0.0) and not b.is_const:

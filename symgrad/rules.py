@@ -12,7 +12,10 @@ Kink conventions (documented in the README):
   splits the cotangent equally, as ``torch.maximum`` and ``jnp.maximum`` do.
 * ``abs``: ``sign(x)``, so 0 at 0.  ``sign`` and the Heaviside step: derivative 0 everywhere
   (the Dirac delta at 0 is not represented).
-* ``x ** y`` with respect to ``y`` at ``x == 0``: 0 (the limit from the side where it exists).
+* ``x ** y`` with respect to ``y`` at ``x == 0``: 0 (the limit from the side where it exists);
+  with respect to ``x`` where ``y == 0``: 0 (``x ** 0`` is constant), as JAX does.
+* ``select(c, a, b)`` (``Piecewise``): the derivative of the branch taken; the branch not
+  taken contributes exactly 0, never NaN (see :mod:`symgrad.grad`).
 """
 
 from symgrad import ir
@@ -40,16 +43,21 @@ def _min_rule(ct, out, a, b):
 
 def _pow_rule(ct, out, base, exponent):
     one = ir.const(1.0, ct.dtype)
-    d_base = ir.mul(ct, ir.mul(exponent, ir.power(base, ir.sub(exponent, one))))
+    zero = ir.const(0.0, ct.dtype)
+    slope = ir.mul(exponent, ir.power(base, ir.sub(exponent, one)))
     if exponent.is_const:
-        return d_base, None
-    safe_base = ir.select(ir.compare(Op.EQ, base, ir.const(0.0, base.dtype)), one, base)
-    return d_base, ir.mul(ct, ir.mul(out, ir.log(safe_base)))
+        return ir.mul(ct, slope), None
+    # y * x**(y-1) is 0 * inf at x == 0, y == 0; x**0 is constant in x, so its slope is 0.
+    slope = ir.select(ir.compare(Op.EQ, exponent, zero), zero, slope)
+    safe_base = ir.select(ir.compare(Op.EQ, base, zero), one, base)
+    return ir.mul(ct, slope), ir.mul(ct, ir.mul(out, ir.log(safe_base)))
 
 
 def _select_rule(ct, out, cond, if_true, if_false):
-    zero = ir.const(0.0, ct.dtype)
-    return None, ir.select(cond, ct, zero), ir.select(cond, zero, ct)
+    # The cotangent goes to both branches unmasked: reverse mode records cond (or not cond)
+    # as the guard of each branch and applies it (symgrad.grad), so that the masking also
+    # covers every 0 * inf further down the branch.
+    return None, ct, ct
 
 
 VJP_RULES = {
@@ -74,7 +82,3 @@ VJP_RULES = {
 
 # Ops through which no gradient flows, because their results are booleans.
 NON_DIFFERENTIABLE = BOOLEAN_RESULT
-
-# Ops whose rules only pass the cotangent on (negated or selected): an exact zero cotangent
-# stays an exact zero, so they need no guard against 0 * inf inside an untaken branch.
-PASS_THROUGH = frozenset({Op.NEG, Op.ADD, Op.SUB, Op.SELECT})
