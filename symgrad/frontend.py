@@ -87,7 +87,8 @@ def _translate_one(expr, args, symbols, dtype):
         return symbols[expr]
     if expr in (sympy.true, sympy.false):
         return ir.const(bool(expr), "bool")
-    if expr.is_Number or isinstance(expr, sympy.NumberSymbol) or expr in (sympy.oo, -sympy.oo):
+    if (expr.is_Number or isinstance(expr, sympy.NumberSymbol)
+            or expr in (sympy.oo, -sympy.oo, sympy.zoo)):
         return _number(expr, dtype)
     if expr is sympy.I or isinstance(expr, sympy.core.numbers.ImaginaryUnit):
         raise UnsupportedExpressionError(

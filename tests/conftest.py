@@ -1,0 +1,15 @@
+import os
+import pathlib
+
+import hypothesis
+
+import codegen
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# An unrelated distribution named "codegen" exists; these tests must exercise ours.
+assert pathlib.Path(codegen.__file__).resolve().parent == ROOT / "codegen", codegen.__file__
+
+hypothesis.settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+hypothesis.settings.register_profile("dev", deadline=None)
+hypothesis.settings.load_profile("ci" if os.environ.get("CI") else "dev")

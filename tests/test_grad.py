@@ -1,0 +1,186 @@
+"""Reverse mode: per-op rules against finite differences (IR and reference interpreter only),
+symbolic gradients against sympy.diff, kink conventions and branches."""
+
+import math
+
+import numpy as np
+import pytest
+import sympy
+
+import symgrad as sg
+from symgrad import ir
+from symgrad.eval import evaluate
+from symgrad.grad import value_and_grad, vjp
+from symgrad.ops import Op
+from symgrad.rules import VJP_RULES
+
+x, y = sg.symbols("x y")
+
+# ---------------------------------------------------------------------------------------------
+# Per-op specs: every rule of VJP_RULES against central differences of the reference
+# interpreter, at points away from kinks and from domain edges.
+# ---------------------------------------------------------------------------------------------
+
+A = np.array([0.3, 1.7, 2.2, 0.9, 3.1])
+B = np.array([1.1, 0.6, 2.9, 0.45, 1.3])
+
+
+def _builders(a, b):
+    cond = ir.compare(Op.GT, a, b)
+    return {
+        Op.NEG: ir.neg(a), Op.ADD: ir.add(a, b), Op.SUB: ir.sub(a, b), Op.MUL: ir.mul(a, b),
+        Op.DIV: ir.div(a, b), Op.POW: ir.power(a, b), Op.MAX: ir.maximum(a, b),
+        Op.MIN: ir.minimum(a, b), Op.EXP: ir.exp(a), Op.LOG: ir.log(a), Op.SQRT: ir.sqrt(a),
+        Op.SIN: ir.sin(a), Op.COS: ir.cos(a), Op.TANH: ir.tanh(a),
+        Op.ABS: ir.absolute(ir.sub(a, ir.const(1.0))), Op.SIGN: ir.sign(ir.sub(a, b)),
+        Op.SELECT: ir.select(cond, ir.mul(a, a), ir.sin(b)),
+    }
+
+
+@pytest.mark.parametrize("op", list(VJP_RULES), ids=lambda op: op.value)
+def test_rule_against_central_differences(op):
+    a, b = ir.input_node("a"), ir.input_node("b")
+    out = _builders(a, b)[op]
+    assert op in {n.op for n in ir.toposort([out])}
+    fused = value_and_grad(ir.Function([a, b], [out], ["f"]), ["a", "b"])
+    _, grad_a, grad_b = evaluate(fused, A, B)
+    eps = 1e-6
+    for position, analytic in ((0, grad_a), (1, grad_b)):
+        up = [A, B]
+        down = [A, B]
+        up[position] = up[position] + eps
+        down[position] = down[position] - eps
+        numeric = (evaluate(fused, *up)[0] - evaluate(fused, *down)[0]) / (2 * eps)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Symbolic gradients against sympy.diff
+# ---------------------------------------------------------------------------------------------
+
+def test_worked_example_of_the_lecture():
+    f = x**2 + x * y + (x + y)**2
+    assert sg.grad(f, [x, y]) == [4 * x + 3 * y, 3 * x + 2 * y]
+    assert sg.grad(f, x) == 4 * x + 3 * y
+
+
+SMOOTH = [
+    x**2 + x * y + (x + y)**2, x * sympy.exp(-x * y), sympy.log(1 + x**2) / (1 + y**2),
+    sympy.sqrt(x**2 + y**2), sympy.sin(x) * sympy.cos(y) - sympy.tanh(x * y),
+    x**y, (x + 2)**sympy.Rational(5, 2), 1 / (x - 3 * y), sympy.exp(sympy.sin(x * y)) ** 2,
+    sympy.tanh(sympy.tanh(sympy.tanh(x + y))), sympy.Abs(x - y) * y, sympy.Max(x, y**2),
+    sympy.Min(x, 0) + sympy.Max(y, 0), sympy.Heaviside(x - 1) * y,
+    sympy.Piecewise((x**2, x > y), (sympy.sin(y), True)),
+    sympy.Piecewise((sympy.log(x), x > 1), (x - 1, True)) * y,
+]
+
+
+@pytest.mark.parametrize("expr", SMOOTH, ids=str)
+def test_gradient_equals_sympy_diff_away_from_kinks(expr):
+    gradient = sg.grad(expr, [x, y])
+    for a, b in [(0.7, 1.3), (2.5, 0.4), (1.9, -0.8), (0.35, 2.6)]:
+        point = {x: a, y: b}
+        for ours, symbol in zip(gradient, (x, y)):
+            expected = sympy.diff(expr, symbol).subs(point).evalf(30)
+            got = ours.subs(point).evalf(30)
+            assert not got.has(sympy.DiracDelta, sympy.Heaviside)
+            if expected.is_real is False or expected.has(sympy.zoo, sympy.nan):
+                continue
+            assert float(got) == pytest.approx(float(expected), rel=1e-12, abs=1e-14)
+
+
+def test_symbol_not_in_expression_gets_zero():
+    z = sg.symbols("z")
+    assert sg.grad(x * y, [x, z]) == [y, 0]
+
+
+def test_gradients_never_hold_dirac_delta_or_heaviside():
+    for expr in [sympy.Heaviside(x), sympy.Max(x, 0), sympy.Abs(x), sympy.sign(x),
+                 sympy.Piecewise((x, x > 0), (0, True)) * sympy.Heaviside(x - 2)]:
+        for derivative in sg.grad(expr, [x]):
+            assert not derivative.has(sympy.DiracDelta, sympy.Heaviside)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kinks: one convention, as torch.relu and jax.nn.relu (0 at 0 for ReLU-like and steps)
+# ---------------------------------------------------------------------------------------------
+
+def _grad_at(expr, wrt, point):
+    k = sg.compile(expr, wrt=wrt)
+    return k(*point)[1]
+
+
+@pytest.mark.parametrize("expr, expected", [
+    (sympy.Max(x, 0), 0.0), (sympy.Max(0, x), 0.0), (sympy.Min(x, 0), 0.0),
+    (sympy.Abs(x), 0.0), (sympy.Heaviside(x), 0.0), (sympy.Heaviside(x, 1), 0.0),
+    (sympy.sign(x), 0.0), (sympy.Piecewise((x, x > 0), (0, True)), 0.0),
+])
+def test_derivative_at_the_kink_is_zero(expr, expected):
+    (gradient,) = _grad_at(expr, [x], (0.0,))
+    assert gradient == expected
+    (gradient,) = _grad_at(expr, [x], (np.array([0.0, -0.0]),))
+    assert gradient.tolist() == [expected, expected]
+
+
+def test_max_of_two_variables_splits_ties_like_torch_maximum():
+    assert _grad_at(sympy.Max(x, y), [x, y], (1.0, 1.0)) == (0.5, 0.5)
+    assert _grad_at(sympy.Max(x, y), [x, y], (2.0, 1.0)) == (1.0, 0.0)
+    assert _grad_at(sympy.Min(x, y), [x, y], (2.0, 1.0)) == (0.0, 1.0)
+
+
+def test_untaken_branch_never_leaks_nan_or_inf():
+    cases = [
+        sympy.Piecewise((sympy.log(x), x > 0), (0, True)),
+        sympy.Piecewise((1 / x, x > 0), (x**2, True)),
+        sympy.Piecewise((sympy.sqrt(x), x > 0), (-x, True)),
+        sympy.Piecewise((sympy.sqrt(-x), x < 0), (sympy.log(x + 1), True)),
+        sympy.Piecewise((sympy.exp(1000 * x), x < 0), (x, True)),
+        sympy.Piecewise((sympy.Piecewise((sympy.log(x), x > 1), (1 / (x - 0.5), True)), x > 0.5),
+                        (x**3, True)),
+    ]
+    points = np.array([-2.0, -1.0, -0.0, 0.0, 0.5, 1.0, 1.5, 3.0])
+    for expr in cases:
+        k = sg.compile(expr, wrt=[x])
+        value, (gradient,) = k(points)
+        assert np.all(np.isfinite(value)), expr
+        assert np.all(np.isfinite(gradient)), (expr, gradient)
+        expected = [float(sympy.diff(expr, x).subs(x, p)) if p not in (0.0, 0.5, 1.0) else g
+                    for p, g in zip(points, gradient)]
+        np.testing.assert_allclose(gradient, expected, rtol=1e-13)
+
+
+def test_pow_conventions_at_zero():
+    (dx, dy) = _grad_at(x**y, [x, y], (0.0, 0.0))
+    assert dx == 0.0 and dy == 0.0
+    (dx, dy) = _grad_at(x**y, [x, y], (0.0, 2.0))
+    assert dx == 0.0 and dy == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# The Jacobian sum rule and shared subexpressions
+# ---------------------------------------------------------------------------------------------
+
+def test_contributions_of_all_uses_are_summed():
+    u = ir.input_node("u")
+    shared = ir.exp(u)
+    out = ir.add(ir.mul(shared, shared), ir.sin(shared))   # e^{2u} + sin(e^u)
+    (gradient,) = vjp(out, [u])
+    fused = ir.Function([u], [gradient])
+    value = evaluate(fused, np.array([0.3]))[0][0]
+    expected = 2 * math.exp(0.6) + math.cos(math.exp(0.3)) * math.exp(0.3)
+    assert value == pytest.approx(expected, rel=1e-14)
+
+
+def test_backward_graph_reuses_forward_values():
+    expr = sympy.tanh(x * y) * sympy.exp(x)
+    fused = value_and_grad(sg.trace(expr, wrt=[x, y]), ["x", "y"])
+    ops = [n.op for n in fused.nodes]
+    # tanh(xy), exp(x) and xy are computed once and shared by the value and both gradients.
+    assert ops.count(Op.TANH) == 1 and ops.count(Op.EXP) == 1
+    assert sum(1 for n in fused.nodes if n.op is Op.MUL and set(n.args) == set(fused.inputs)) == 1
+
+
+def test_deterministic_output():
+    expr = sympy.Piecewise((sympy.log(x) * y, x > 1), (sympy.tanh(y), True)) + sympy.Max(x, y)
+    texts = {str(sg.compile(expr, wrt=[x, y])) for _ in range(3)}
+    assert len(texts) == 1
