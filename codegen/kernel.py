@@ -181,3 +181,138 @@ class Kernel:
         strides = (ctypes.c_int64 * max(len(buffers), 1))(*[stride for _, stride in buffers])
         results = (ctypes.c_void_p * len(outputs))(*[output.ctypes.data for output in outputs])
         variant.entry(count, pointers, strides, results)
+
+
+class TensorKernel:
+    """A native kernel compiled from a tensor IR function.
+
+    ``kernel(params, *inputs, **inputs_by_name)`` takes the differentiated arguments as one
+    sequence (or a dict keyed by name) and the other arguments by position or name; it returns
+    ``(value, grads)`` with ``grads`` shaped like ``params`` (a tuple, or a dict).  Every array
+    is checked against its declared shape and dtype, and the symbolic sizes (such as a batch
+    size ``n``) must agree between arrays, before any native code runs.
+
+    Parameters
+    ----------
+    function : symgrad.ir.Function
+        Outputs ``(value, grad_0, grad_1, ...)``; its first ``num_params`` inputs are the
+        differentiated ones.
+    num_params : int
+    name : str
+    """
+
+    def __init__(self, function, num_params, name="symgrad_kernel"):
+        from codegen.lower_tensor import lower_tensor_function
+
+        self.function = function
+        self.num_params = num_params
+        self.name = name
+        self.param_names = function.input_names[:num_params]
+        self.input_names = function.input_names[num_params:]
+        dtypes = {n.dtype for n in function.nodes} - {"bool"}
+        self.dtype = dtypes.pop() if dtypes else "float64"
+        module, self.schedule = lower_tensor_function(function, name)
+        self.compiled = CompiledModule(module, codegen_opt_level=0 if is_large(function) else 3)
+        self._entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(
+            self.compiled.address(name))
+
+    llvm_ir = property(lambda self: self.compiled.llvm_ir)
+    optimized_llvm_ir = property(lambda self: self.compiled.optimized_llvm_ir)
+    asm = property(lambda self: self.compiled.asm)
+
+    def __str__(self):
+        return function_to_text(self.function, title="kernel")
+
+    def __repr__(self):
+        params = ", ".join(self.param_names)
+        inputs = ", ".join(self.input_names)
+        return f"<symgrad.TensorKernel params=({params}) inputs=({inputs}) {self.dtype}>"
+
+    def _arrays(self, params, args, kwargs):
+        if isinstance(params, dict):
+            unknown = set(params) - set(self.param_names)
+            if unknown:
+                raise TypeError(f"params has unknown names {sorted(unknown)}; the parameters "
+                                f"are {list(self.param_names)}")
+            missing = [n for n in self.param_names if n not in params]
+            if missing:
+                raise TypeError(f"params is missing {missing}")
+            param_values = [params[n] for n in self.param_names]
+        else:
+            if isinstance(params, np.ndarray) or not hasattr(params, "__len__"):
+                raise TypeError(f"params must be a sequence (or dict) of {self.num_params} "
+                                f"arrays {list(self.param_names)}, got "
+                                f"{type(params).__name__}")
+            param_values = list(params)
+            if len(param_values) != self.num_params:
+                raise TypeError(f"params must hold {self.num_params} arrays "
+                                f"{list(self.param_names)}, got {len(param_values)}")
+        names = self.input_names
+        if len(args) > len(names):
+            raise TypeError(f"the kernel takes {len(names)} inputs {list(names)} after params, "
+                            f"got {len(args)} positional inputs")
+        bound = dict(zip(names, args))
+        for name, value in kwargs.items():
+            if name not in names:
+                raise TypeError(f"unknown input {name!r}; the inputs are {list(names)}")
+            if name in bound:
+                raise TypeError(f"input {name!r} given twice, by position and by name")
+            bound[name] = value
+        missing = [n for n in names if n not in bound]
+        if missing:
+            raise TypeError(f"missing inputs {missing}; the inputs are {list(names)}")
+        return param_values + [bound[n] for n in names]
+
+    def _check(self, node, value, sizes):
+        name = node.attrs
+        numpy_dtype = np.dtype(_NUMPY_DTYPES[self.dtype])
+        if node.shape == () and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return np.array(value, numpy_dtype)
+        array = _as_real_array(name, value)
+        if array.dtype != numpy_dtype:
+            raise TypeError(f"argument {name!r} must have dtype {numpy_dtype}, got "
+                            f"{array.dtype}")
+        if array.ndim != len(node.shape):
+            raise ValueError(f"argument {name!r} must have shape {_shape_text(node.shape)}, "
+                             f"got {array.shape}")
+        for expected, actual in zip(node.shape, array.shape):
+            if isinstance(expected, str):
+                if expected in sizes and sizes[expected][0] != actual:
+                    other, _ = sizes[expected]
+                    raise ValueError(
+                        f"size {expected!r} is {other} from argument {sizes[expected][1]!r} "
+                        f"but {actual} in argument {name!r} (shape {array.shape}, expected "
+                        f"{_shape_text(node.shape)})")
+                sizes.setdefault(expected, (actual, name))
+            elif expected != actual:
+                raise ValueError(f"argument {name!r} must have shape {_shape_text(node.shape)}, "
+                                 f"got {array.shape}")
+        return np.ascontiguousarray(array)
+
+    def __call__(self, params, *args, **kwargs):
+        values = self._arrays(params, args, kwargs)
+        sizes = {}
+        arrays = [self._check(node, value, sizes)
+                  for node, value in zip(self.function.inputs, values)]
+        size_values = {name: size for name, (size, _) in sizes.items()}
+        numpy_dtype = _NUMPY_DTYPES[self.dtype]
+
+        def concrete(shape):
+            return tuple(size_values[d] if isinstance(d, str) else d for d in shape)
+        outputs = [np.empty(concrete(n.shape), numpy_dtype) for n in self.function.outputs]
+        temporaries = [np.empty(concrete(n.shape), numpy_dtype)
+                       for n in self.schedule.temporaries]
+        buffers = arrays + outputs + temporaries
+        size_array = (ctypes.c_int64 * max(len(self.function.size_names), 1))(
+            *[size_values[name] for name in self.function.size_names])
+        pointers = (ctypes.c_void_p * len(buffers))(*[b.ctypes.data for b in buffers])
+        self._entry(size_array, pointers)
+        value = outputs[0][()] if outputs[0].ndim == 0 else outputs[0]
+        grads = outputs[1:]
+        if isinstance(params, dict):
+            return value, dict(zip(self.param_names, grads))
+        return value, tuple(grads)
+
+
+def _shape_text(shape):
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"

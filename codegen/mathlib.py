@@ -67,6 +67,25 @@ def lower_sign(builder, node, operands, math):
                           llvm_ir.Constant(element, 1.0), negative)
 
 
+def lower_sigmoid(builder, node, operands, math):
+    # 1 / (1 + exp(-x)): exp overflows to inf for x < -709 and the quotient is then 0, the
+    # correct limit, so no branch is needed.
+    (x,) = operands
+    one = llvm_ir.Constant(llvm_type(node.dtype), 1.0)
+    exp = builder.call(math.intrinsic("exp", node.dtype), [builder.fneg(x)])
+    return builder.fdiv(one, builder.fadd(one, exp))
+
+
+def lower_softplus(builder, node, operands, math):
+    # max(x, 0) + log1p(exp(-|x|)): never overflows, exact to a few ulp on both tails.
+    (x,) = operands
+    zero = llvm_ir.Constant(llvm_type(node.dtype), 0.0)
+    positive = builder.call(math.intrinsic("maximum", node.dtype, 2), [x, zero])
+    magnitude = builder.call(math.intrinsic("fabs", node.dtype), [x])
+    tail = builder.call(math.intrinsic("exp", node.dtype), [builder.fneg(magnitude)])
+    return builder.fadd(positive, builder.call(math.libm("log1p", node.dtype), [tail]))
+
+
 def _compare(predicate, ordered=True):
     def lower(builder, node, operands, math):
         if ordered:
@@ -97,6 +116,10 @@ LOWERING_RULES = {
     Op.TANH: _libm("tanh"),
     Op.ABS: _intrinsic("fabs"),
     Op.SIGN: lower_sign,
+    Op.EXPM1: _libm("expm1"),
+    Op.LOG1P: _libm("log1p"),
+    Op.SIGMOID: lower_sigmoid,
+    Op.SOFTPLUS: lower_softplus,
     Op.LT: _compare("<"),
     Op.LE: _compare("<="),
     Op.GT: _compare(">"),

@@ -12,16 +12,22 @@ from symgrad.ops import Op
 NUMPY_DTYPES = {"float64": np.float64, "float32": np.float32, "bool": np.bool_}
 
 
-def _sign(x):
-    return np.sign(x)
+def _sigmoid(x):
+    # Two forms, each used where it cannot overflow.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-def _select(cond, if_true, if_false):
-    return np.where(cond, if_true, if_false)
+def _softplus(x):
+    return np.logaddexp(0, x)
 
 
-# One numpy implementation per non-leaf op.
-NUMPY_RULES = {
+def _axes(node):
+    return tuple(node.attrs)
+
+
+# One numpy implementation per elementwise op, on arrays (or numpy scalars).
+ELEMENTWISE_RULES = {
     Op.NEG: np.negative,
     Op.ADD: np.add,
     Op.SUB: np.subtract,
@@ -37,7 +43,11 @@ NUMPY_RULES = {
     Op.COS: np.cos,
     Op.TANH: np.tanh,
     Op.ABS: np.abs,
-    Op.SIGN: _sign,
+    Op.SIGN: np.sign,
+    Op.EXPM1: np.expm1,
+    Op.LOG1P: np.log1p,
+    Op.SIGMOID: _sigmoid,
+    Op.SOFTPLUS: _softplus,
     Op.LT: np.less,
     Op.LE: np.less_equal,
     Op.GT: np.greater,
@@ -47,20 +57,36 @@ NUMPY_RULES = {
     Op.AND: np.logical_and,
     Op.OR: np.logical_or,
     Op.NOT: np.logical_not,
-    Op.SELECT: _select,
+    Op.SELECT: np.where,
 }
+
+# Ops whose result depends on the node's attributes or shape: rule(node, *operands).
+STRUCTURAL_RULES = {
+    Op.BROADCAST: lambda node, x, shape: np.broadcast_to(x, shape),
+    Op.RESHAPE: lambda node, x, shape: np.reshape(x, shape),
+    Op.TRANSPOSE: lambda node, x, shape: np.transpose(x, node.attrs),
+    Op.SUM: lambda node, x, shape: np.sum(x, axis=_axes(node), keepdims=True),
+    Op.AMAX: lambda node, x, shape: np.max(x, axis=_axes(node), keepdims=True),
+    Op.MATMUL: lambda node, a, b, shape: np.matmul(a, b),
+}
+
+NUMPY_RULES = {**ELEMENTWISE_RULES, **STRUCTURAL_RULES}
 
 
 def fold_constant(op, values, dtype):
     """Evaluate ``op`` on Python floats in ``dtype`` arithmetic; returns a Python float."""
     np_dtype = NUMPY_DTYPES[dtype]
     with np.errstate(all="ignore"):
-        result = NUMPY_RULES[op](*[np_dtype(v) for v in values])
+        result = ELEMENTWISE_RULES[op](*[np_dtype(v) for v in values])
     return float(result)
 
 
 def evaluate(function, *args, **kwargs):
-    """Evaluate ``function`` on numpy arrays with numpy's broadcasting.
+    """Evaluate ``function`` on numpy arrays.
+
+    Inputs of shape ``()`` broadcast like numpy (an elementwise function evaluates over the
+    broadcast of its arguments); inputs with a shape must match it, and each symbolic size
+    takes the value the arrays give it.
 
     Parameters
     ----------
@@ -71,24 +97,58 @@ def evaluate(function, *args, **kwargs):
     Returns
     -------
     tuple of numpy.ndarray
-        One array per output, broadcast to the common shape of the arguments.
+        One array per output.
     """
     if not isinstance(function, Function):
         raise TypeError(f"function must be a symgrad Function, got {type(function).__name__}")
     values = _bind(function, args, kwargs)
+    sizes = _bind_sizes(function, values)
     env = {}
     with np.errstate(all="ignore"):
         for node in function.nodes:
-            if node.op is Op.CONST:
-                env[id(node)] = np.full(node.shape, node.attrs, NUMPY_DTYPES[node.dtype])
-            elif node.op is Op.INPUT:
+            if node.op is Op.INPUT:
                 env[id(node)] = values[node.attrs]
+                continue
+            dtype = NUMPY_DTYPES[node.dtype]
+            shape = tuple(sizes[d] if isinstance(d, str) else d for d in node.shape)
+            if node.op is Op.CONST:
+                env[id(node)] = np.full(shape, node.attrs, dtype)
+            elif node.op is Op.DIM:
+                env[id(node)] = dtype(sizes[node.attrs])
+            elif node.op in STRUCTURAL_RULES:
+                operands = [env[id(a)] for a in node.args]
+                env[id(node)] = STRUCTURAL_RULES[node.op](node, *operands, shape)
             else:
-                env[id(node)] = NUMPY_RULES[node.op](*[env[id(a)] for a in node.args])
+                result = ELEMENTWISE_RULES[node.op](*[env[id(a)] for a in node.args])
+                env[id(node)] = np.asarray(result, dtype)
         outputs = [env[id(out)] for out in function.outputs]
-    shape = np.broadcast_shapes(*(np.shape(v) for v in values.values()), *(np.shape(o) for o in outputs))
-    return tuple(np.broadcast_to(np.asarray(o, NUMPY_DTYPES[n.dtype]), shape).copy()
-                 for o, n in zip(outputs, function.outputs))
+    scalar_inputs = [np.shape(values[n.attrs]) for n in function.inputs if n.shape == ()]
+    extra = np.broadcast_shapes(*scalar_inputs) if scalar_inputs else ()
+    results = []
+    for out, node in zip(outputs, function.outputs):
+        shape = np.broadcast_shapes(np.shape(out), extra) if node.shape == () else np.shape(out)
+        results.append(np.broadcast_to(np.asarray(out, NUMPY_DTYPES[node.dtype]), shape).copy())
+    return tuple(results)
+
+
+def _bind_sizes(function, values):
+    sizes = {}
+    for node in function.inputs:
+        if node.shape == ():
+            continue
+        array = values[node.attrs]
+        if array.ndim != len(node.shape):
+            raise ValueError(f"input {node.attrs!r} must have shape {node.shape}, got "
+                             f"{array.shape}")
+        for expected, actual in zip(node.shape, array.shape):
+            if isinstance(expected, str):
+                if sizes.setdefault(expected, actual) != actual:
+                    raise ValueError(f"size {expected!r} is {sizes[expected]} from an earlier "
+                                     f"input but {actual} in input {node.attrs!r}")
+            elif expected != actual:
+                raise ValueError(f"input {node.attrs!r} must have shape {node.shape}, got "
+                                 f"{array.shape}")
+    return sizes
 
 
 def _bind(function, args, kwargs):

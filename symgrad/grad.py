@@ -14,7 +14,7 @@ reach a differentiation target, so the side not taken contributes exactly 0.
 """
 
 from symgrad import ir
-from symgrad.ops import Op
+from symgrad.ops import ELEMENTWISE, Op
 from symgrad.rules import NON_DIFFERENTIABLE, VJP_RULES
 
 
@@ -93,7 +93,7 @@ def vjp(output, wrt, cotangent=None):
         ct, guard = _total(incoming)
         if id(node) in targets:
             totals[id(node)] = _masked(guard, ct)
-        if node.op in (Op.INPUT, Op.CONST) or node.op in NON_DIFFERENTIABLE:
+        if node.op in (Op.INPUT, Op.CONST, Op.DIM) or node.op in NON_DIFFERENTIABLE:
             continue
         outputs = VJP_RULES[node.op](ct, node, *node.args)
         for index, (operand, value) in enumerate(zip(node.args, outputs)):
@@ -103,6 +103,11 @@ def vjp(output, wrt, cotangent=None):
             if node.op is Op.SELECT:
                 cond = node.args[0]
                 operand_guard = _and_guard(guard, cond if index == 1 else ir.logical_not(cond))
+            if operand.shape != node.shape or node.op not in ELEMENTWISE:
+                # A guard has the node's shape and layout: apply it before the cotangent is
+                # summed, reshaped or contracted into the operand's shape.
+                value = ir.unbroadcast(_masked(operand_guard, value), operand.shape)
+                operand_guard = None
             contributions.setdefault(id(operand), []).append((value, operand_guard))
     return [totals.get(id(w), ir.const(0.0, w.dtype if w.dtype != "bool" else "float64",
                                        w.shape)) for w in wrt]

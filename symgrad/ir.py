@@ -161,7 +161,34 @@ def input_node(name, dtype="float64", shape=()):
     """A named argument of a function."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"an input needs a non-empty string name, got {name!r}")
-    return make_node(Op.INPUT, (), name, dtype, shape)
+    return make_node(Op.INPUT, (), name, dtype, _check_shape(shape))
+
+
+def dim(name, dtype="float64"):
+    """The runtime value of the symbolic size ``name``, as a scalar float."""
+    return make_node(Op.DIM, (), name, dtype, ())
+
+
+def _check_shape(shape):
+    shape = tuple(shape)
+    for size in shape:
+        if isinstance(size, bool) or not (isinstance(size, str) and size.isidentifier()
+                                          or isinstance(size, int) and size >= 0):
+            raise ShapeError(f"a shape holds sizes (ints >= 0) or names of symbolic sizes "
+                             f"(identifiers), got {size!r} in {shape}")
+    return shape
+
+
+def size_of(shape, dtype="float64"):
+    """The number of elements of ``shape`` as a scalar node (symbolic sizes become DIMs)."""
+    result = const(1.0, dtype)
+    constant = 1
+    for size in shape:
+        if isinstance(size, str):
+            result = mul(result, dim(size, dtype))
+        else:
+            constant *= size
+    return mul(const(float(constant), dtype), result)
 
 
 def _like(value, node):
@@ -320,14 +347,149 @@ def absolute(x):
 
 
 def _broadcast_like(x, other):
-    """``x`` itself when its shape already covers ``other``'s; else a broadcasting no-op."""
-    shape = broadcast_shapes(x.shape, other.shape)
-    if shape == x.shape:
+    """``x`` broadcast to the common shape of ``x`` and ``other``."""
+    return broadcast_to(x, broadcast_shapes(x.shape, other.shape))
+
+
+expm1 = _unary(Op.EXPM1)
+log1p = _unary(Op.LOG1P)
+sigmoid = _unary(Op.SIGMOID)
+softplus = _unary(Op.SOFTPLUS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes, reductions, contractions
+# ---------------------------------------------------------------------------------------------
+
+def broadcast_to(x, shape):
+    """``x`` broadcast to ``shape`` (numpy rules)."""
+    shape = _check_shape(shape)
+    if broadcast_shapes(x.shape, shape, context="broadcast") != shape:
+        raise ShapeError(f"cannot broadcast shape {x.shape} to {shape}")
+    if x.shape == shape:
         return x
     if x.op is Op.CONST:
         return const(x.attrs, x.dtype, shape)
-    # A zero broadcast to the larger shape keeps the result's shape right.
-    return _elementwise(Op.ADD, x, const(0.0, x.dtype, shape))
+    if x.op is Op.BROADCAST:
+        x = x.args[0]
+    return make_node(Op.BROADCAST, (x,), shape, x.dtype, shape)
+
+
+def reshape(x, shape):
+    """``x`` with a new shape of the same size, in row-major order."""
+    shape = _check_shape(shape)
+    if x.shape == shape:
+        return x
+    if _static_size(x.shape) != _static_size(shape) or \
+            sorted(d for d in x.shape if isinstance(d, str)) != \
+            sorted(d for d in shape if isinstance(d, str)):
+        raise ShapeError(f"cannot reshape {x.shape} to {shape}: the sizes differ")
+    if x.op is Op.CONST:
+        return const(x.attrs, x.dtype, shape)
+    if x.op is Op.RESHAPE:
+        x = x.args[0]
+        if x.shape == shape:
+            return x
+    return make_node(Op.RESHAPE, (x,), shape, x.dtype, shape)
+
+
+def _static_size(shape):
+    size = 1
+    for d in shape:
+        if isinstance(d, int):
+            size *= d
+    return size
+
+
+def transpose(x, perm=None):
+    """``x`` with its axes permuted (reversed by default, as numpy's ``.T``)."""
+    rank = len(x.shape)
+    perm = tuple(reversed(range(rank))) if perm is None else tuple(perm)
+    if sorted(perm) != list(range(rank)):
+        raise ShapeError(f"transpose of a rank-{rank} tensor needs a permutation of "
+                         f"{list(range(rank))}, got {list(perm)}")
+    if perm == tuple(range(rank)):
+        return x
+    shape = tuple(x.shape[axis] for axis in perm)
+    if x.op is Op.CONST:
+        return const(x.attrs, x.dtype, shape)
+    if x.op is Op.TRANSPOSE:
+        inner = x.attrs
+        return transpose(x.args[0], tuple(inner[axis] for axis in perm))
+    if x.op is Op.MATMUL:
+        # (A B)^T = B^T A^T: transposes are free views, and the product reads as the rule.
+        return matmul(transpose(x.args[1]), transpose(x.args[0]))
+    return make_node(Op.TRANSPOSE, (x,), perm, x.dtype, shape)
+
+
+def _normalize_axes(axes, rank, op_name):
+    if axes is None:
+        return tuple(range(rank))
+    if isinstance(axes, int):
+        axes = (axes,)
+    normalized = []
+    for axis in axes:
+        if not -rank <= axis < rank:
+            raise ShapeError(f"{op_name}: axis {axis} is out of range for a rank-{rank} tensor")
+        normalized.append(axis % rank)
+    return tuple(sorted(set(normalized)))
+
+
+def _reduce(op, x, axes, keepdims):
+    if x.dtype == "bool":
+        raise TypeError(f"{op.value} takes numbers, got booleans")
+    axes = _normalize_axes(axes, len(x.shape), op.value)
+    kept = tuple(1 if axis in axes else size for axis, size in enumerate(x.shape))
+    reduced_away = tuple(size for axis, size in enumerate(x.shape) if axis not in axes)
+    if not axes:
+        return x
+    if x.op is Op.CONST and op is Op.AMAX:
+        result = const(x.attrs, x.dtype, kept)
+    elif all(x.shape[axis] == 1 for axis in axes):
+        result = reshape(x, kept)
+    else:
+        result = make_node(op, (x,), axes, x.dtype, kept)
+    return result if keepdims else reshape(result, reduced_away)
+
+
+def reduce_sum(x, axes=None, keepdims=False):
+    """Sum over ``axes`` (all by default)."""
+    return _reduce(Op.SUM, x, axes, keepdims)
+
+
+def reduce_max(x, axes=None, keepdims=False):
+    """Maximum over ``axes`` (all by default); NaN propagates."""
+    return _reduce(Op.AMAX, x, axes, keepdims)
+
+
+def matmul(a, b):
+    """The matrix product of two rank-2 tensors."""
+    if len(a.shape) != 2 or len(b.shape) != 2:
+        raise ShapeError(f"matmul takes two matrices, got shapes {a.shape} and {b.shape}")
+    if a.shape[1] != b.shape[0]:
+        raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} do not fit "
+                         f"({a.shape[1]} != {b.shape[0]})")
+    dtype = _float_dtype((a, b), Op.MATMUL)
+    shape = (a.shape[0], b.shape[1])
+    if (a.op is Op.CONST and a.attrs == 0.0) or (b.op is Op.CONST and b.attrs == 0.0):
+        return const(0.0, dtype, shape)
+    return make_node(Op.MATMUL, (_retype_const(a, dtype), _retype_const(b, dtype)), None,
+                     dtype, shape)
+
+
+def unbroadcast(value, shape):
+    """Sum ``value`` over the axes that broadcasting added to ``shape``: the adjoint of
+    broadcasting ``shape`` to ``value.shape``."""
+    if value.shape == shape:
+        return value
+    value = broadcast_to(value, broadcast_shapes(value.shape, shape, context="unbroadcast"))
+    extra = len(value.shape) - len(shape)
+    axes = list(range(extra))
+    for axis, size in enumerate(shape):
+        if size == 1 and value.shape[extra + axis] != 1:
+            axes.append(extra + axis)
+    summed = reduce_sum(value, axes, keepdims=True) if axes else value
+    return reshape(summed, shape)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,7 +578,8 @@ def select(cond, if_true, if_false):
 BUILDERS = {
     Op.NEG: neg, Op.ADD: add, Op.SUB: sub, Op.MUL: mul, Op.DIV: div, Op.POW: power,
     Op.MAX: maximum, Op.MIN: minimum, Op.EXP: exp, Op.LOG: log, Op.SQRT: sqrt, Op.SIN: sin,
-    Op.COS: cos, Op.TANH: tanh, Op.ABS: absolute, Op.SIGN: sign,
+    Op.COS: cos, Op.TANH: tanh, Op.ABS: absolute, Op.SIGN: sign, Op.EXPM1: expm1,
+    Op.LOG1P: log1p, Op.SIGMOID: sigmoid, Op.SOFTPLUS: softplus, Op.MATMUL: matmul,
     Op.AND: logical_and, Op.OR: logical_or, Op.NOT: logical_not, Op.SELECT: select,
     **{op: (lambda a, b, op=op: compare(op, a, b)) for op in COMPARISONS},
 }
@@ -481,10 +644,24 @@ class Function:
             raise ValueError("one output name per output is needed")
         self.nodes = toposort(self.outputs)
         declared = set(map(id, self.inputs))
+        sizes = {d for node in self.inputs for d in node.shape if isinstance(d, str)}
         for node in self.nodes:
             if node.op is Op.INPUT and id(node) not in declared:
                 raise ValueError(f"input {node.attrs!r} is used but is not an argument of the "
                                  f"function; arguments are {names}")
+            if node.op is Op.DIM and node.attrs not in sizes:
+                raise ValueError(f"the symbolic size {node.attrs!r} is used but no input's "
+                                 f"shape has it")
+
+    @property
+    def size_names(self):
+        """The symbolic sizes of the inputs, in order of first appearance."""
+        names = []
+        for node in self.inputs:
+            for size in node.shape:
+                if isinstance(size, str) and size not in names:
+                    names.append(size)
+        return tuple(names)
 
     @property
     def input_names(self):
@@ -512,12 +689,29 @@ class Function:
         return sum(1 for node in self.nodes if node.op not in (Op.CONST, Op.INPUT))
 
 
+# Constructors of ops that take their attributes as a second argument.
+ATTRIBUTE_BUILDERS = {
+    Op.BROADCAST: broadcast_to, Op.RESHAPE: reshape, Op.TRANSPOSE: transpose,
+    Op.SUM: lambda x, axes: reduce_sum(x, axes, keepdims=True),
+    Op.AMAX: lambda x, axes: reduce_max(x, axes, keepdims=True),
+}
+
+
+def rebuild(node, args):
+    """The node with the same op and attributes over new operands."""
+    if node.op in ATTRIBUTE_BUILDERS:
+        return ATTRIBUTE_BUILDERS[node.op](*args, node.attrs)
+    return BUILDERS[node.op](*args)
+
+
 def _rebuild(node, args, dtype):
     if node.op is Op.CONST:
         return const(node.attrs, node.dtype if node.dtype == "bool" else dtype, node.shape)
     if node.op is Op.INPUT:
         return input_node(node.attrs, node.dtype if node.dtype == "bool" else dtype, node.shape)
-    return BUILDERS[node.op](*args)
+    if node.op is Op.DIM:
+        return dim(node.attrs, dtype)
+    return rebuild(node, args)
 
 
 def is_boolean_op(op):

@@ -15,6 +15,7 @@ class Op(enum.Enum):
     # ---- leaves ----
     CONST = "const"      # attrs: the float value
     INPUT = "input"      # attrs: the argument name
+    DIM = "dim"          # attrs: the name of a symbolic size; its runtime value, as a float
 
     # ---- elementwise arithmetic ----
     NEG = "neg"
@@ -35,6 +36,10 @@ class Op(enum.Enum):
     TANH = "tanh"
     ABS = "abs"
     SIGN = "sign"        # -1, 0 or 1; NaN stays NaN
+    EXPM1 = "expm1"      # exp(x) - 1, accurate near 0
+    LOG1P = "log1p"      # log(1 + x), accurate near 0
+    SIGMOID = "sigmoid"  # 1 / (1 + exp(-x)), never NaN
+    SOFTPLUS = "softplus"  # log(1 + exp(x)) as max(x, 0) + log1p(exp(-|x|))
 
     # ---- comparisons and logic (boolean results, never differentiated) ----
     LT = "lt"
@@ -50,15 +55,28 @@ class Op(enum.Enum):
     # ---- selection ----
     SELECT = "select"    # select(cond, a, b): a where cond holds, b elsewhere
 
+    # ---- shapes, reductions, contractions ----
+    BROADCAST = "broadcast"  # attrs: the target shape (numpy broadcasting)
+    RESHAPE = "reshape"      # attrs: the target shape (same size, row-major order)
+    TRANSPOSE = "transpose"  # attrs: the permutation of the axes
+    SUM = "sum"              # attrs: the reduced axes; they stay in the shape with size 1
+    AMAX = "amax"            # attrs: the reduced axes, kept with size 1; NaN propagates
+    MATMUL = "matmul"        # (m, k) @ (k, n) -> (m, n)
+
     def __repr__(self):
         return f"Op.{self.name}"
 
 
-UNARY_MATH = frozenset({Op.NEG, Op.EXP, Op.LOG, Op.SQRT, Op.SIN, Op.COS, Op.TANH, Op.ABS, Op.SIGN})
+UNARY_MATH = frozenset({Op.NEG, Op.EXP, Op.LOG, Op.SQRT, Op.SIN, Op.COS, Op.TANH, Op.ABS, Op.SIGN,
+                        Op.EXPM1, Op.LOG1P, Op.SIGMOID, Op.SOFTPLUS})
 BINARY_MATH = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.MAX, Op.MIN})
 COMPARISONS = frozenset({Op.LT, Op.LE, Op.GT, Op.GE, Op.EQ, Op.NE})
 LOGIC = frozenset({Op.AND, Op.OR, Op.NOT})
-LEAVES = frozenset({Op.CONST, Op.INPUT})
+LEAVES = frozenset({Op.CONST, Op.INPUT, Op.DIM})
+STRUCTURAL = frozenset({Op.BROADCAST, Op.RESHAPE, Op.TRANSPOSE})
+REDUCTIONS = frozenset({Op.SUM, Op.AMAX})
+# Ops computed independently for each element of their (broadcast) result.
+ELEMENTWISE = UNARY_MATH | BINARY_MATH | COMPARISONS | LOGIC | {Op.SELECT}
 
 # Number of operands of each op.
 ARITY = {
@@ -70,6 +88,8 @@ ARITY = {
     Op.OR: 2,
     Op.NOT: 1,
     Op.SELECT: 3,
+    **{op: 1 for op in STRUCTURAL | REDUCTIONS},
+    Op.MATMUL: 2,
 }
 
 # Ops whose result is boolean.

@@ -14,6 +14,8 @@ from symgrad.ops import Op
 
 
 def _operand_text(node, names):
+    if node.op is Op.DIM:
+        return f"size({node.attrs})"
     if node.op is Op.CONST:
         if node.dtype == "bool":
             return "true" if node.attrs else "false"
@@ -33,17 +35,27 @@ def function_to_text(function, title="lambda"):
     lines = [f"{title}({params}) -> ({', '.join(function.output_names)})"]
     counter = 0
     for node in function.nodes:
-        if node.op in (Op.CONST, Op.INPUT):
+        if node.op in (Op.CONST, Op.INPUT, Op.DIM):
             continue
         name = f"%{counter}"
         counter += 1
         names[id(node)] = name
         operands = " ".join(_operand_text(a, names) for a in node.args)
+        if _attrs_text(node):
+            operands += f" {_attrs_text(node)}"
         lines.append(f"  {name}: {type_string(node)} = {node.op.value} {operands}")
     results = ", ".join(f"{label} = {_operand_text(out, names)}"
                         for label, out in zip(function.output_names, function.outputs))
     lines.append(f"  return {results}")
     return "\n".join(lines)
+
+
+def _attrs_text(node):
+    if node.op is Op.TRANSPOSE:
+        return f"perm={list(node.attrs)}"
+    if node.op in (Op.SUM, Op.AMAX):
+        return f"axes={list(node.attrs)}"
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------

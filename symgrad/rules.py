@@ -14,6 +14,7 @@ Kink conventions (documented in the README):
   (the Dirac delta at 0 is not represented).
 * ``x ** y`` with respect to ``y`` at ``x == 0``: 0 (the limit from the side where it exists);
   with respect to ``x`` where ``y == 0``: 0 (``x ** 0`` is constant), as JAX does.
+* ``amax``: ties share the cotangent equally.
 * ``select(c, a, b)`` (``Piecewise``): the derivative of the branch taken; the branch not
   taken contributes exactly 0, never NaN (see :mod:`symgrad.grad`).
 """
@@ -60,6 +61,22 @@ def _select_rule(ct, out, cond, if_true, if_false):
     return None, ct, ct
 
 
+def _amax_rule(ct, out, x):
+    # Ties share the cotangent equally, as jnp.max and torch.amax do.
+    axes = out.attrs
+    hit = ir.select(ir.compare(Op.EQ, x, ir.broadcast_to(out, x.shape)),
+                    ir.const(1.0, x.dtype), ir.const(0.0, x.dtype))
+    count = ir.reduce_sum(hit, axes, keepdims=True)
+    return (ir.mul(hit, ir.broadcast_to(ir.div(ct, count), x.shape)),)
+
+
+def _transpose_rule(ct, out, x):
+    inverse = [0] * len(out.attrs)
+    for position, axis in enumerate(out.attrs):
+        inverse[axis] = position
+    return (ir.transpose(ct, inverse),)
+
+
 VJP_RULES = {
     Op.NEG:    lambda ct, out, x: (ir.neg(ct),),
     Op.ADD:    lambda ct, out, a, b: (ct, ct),
@@ -77,6 +94,16 @@ VJP_RULES = {
     Op.TANH:   lambda ct, out, x: (ir.mul(ct, ir.sub(ir.const(1.0, out.dtype), ir.mul(out, out))),),
     Op.ABS:    lambda ct, out, x: (ir.mul(ct, ir.sign(x)),),
     Op.SIGN:   lambda ct, out, x: (None,),
+    Op.EXPM1:  lambda ct, out, x: (ir.mul(ct, ir.add(out, ir.const(1.0, out.dtype))),),
+    Op.LOG1P:  lambda ct, out, x: (ir.div(ct, ir.add(ir.const(1.0, x.dtype), x)),),
+    Op.SIGMOID: lambda ct, out, x: (ir.mul(ct, ir.mul(out, ir.sub(ir.const(1.0, out.dtype), out))),),
+    Op.SOFTPLUS: lambda ct, out, x: (ir.mul(ct, ir.sigmoid(x)),),
+    Op.BROADCAST: lambda ct, out, x: (ir.unbroadcast(ct, x.shape),),
+    Op.RESHAPE: lambda ct, out, x: (ir.reshape(ct, x.shape),),
+    Op.TRANSPOSE: _transpose_rule,
+    Op.SUM:    lambda ct, out, x: (ir.broadcast_to(ct, x.shape),),
+    Op.AMAX:   _amax_rule,
+    Op.MATMUL: lambda ct, out, a, b: (ir.matmul(ct, ir.transpose(b)), ir.matmul(ir.transpose(a), ct)),
     Op.SELECT: _select_rule,
 }
 

@@ -21,6 +21,7 @@ x, y = sg.symbols("x y")
 # interpreter, at points away from kinks and from domain edges.
 # ---------------------------------------------------------------------------------------------
 
+TENSOR_OPS = {Op.BROADCAST, Op.RESHAPE, Op.TRANSPOSE, Op.SUM, Op.AMAX, Op.MATMUL}
 A = np.array([0.3, 1.7, 2.2, 0.9, 3.1])
 B = np.array([1.1, 0.6, 2.9, 0.45, 1.3])
 
@@ -34,10 +35,49 @@ def _builders(a, b):
         Op.SIN: ir.sin(a), Op.COS: ir.cos(a), Op.TANH: ir.tanh(a),
         Op.ABS: ir.absolute(ir.sub(a, ir.const(1.0))), Op.SIGN: ir.sign(ir.sub(a, b)),
         Op.SELECT: ir.select(cond, ir.mul(a, a), ir.sin(b)),
+        Op.EXPM1: ir.expm1(ir.mul(a, b)), Op.LOG1P: ir.log1p(ir.mul(a, b)),
+        Op.SIGMOID: ir.sigmoid(ir.sub(a, b)), Op.SOFTPLUS: ir.softplus(ir.sub(b, a)),
     }
 
 
-@pytest.mark.parametrize("op", list(VJP_RULES), ids=lambda op: op.value)
+def _tensor_builders(a, b):
+    """a: (3, 4), b: (4,)."""
+    return {
+        Op.BROADCAST: ir.mul(ir.broadcast_to(b, (2, 3, 4)), ir.sin(ir.broadcast_to(b, (3, 4)))),
+        Op.RESHAPE: ir.mul(ir.reshape(a, (2, 6)), ir.reshape(ir.exp(a), (2, 6))),
+        Op.TRANSPOSE: ir.mul(ir.transpose(a), ir.reshape(ir.tanh(a), (4, 3))),
+        Op.SUM: ir.mul(ir.reduce_sum(ir.mul(a, a), 1, keepdims=True), a),
+        Op.AMAX: ir.add(ir.reduce_max(ir.mul(a, b), 0), b),
+        Op.MATMUL: ir.matmul(ir.sin(a), ir.reshape(ir.mul(b, b), (4, 1))),
+    }
+
+
+@pytest.mark.parametrize("op", sorted(TENSOR_OPS, key=lambda op: op.value),
+                         ids=lambda op: op.value)
+def test_tensor_rule_against_central_differences(op):
+    a, b = ir.input_node("a", shape=(3, 4)), ir.input_node("b", shape=(4,))
+    out = _tensor_builders(a, b)[op]
+    assert op in {n.op for n in ir.toposort([out])}
+    rng = np.random.default_rng(3)
+    weights = ir.input_node("w", shape=out.shape)
+    loss = ir.reduce_sum(ir.mul(out, weights))
+    fused = value_and_grad(ir.Function([a, b, weights], [loss], ["f"]), ["a", "b"])
+    point = [rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=out.shape)]
+    _, grad_a, grad_b = evaluate(fused, *point)
+    eps = 1e-6
+    for position, analytic in ((0, grad_a), (1, grad_b)):
+        numeric = np.zeros_like(point[position])
+        for index in np.ndindex(*numeric.shape):
+            up = [p.copy() for p in point]
+            down = [p.copy() for p in point]
+            up[position][index] += eps
+            down[position][index] -= eps
+            numeric[index] = (evaluate(fused, *up)[0] - evaluate(fused, *down)[0]) / (2 * eps)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("op", [op for op in VJP_RULES if op not in TENSOR_OPS],
+                         ids=lambda op: op.value)
 def test_rule_against_central_differences(op):
     a, b = ir.input_node("a"), ir.input_node("b")
     out = _builders(a, b)[op]

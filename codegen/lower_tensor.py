@@ -1,0 +1,288 @@
+"""Lowering of tensor IR functions: loop nests over buffers, one LLVM function per kernel.
+
+The generated function has the C signature::
+
+    void NAME(const int64_t *sizes, T **buffers)
+
+``sizes`` holds the runtime value of each symbolic size (in ``function.size_names`` order);
+``buffers`` points at contiguous row-major arrays: the inputs, then the outputs, then the
+temporaries of the schedule (:mod:`codegen.schedule`).  Every loop of the schedule becomes a
+loop nest; elementwise work is fused into the loops that need it.
+"""
+
+from llvmlite import ir as llvm_ir
+
+from codegen.mathlib import LOWERING_RULES, MathDeclarations
+from codegen.schedule import IMMEDIATE_OPS, schedule
+from codegen.types import INDEX, POINTER, llvm_type
+from symgrad.ops import Op, STRUCTURAL
+
+
+class TensorLoweringError(NotImplementedError):
+    """The IR function uses something this lowering does not handle."""
+
+
+def _zero_index():
+    return INDEX(0)
+
+
+class _Lowering:
+    """Emits the loops of one schedule into one LLVM function."""
+
+    def __init__(self, function, plan, module, name):
+        self.function = function
+        self.plan = plan
+        self.math = MathDeclarations(module)
+        signature = llvm_ir.FunctionType(llvm_ir.VoidType(), [POINTER, POINTER])
+        self.llvm_function = llvm_ir.Function(module, signature, name=name)
+        sizes_arg, buffers_arg = self.llvm_function.args
+        sizes_arg.name, buffers_arg.name = "sizes", "buffers"
+        for argument in (sizes_arg, buffers_arg):
+            argument.add_attribute("noalias")
+        self.builder = llvm_ir.IRBuilder(self.llvm_function.append_basic_block("entry"))
+        self.sizes = {}
+        for index, name in enumerate(function.size_names):
+            slot = self.builder.gep(sizes_arg, [INDEX(index)], source_etype=INDEX)
+            self.sizes[name] = self.builder.load(slot, name=f"size.{name}", typ=INDEX)
+        self.buffers = {}
+        count = len(function.inputs) + len(function.outputs) + len(plan.temporaries)
+        for index in range(count):
+            slot = self.builder.gep(buffers_arg, [INDEX(index)], source_etype=POINTER)
+            self.buffers[index] = self.builder.load(slot, name=f"buffer{index}", typ=POINTER)
+        self.accesses = {}
+        self.stride_cache = {}
+
+    # ---- shapes and addresses ------------------------------------------------------------
+
+    def extent(self, size):
+        return self.sizes[size] if isinstance(size, str) else INDEX(size)
+
+    def contiguous_strides(self, shape):
+        # Computed once per shape, in the entry block, so that every loop may use them.
+        shape = tuple(shape)
+        if shape not in self.stride_cache:
+            self.stride_cache[shape] = self._strides(shape)
+        return self.stride_cache[shape]
+
+    def _strides(self, shape):
+        strides = []
+        running = INDEX(1)
+        for size in reversed(shape):
+            strides.append(running)
+            running = self.builder.mul(running, self.extent(size))
+        return list(reversed(strides))
+
+    def access(self, node):
+        """(base pointer, strides) through which ``node``'s elements are read."""
+        key = id(node)
+        if key in self.accesses:
+            return self.accesses[key]
+        if key in self.plan.slots:
+            result = (self.buffers[self.plan.slots[key]], self.contiguous_strides(node.shape))
+        elif node.op in STRUCTURAL:
+            result = self.view_access(node, self.access(node.args[0]))
+        else:
+            raise TensorLoweringError(f"node {node!r} has no buffer")
+        self.accesses[key] = result
+        return result
+
+    def view_access(self, node, operand_access):
+        base, strides = operand_access
+        operand = node.args[0]
+        if node.op is Op.TRANSPOSE:
+            return base, [strides[axis] for axis in node.attrs]
+        if node.op is Op.BROADCAST:
+            offset = len(node.shape) - len(operand.shape)
+            result = []
+            for axis, size in enumerate(node.shape):
+                if axis < offset or (operand.shape[axis - offset] == 1 and size != 1):
+                    result.append(INDEX(0))
+                else:
+                    result.append(strides[axis - offset])
+            return base, result
+        if node.op is Op.RESHAPE:
+            return base, self.contiguous_strides(node.shape)
+        raise TensorLoweringError(f"{node.op.value} is not a view")
+
+    def address(self, access, node_shape, indices, dtype):
+        """Address of the element of a ``node_shape`` value that the loop index ``indices``
+        (of a loop whose shape the value broadcasts to) refers to."""
+        base, strides = access
+        offset = len(indices) - len(node_shape)
+        linear = INDEX(0)
+        for axis, size in enumerate(node_shape):
+            if size == 1:
+                continue
+            linear = self.builder.add(linear, self.builder.mul(indices[axis + offset],
+                                                               strides[axis]))
+        return self.builder.gep(base, [linear], source_etype=llvm_type(dtype))
+
+    def load(self, node, indices, access=None):
+        access = access or self.access(node)
+        address = self.address(access, node.shape, indices, node.dtype)
+        return self.builder.load(address, typ=llvm_type(node.dtype))
+
+    # ---- loops ---------------------------------------------------------------------------
+
+    def loop_nest(self, shape, body):
+        """Nested loops over ``shape`` (outermost first); ``body(indices)`` emits the body."""
+        indices = []
+        exits = []
+        for size in shape:
+            extent = self.extent(size)
+            preheader = self.builder.block
+            header = self.builder.append_basic_block("loop")
+            after = self.builder.append_basic_block("after")
+            self.builder.cbranch(self.builder.icmp_signed(">", extent, INDEX(0)), header, after)
+            self.builder.position_at_end(header)
+            index = self.builder.phi(INDEX, name="i")
+            index.add_incoming(INDEX(0), preheader)
+            indices.append(index)
+            exits.append((index, extent, header, after))
+        body(indices)
+        for index, extent, header, after in reversed(exits):
+            following = self.builder.add(index, INDEX(1))
+            index.add_incoming(following, self.builder.block)
+            self.builder.cbranch(self.builder.icmp_signed("<", following, extent), header,
+                                 after)
+            self.builder.position_at_end(after)
+
+    def value(self, node, indices, memo):
+        """The value of ``node`` at the loop index: from the loop body, a buffer or a view."""
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        if node.op is Op.CONST:
+            element = llvm_type(node.dtype)
+            return llvm_ir.Constant(element, int(node.attrs) if node.dtype == "bool"
+                                    else node.attrs)
+        if node.op is Op.DIM:
+            return self.builder.sitofp(self.sizes[node.attrs], llvm_type(node.dtype))
+        return self.load(node, indices)
+
+    def compute(self, node, indices, memo):
+        """Emit ``node``'s own operation from its operands' values."""
+        if node.op in STRUCTURAL:
+            return self.load(node, indices, self.view_access(node, self.access(node.args[0])))
+        operands = [self.value(arg, indices, memo) for arg in node.args]
+        return LOWERING_RULES[node.op](self.builder, node, operands, self.math)
+
+    def store(self, slot, node, indices, value):
+        access = (self.buffers[slot], self.contiguous_strides(node.shape))
+        address = self.address(access, node.shape, indices, node.dtype)
+        self.builder.store(value, address)
+
+    # ---- steps ---------------------------------------------------------------------------
+
+    def elementwise(self, step):
+        members = {id(node): slot for node, slot in zip(step.nodes, step.slots)}
+        work = sorted(step.inline + step.nodes, key=self.position)
+
+        def body(indices):
+            memo = {}
+            for node in work:
+                memo[id(node)] = self.compute(node, indices, memo)
+                if id(node) in members:
+                    self.store(members[id(node)], node, indices, memo[id(node)])
+        self.loop_nest(step.shape, body)
+
+    def copy(self, step):
+        (node,), (slot,) = step.nodes, step.slots
+
+        def body(indices):
+            memo = {}
+            for inline in step.inline:
+                memo[id(inline)] = self.compute(inline, indices, memo)
+            if node.op in IMMEDIATE_OPS or node.op is Op.INPUT or id(node) in memo:
+                value = self.value(node, indices, memo)
+            elif id(node) in self.plan.slots or node.op in STRUCTURAL:
+                value = self.load(node, indices)
+            else:
+                value = self.compute(node, indices, memo)
+            self.store(slot, node, indices, value)
+        self.loop_nest(step.shape, body)
+
+    def reduce(self, step):
+        (node,), (slot,) = step.nodes, step.slots
+        operand = node.args[0]
+        element = llvm_type(node.dtype)
+        start = 0.0 if node.op is Op.SUM else float("-inf")
+        self.loop_nest(node.shape, lambda indices: self.store(
+            slot, node, indices, llvm_ir.Constant(element, start)))
+        target = (self.buffers[slot], self.contiguous_strides(node.shape))
+
+        def body(indices):
+            memo = {}
+            for inline in step.inline:
+                memo[id(inline)] = self.compute(inline, indices, memo)
+            value = self.value(operand, indices, memo)
+            address = self.address(target, node.shape, indices, node.dtype)
+            current = self.builder.load(address, typ=element)
+            if node.op is Op.SUM:
+                updated = self.builder.fadd(current, value)
+            else:
+                updated = self.builder.call(self.math.intrinsic("maximum", node.dtype, 2),
+                                            [current, value])
+            self.builder.store(updated, address)
+        self.loop_nest(operand.shape, body)
+
+    def matmul(self, step):
+        (node,), (slot,) = step.nodes, step.slots
+        left, right = node.args
+        element = llvm_type(node.dtype)
+        rows, columns = node.shape
+        inner = left.shape[1]
+        target = (self.buffers[slot], self.contiguous_strides(node.shape))
+        self.loop_nest(node.shape, lambda indices: self.store(
+            slot, node, indices, llvm_ir.Constant(element, 0.0)))
+        left_access = self.operand_access(left)
+        right_access = self.operand_access(right)
+
+        def body(indices):
+            i, p, j = indices
+            a = self.builder.load(self.address(left_access, left.shape, [i, p], node.dtype),
+                                  typ=element)
+            b = self.builder.load(self.address(right_access, right.shape, [p, j], node.dtype),
+                                  typ=element)
+            address = self.address(target, node.shape, [i, j], node.dtype)
+            current = self.builder.load(address, typ=element)
+            self.builder.store(self.builder.fadd(current, self.builder.fmul(a, b)), address)
+        # i, p, j order: the innermost loop runs along rows of the right operand and of the
+        # result, which are contiguous, so it vectorises.
+        self.loop_nest((rows, inner, columns), body)
+
+    def operand_access(self, node):
+        if node.op is Op.CONST:
+            raise TensorLoweringError("matmul of a constant matrix is not lowered")
+        return self.access(node)
+
+    def position(self, node):
+        return self.order_index[id(node)]
+
+    def run(self):
+        self.order_index = {id(node): index for index, node in enumerate(self.function.nodes)}
+        for node in self.function.nodes:
+            if id(node) in self.plan.slots or id(node) in self.plan.views:
+                self.access(node)
+            if node.op in STRUCTURAL and node.args[0].op not in IMMEDIATE_OPS:
+                self.view_access(node, self.access(node.args[0]))
+        lowering = {"elementwise": self.elementwise, "copy": self.copy, "reduce": self.reduce,
+                    "matmul": self.matmul}
+        for step in self.plan.steps:
+            lowering[step.kind](step)
+        self.builder.ret_void()
+
+
+def lower_tensor_function(function, name="symgrad_kernel"):
+    """Lower ``function`` to an LLVM module; returns ``(module, schedule)``."""
+    for node in function.outputs:
+        if node.dtype == "bool":
+            raise TensorLoweringError("kernel outputs must be floats, got a boolean output")
+    float_dtypes = {n.dtype for n in function.nodes} - {"bool"}
+    if len(float_dtypes) > 1:
+        raise TensorLoweringError(
+            f"a kernel computes in one float dtype, got {sorted(float_dtypes)}")
+    plan = schedule(function)
+    module = llvm_ir.Module(name=name)
+    _Lowering(function, plan, module, name).run()
+    return module, plan

@@ -1,0 +1,225 @@
+"""Scheduling a tensor IR function: which values get a buffer, and which loops compute them.
+
+Every node falls in one class:
+
+* ``immediate``: constants and symbolic sizes, materialised as LLVM constants or loads;
+* ``buffer``: inputs, outputs, matrix products, reductions, and the elementwise values that
+  must be stored (see :func:`_must_store`): each has a contiguous row-major buffer;
+* ``view``: transpose, broadcast and reshape of a stored value: strides over its buffer, no
+  data moved;
+* ``inline``: every other elementwise value, computed in registers inside the loop that needs
+  it, where forward and backward values of the same element share the loop body.
+
+The steps are loops in dependency order: fused elementwise groups (all the stored elementwise
+values of one shape that can be computed in the same pass), reductions (with their elementwise
+operand fused into the reduction loop), matrix products, and copies into outputs.
+"""
+
+from dataclasses import dataclass, field
+
+from symgrad.ops import ELEMENTWISE, Op, REDUCTIONS, STRUCTURAL
+
+IMMEDIATE_OPS = frozenset({Op.CONST, Op.DIM})
+
+
+@dataclass
+class Step:
+    """One loop nest: ``kind`` is 'elementwise', 'reduce', 'matmul' or 'copy'.
+
+    For 'elementwise', ``nodes`` are the stored values it computes (all of ``shape``); for the
+    others, ``nodes`` holds the one node computed.  ``inline`` lists, in evaluation order, the
+    inline values the loop body computes.
+    """
+
+    kind: str
+    shape: tuple
+    nodes: list
+    inline: list = field(default_factory=list)
+    slots: list = field(default_factory=list)
+
+
+@dataclass
+class Schedule:
+    """Buffers and loops for one function.
+
+    Attributes
+    ----------
+    slots : dict
+        ``id(node) -> buffer index`` for every stored node.  Buffers ``0..len(inputs)-1`` are
+        the inputs, then one per output, then the temporaries.
+    temporaries : list of Node
+        The stored nodes that are neither inputs nor outputs, in slot order.
+    steps : list of Step
+    """
+
+    function: object
+    slots: dict
+    temporaries: list
+    steps: list
+    views: set
+
+
+def _consumers(nodes):
+    users = {id(node): [] for node in nodes}
+    for node in nodes:
+        for arg in node.args:
+            users[id(arg)].append(node)
+    return users
+
+
+def _is_float_elementwise(node):
+    return node.op in ELEMENTWISE and node.dtype != "bool"
+
+
+def _must_store(node, users, outputs):
+    """Elementwise values stored in a buffer rather than recomputed where used."""
+    if id(node) in outputs:
+        return True
+    for user in users[id(node)]:
+        if user.op is Op.MATMUL or user.op in STRUCTURAL:
+            return True
+        if user.op in ELEMENTWISE and user.shape != node.shape:
+            return True       # broadcast into a larger loop: compute once, not per row
+    return False
+
+
+def _closure(root, stored, views, order_index):
+    """Inline nodes that computing ``root`` needs, in evaluation order, and the stored or view
+    nodes it reads."""
+    inline, reads = {}, {}
+    stack = list(root.args)
+    while stack:
+        node = stack.pop()
+        key = id(node)
+        if key in inline or key in reads or node.op in IMMEDIATE_OPS:
+            continue
+        if key in stored or key in views or node.op is Op.INPUT:
+            reads[key] = node
+            continue
+        inline[key] = node
+        stack.extend(node.args)
+    ordered = sorted(inline.values(), key=lambda n: order_index[id(n)])
+    return ordered, list(reads.values())
+
+
+def _view_bases(node, views):
+    """The stored nodes a view reads (through chains of views)."""
+    bases = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if id(current) in views:
+            stack.extend(current.args)
+        else:
+            bases.append(current)
+    return bases
+
+
+def schedule(function):
+    """Plan the buffers and loops that compute ``function``."""
+    order = function.nodes
+    order_index = {id(node): index for index, node in enumerate(order)}
+    users = _consumers(order)
+    outputs = {id(node) for node in function.outputs}
+
+    stored = {}
+    views = set()
+    for node in order:
+        if node.op is Op.INPUT or node.op is Op.MATMUL or node.op in REDUCTIONS:
+            stored[id(node)] = node
+        elif node.op in STRUCTURAL:
+            views.add(id(node))
+        elif _is_float_elementwise(node) and _must_store(node, users, outputs):
+            stored[id(node)] = node
+    # View operands must be stored; a reshape needs a contiguous buffer, so a view feeding a
+    # reshape is copied into one first.  Outputs that are views are stored as well.
+    for node in order:
+        if node.op in STRUCTURAL:
+            operand = node.args[0]
+            if node.op is Op.RESHAPE and id(operand) in views:
+                views.discard(id(operand))
+                stored[id(operand)] = operand
+            elif id(operand) not in views and operand.op not in IMMEDIATE_OPS:
+                stored[id(operand)] = operand
+        if id(node) in outputs and id(node) in views:
+            views.discard(id(node))
+            stored[id(node)] = node
+
+    # Values needed by several loops are stored once rather than recomputed in each.
+    while True:
+        steps = _group(order, stored, views, order_index)
+        owner = {}
+        shared = []
+        for index, step in enumerate(steps):
+            for node in step.inline:
+                if node.dtype == "bool":
+                    continue
+                if owner.setdefault(id(node), index) != index:
+                    shared.append(node)
+        if not shared:
+            break
+        for node in shared:
+            stored[id(node)] = node
+
+    slots = {}
+    for index, node in enumerate(function.inputs):
+        slots[id(node)] = index
+    copies = []
+    for index, node in enumerate(function.outputs):
+        slot = len(function.inputs) + index
+        if id(node) in slots or node.op in IMMEDIATE_OPS or node.op is Op.INPUT:
+            copies.append((node, slot))
+        else:
+            slots[id(node)] = slot
+    temporaries = []
+    for node in order:
+        if id(node) in stored and id(node) not in slots:
+            slots[id(node)] = len(function.inputs) + len(function.outputs) + len(temporaries)
+            temporaries.append(node)
+    for node, slot in copies:
+        inline, _ = _closure(node, stored, views, order_index) if node.op not in \
+            IMMEDIATE_OPS and node.op is not Op.INPUT else ([], [])
+        steps.append(Step("copy", node.shape, [node], inline, [slot]))
+    for step in steps:
+        if step.kind != "copy":
+            step.slots = [slots[id(node)] for node in step.nodes]
+    return Schedule(function, slots, temporaries, steps, views)
+
+
+def _group(order, stored, views, order_index):
+    """Loops in dependency order; consecutive stored elementwise values of one shape share a
+    loop when none reads another through a view (a different element)."""
+    steps = []
+    current = None
+    members = set()
+    for node in order:
+        if id(node) not in stored or node.op is Op.INPUT:
+            continue
+        if node.op is Op.MATMUL:
+            current = None
+            steps.append(Step("matmul", node.shape, [node]))
+            continue
+        if node.op in REDUCTIONS:
+            current = None
+            inline, _ = _closure(node, stored, views, order_index)
+            steps.append(Step("reduce", node.args[0].shape, [node], inline))
+            continue
+        inline, reads = _closure(node, stored, views, order_index)
+        through_views = {id(base) for read in reads if id(read) in views
+                         for base in _view_bases(read, views)}
+        if node.op in STRUCTURAL:     # a stored view reads its bases at other elements
+            through_views |= {id(base) for base in _view_bases(node.args[0], views)}
+        joinable = (current is not None and current.shape == node.shape
+                    and not (through_views & members))
+        if not joinable:
+            current = Step("elementwise", node.shape, [], [])
+            members = set()
+            steps.append(current)
+        current.nodes.append(node)
+        members.add(id(node))
+        known = {id(n) for n in current.inline}
+        current.inline.extend(n for n in inline if id(n) not in known)
+    for step in steps:
+        if step.kind == "elementwise":
+            step.inline.sort(key=lambda n: order_index[id(n)])
+    return steps
