@@ -36,6 +36,9 @@ class CompiledModule:
     codegen_opt_level : int, optional
         Level of native code generation (default ``opt_level``); 0 selects the fast register
         allocator, which keeps very large kernels compiling in linear time.
+    unroll : bool
+        Whether LLVM unrolls loops (vectorised loops are interleaved either way); unrolling
+        the many loop nests of a tensor kernel costs more compile time than it gains.
 
     Attributes
     ----------
@@ -47,7 +50,7 @@ class CompiledModule:
         The host assembly.
     """
 
-    def __init__(self, module, opt_level=3, codegen_opt_level=None):
+    def __init__(self, module, opt_level=3, codegen_opt_level=None, unroll=True):
         if codegen_opt_level is None:
             codegen_opt_level = opt_level
         machine = host_target_machine(codegen_opt_level)
@@ -57,6 +60,7 @@ class CompiledModule:
         parsed = llvm.parse_assembly(self.llvm_ir)
         parsed.verify()
         tuning = llvm.create_pipeline_tuning_options(speed_level=opt_level)
+        tuning.loop_unrolling = unroll
         passes = llvm.create_pass_builder(machine, tuning)
         passes.getModulePassManager().run(parsed, passes)
         self.optimized_llvm_ir = str(parsed)

@@ -212,7 +212,8 @@ class TensorKernel:
         dtypes = {n.dtype for n in function.nodes} - {"bool"}
         self.dtype = dtypes.pop() if dtypes else "float64"
         module, self.schedule = lower_tensor_function(function, name)
-        self.compiled = CompiledModule(module, codegen_opt_level=0 if is_large(function) else 3)
+        self.compiled = CompiledModule(module, codegen_opt_level=0 if is_large(function) else 3,
+                                       unroll=False)
         self._entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(
             self.compiled.address(name))
 

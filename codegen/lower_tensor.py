@@ -18,6 +18,17 @@ from codegen.types import INDEX, POINTER, llvm_type
 from symgrad.ops import Op, STRUCTURAL
 
 
+# How each non-elementwise op is lowered (elementwise ops: codegen.mathlib.LOWERING_RULES).
+STEP_LOWERING = {
+    Op.MATMUL: "matmul loop nest",
+    Op.SUM: "reduction loop nest",
+    Op.AMAX: "reduction loop nest",
+    Op.BROADCAST: "strided view",
+    Op.TRANSPOSE: "strided view",
+    Op.RESHAPE: "strided view",
+}
+
+
 class TensorLoweringError(NotImplementedError):
     """The IR function uses something this lowering does not handle."""
 

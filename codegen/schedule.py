@@ -132,8 +132,13 @@ def schedule(function):
         elif _is_float_elementwise(node) and _must_store(node, users, outputs):
             stored[id(node)] = node
     # View operands must be stored; a reshape needs a contiguous buffer, so a view feeding a
-    # reshape is copied into one first.  Outputs that are views are stored as well.
+    # reshape is copied into one first.  Outputs that are views are stored as well, and so is
+    # a transposed right operand of a matrix product: its rows must be contiguous for the
+    # product's inner loop to vectorise (the copy costs O(k n), the product O(m k n)).
     for node in order:
+        if node.op is Op.MATMUL and id(node.args[1]) in views:
+            views.discard(id(node.args[1]))
+            stored[id(node.args[1])] = node.args[1]
         if node.op in STRUCTURAL:
             operand = node.args[0]
             if node.op is Op.RESHAPE and id(operand) in views:

@@ -113,22 +113,61 @@ def grad(expr, wrt):
     return expressions[0] if single else expressions
 
 
+def _tensor_list(argument, name):
+    from symgrad.tensor import Tensor
+
+    items = [argument] if isinstance(argument, Tensor) else list(argument)
+    for item in items:
+        if not isinstance(item, Tensor):
+            raise TypeError(f"{name} must hold tensors, got {type(item).__name__}")
+        if item.name is None:
+            raise TypeError(f"{name} must hold argument tensors (symgrad.tensor or network "
+                            f"parameters), got the computed tensor {item!r}")
+    return items
+
+
+def trace_tensor(expr, wrt, inputs=()):
+    """The IR function of a scalar tensor expression, with arguments ``wrt`` then ``inputs``."""
+    wrt_list = _tensor_list(wrt, "wrt")
+    input_list = _tensor_list(inputs, "inputs")
+    arguments = wrt_list + input_list
+    names = [t.name for t in arguments]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"arguments {repeated} are given more than once (in wrt or inputs)")
+    if expr.shape != ():
+        raise ValueError(f"the expression to differentiate must be a scalar, got shape "
+                         f"{expr.shape}; reduce it with .sum() or .mean()")
+    declared = {id(t.node) for t in arguments}
+    undeclared = sorted({n.attrs for n in ir.toposort([expr.node])
+                         if n.op.value == "input" and id(n) not in declared})
+    if undeclared:
+        raise UnknownSymbolError(
+            f"the expression uses tensors {undeclared} that are neither in wrt {names[:len(wrt_list)]} "
+            f"nor in inputs {names[len(wrt_list):]}")
+    return ir.Function([t.node for t in arguments], [expr.node], ["loss"]), wrt_list
+
+
 def compile(expr, wrt, inputs=()):
     """Compile a scalar SymPy expression and its gradient into one native kernel.
 
     Parameters
     ----------
-    expr : sympy.Expr
-    wrt : sympy.Symbol or sequence of sympy.Symbol
-        The symbols to differentiate with respect to: the kernel's first arguments.
-    inputs : sequence of sympy.Symbol
+    expr : sympy.Expr or Tensor
+        A scalar SymPy expression, or a scalar tensor expression (a loss).
+    wrt : sequence of sympy.Symbol, or of Tensor
+        What to differentiate with respect to: the kernel's first arguments.
+    inputs : sequence of sympy.Symbol, or of Tensor
         Further arguments the expression depends on, not differentiated.
 
     Returns
     -------
-    codegen.Kernel
-        ``kernel(*wrt_values, *input_values)`` (or by symbol name as keywords) returns
-        ``(value, (d/d wrt[0], d/d wrt[1], ...))``, elementwise over numpy broadcasting.
+    codegen.Kernel or codegen.kernel.TensorKernel
+        For a SymPy expression, ``kernel(*wrt_values, *input_values)`` (or by symbol name as
+        keywords) returns ``(value, (d/d wrt[0], d/d wrt[1], ...))``, elementwise over numpy
+        broadcasting.  For a tensor expression, ``kernel(params, *inputs, **inputs)`` takes
+        the ``wrt`` values as one sequence and returns ``(loss, grads)``, all of it in one
+        native call.
 
     Examples
     --------
@@ -138,7 +177,14 @@ def compile(expr, wrt, inputs=()):
     (4.0, (6.0, 5.0))
     """
     from codegen import Kernel
+    from symgrad.tensor import Tensor
 
+    if isinstance(expr, Tensor):
+        from codegen.kernel import TensorKernel
+
+        function, wrt_list = trace_tensor(expr, wrt, inputs)
+        fused = value_and_grad(function, [t.name for t in wrt_list])
+        return TensorKernel(fused, num_params=len(wrt_list))
     function = trace(expr, wrt, inputs)
     wrt_list, _ = _symbol_list(wrt, "wrt")
     fused = value_and_grad(function, [s.name for s in wrt_list])

@@ -2,7 +2,8 @@
 
 Supported: numbers (integers, rationals, floats, ``pi``, ``E``, ``oo``, ``nan``), symbols,
 ``+ - * /``, integer and real powers, ``exp``, ``log``, ``sqrt``, ``sin``, ``cos``, ``tanh``,
-``Abs``, ``sign``, ``Max``, ``Min``, ``Heaviside`` and ``Piecewise`` whose conditions are
+``Abs``, ``sign``, ``Max``, ``Min``, ``Heaviside``, symgrad's ``sigmoid`` and ``softplus``,
+``expm1`` and ``log1p`` (``sympy.codegen.cfunctions``) and ``Piecewise`` whose conditions are
 comparisons combined with ``And``, ``Or``, ``Not``.  Anything else raises
 :class:`~symgrad.errors.UnsupportedExpressionError` naming the function and the sub-expression.
 
@@ -14,6 +15,7 @@ import sympy
 from symgrad import ir
 from symgrad.errors import UnknownSymbolError, UnsupportedExpressionError
 from symgrad.ops import Op
+from symgrad.sympy_functions import expm1, log1p, sigmoid, softplus
 
 _UNARY = {
     sympy.exp: ir.exp,
@@ -23,6 +25,10 @@ _UNARY = {
     sympy.tanh: ir.tanh,
     sympy.Abs: ir.absolute,
     sympy.sign: ir.sign,
+    sigmoid: ir.sigmoid,
+    softplus: ir.softplus,
+    expm1: ir.expm1,
+    log1p: ir.log1p,
 }
 
 _RELATIONS = {

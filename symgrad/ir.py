@@ -291,6 +291,11 @@ def mul(a, b):
 
 
 def div(a, b):
+    if _is_value(a, 1.0) and a.shape == () and b.op is Op.ADD:
+        # 1 / (1 + exp(-y)) is the sigmoid: use the form that never overflows.
+        for one, other in (b.args, reversed(b.args)):
+            if _is_value(one, 1.0) and other.op is Op.EXP:
+                return sigmoid(neg(other.args[0]))
     if _is_value(b, 1.0) and not a.is_const:
         return _broadcast_like(a, b)
     if _is_value(a, 0.0) and not b.is_const:
@@ -332,7 +337,35 @@ def _unary(op):
 
 
 exp = _unary(Op.EXP)
-log = _unary(Op.LOG)
+_log = _unary(Op.LOG)
+_log1p = _unary(Op.LOG1P)
+
+
+def log(x):
+    """Elementwise natural logarithm, with the stable forms of composite logarithms:
+    log(sigmoid(z)) = -softplus(-z), log(1 - sigmoid(z)) = -softplus(z),
+    log(1 + exp(z)) = softplus(z), log(exp(z)) = z."""
+    if x.op is Op.SIGMOID:
+        return neg(softplus(neg(x.args[0])))
+    if x.op is Op.EXP:
+        return x.args[0]
+    if x.op is Op.ADD:
+        a, b = x.args
+        for one, other in ((a, b), (b, a)):
+            if _is_value(one, 1.0):
+                return log1p(other)
+    if x.op is Op.SUB and _is_value(x.args[0], 1.0):
+        return log1p(neg(x.args[1]))
+    return _log(x)
+
+
+def log1p(x):
+    """Elementwise log(1 + x); log1p(exp(z)) = softplus(z)."""
+    if x.op is Op.EXP:
+        return softplus(x.args[0])
+    if x.op is Op.NEG and x.args[0].op is Op.SIGMOID:
+        return neg(softplus(x.args[0].args[0]))
+    return _log1p(x)
 sqrt = _unary(Op.SQRT)
 sin = _unary(Op.SIN)
 cos = _unary(Op.COS)
@@ -352,7 +385,6 @@ def _broadcast_like(x, other):
 
 
 expm1 = _unary(Op.EXPM1)
-log1p = _unary(Op.LOG1P)
 sigmoid = _unary(Op.SIGMOID)
 softplus = _unary(Op.SOFTPLUS)
 

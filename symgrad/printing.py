@@ -7,6 +7,7 @@ import sympy
 
 from symgrad.ir import format_constant, toposort, type_string
 from symgrad.ops import Op
+from symgrad.sympy_functions import expm1, log1p, sigmoid, softplus
 
 # ---------------------------------------------------------------------------------------------
 # IR -> text
@@ -80,7 +81,8 @@ def sympy_constant(value):
 _SYMPY_UNARY = {
     Op.EXP: sympy.exp, Op.LOG: sympy.log, Op.SQRT: sympy.sqrt, Op.SIN: sympy.sin,
     Op.COS: sympy.cos, Op.TANH: sympy.tanh, Op.ABS: sympy.Abs, Op.SIGN: sympy.sign,
-    Op.NEG: lambda x: -x, Op.NOT: sympy.Not,
+    Op.NEG: lambda x: -x, Op.NOT: sympy.Not, Op.SIGMOID: sigmoid, Op.SOFTPLUS: softplus,
+    Op.EXPM1: expm1, Op.LOG1P: log1p,
 }
 _SYMPY_BINARY = {
     Op.SUB: lambda a, b: a - b, Op.DIV: lambda a, b: a / b, Op.POW: lambda a, b: a ** b,

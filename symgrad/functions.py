@@ -1,0 +1,168 @@
+"""The lecture's activation functions.
+
+Each is written once, as a SymPy formula of scalars, and works two ways: on SymPy arguments it
+returns that SymPy expression (which ``symgrad.grad``, ``symgrad.compile`` and ``sympy.diff``
+accept); on tensors it applies elementwise (broadcasting the tensors together).  Parameters such
+as PReLU's slope or Swish's beta may be numbers, SymPy symbols or tensors (learnable: put them in
+``wrt``).
+
+>>> import symgrad as sg
+>>> x = sg.symbols("x")
+>>> sg.relu(x)
+Max(0, x)
+>>> sg.sigmoid(x)
+sigmoid(x)
+"""
+
+import functools
+import inspect
+
+import sympy
+
+from symgrad.frontend import sympify
+from symgrad.sympy_functions import expm1, sigmoid as _sigmoid, softplus as _softplus
+from symgrad.tensor import Tensor, elementwise
+
+__all__ = [
+    "activation", "sigmoid", "tanh", "step", "relu", "leaky_relu", "prelu", "elu", "softplus",
+    "swish", "mish", "smooth_max", "acon_a", "acon_b", "acon_c",
+]
+
+
+def activation(formula):
+    """Make an activation from a SymPy formula of scalars.
+
+    The result returns ``formula(*args)`` for SymPy (or number) arguments, and applies
+    ``formula`` elementwise when any argument is a :class:`~symgrad.tensor.Tensor`.
+
+    Examples
+    --------
+    The lecture's leaky-integrate-and-fire firing rate, as a user-defined activation:
+
+    >>> @activation
+    ... def lif_rate(current, tau=1, resistance=1, rest=0, reset=0, threshold=1):
+    ...     drive = rest + resistance * current
+    ...     rate = 1 / (tau * sympy.log((drive - reset) / (drive - threshold)))
+    ...     return sympy.Piecewise((rate, drive > threshold), (0, True))
+    """
+
+    signature = inspect.signature(formula)
+
+    @functools.wraps(formula)
+    def apply(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        tensors = [name for name, value in values.items() if isinstance(value, Tensor)]
+        if tensors:
+            def scalar_formula(*symbols):
+                return formula(**{**values, **dict(zip(tensors, symbols))})
+            return elementwise(scalar_formula, *[values[name] for name in tensors])
+        return formula(**{name: sympify(value) for name, value in values.items()})
+
+    apply.formula = formula
+    return apply
+
+
+@activation
+def sigmoid(x):
+    r"""The logistic sigmoid :math:`\sigma(x) = 1/(1 + e^{-x})`; never overflows."""
+    return _sigmoid(x)
+
+
+@activation
+def tanh(x):
+    r""":math:`\tanh x = (e^x - e^{-x}) / (e^x + e^{-x})`."""
+    return sympy.tanh(x)
+
+
+@activation
+def step(x):
+    """The Heaviside step: 0 for x < 0, 1 for x > 0 and SymPy's 1/2 at 0; derivative 0."""
+    return sympy.Heaviside(x)
+
+
+@activation
+def relu(x):
+    """``max(x, 0)``; derivative 0 at the kink, as torch.relu."""
+    return sympy.Max(x, 0)
+
+
+@activation
+def leaky_relu(x, a=0.01):
+    """``x`` for x > 0, ``a x`` otherwise (derivative ``a`` at 0, as PyTorch)."""
+    return sympy.Piecewise((x, x > 0), (a * x, True))
+
+
+@activation
+def prelu(x, a):
+    """Parametric ReLU: ``x`` for x > 0, ``a x`` otherwise, with a learnable slope ``a``."""
+    return sympy.Piecewise((x, x > 0), (a * x, True))
+
+
+@activation
+def elu(x, alpha=1.0):
+    """``x`` for x > 0, ``alpha (e^x - 1)`` otherwise (computed with expm1)."""
+    return sympy.Piecewise((x, x > 0), (alpha * expm1(x), True))
+
+
+@activation
+def softplus(x):
+    r""":math:`\log(1 + e^x)`, computed as ``max(x, 0) + log1p(exp(-|x|))``."""
+    return _softplus(x)
+
+
+@activation
+def swish(x, beta=1):
+    r"""Swish :math:`x \sigma(\beta x)` (Ramachandran et al. 2017), ``beta`` learnable."""
+    return x * _sigmoid(beta * x)
+
+
+@activation
+def mish(x):
+    r"""Mish :math:`x \tanh(\operatorname{softplus}(x))` (Misra 2019)."""
+    return x * sympy.tanh(_softplus(x))
+
+
+@activation
+def acon_a(x, beta=1):
+    r"""ACON-A :math:`S_\beta(x, 0) = x \sigma(\beta x)` (Ma et al. 2021): Swish."""
+    return x * _sigmoid(beta * x)
+
+
+@activation
+def acon_b(x, a, beta=1):
+    r"""ACON-B :math:`S_\beta(x, a x) = (1 - a) x \sigma(\beta (1 - a) x) + a x`."""
+    return (1 - a) * x * _sigmoid(beta * (1 - a) * x) + a * x
+
+
+@activation
+def acon_c(x, p1, p2, beta=1):
+    r"""ACON-C :math:`(p_1 - p_2) x \sigma(\beta (p_1 - p_2) x) + p_2 x`, with ``p1``, ``p2``
+    and ``beta`` learnable; its slope tends to ``p1`` as x -> +inf and ``p2`` as x -> -inf."""
+    return (p1 - p2) * x * _sigmoid(beta * (p1 - p2) * x) + p2 * x
+
+
+def smooth_max(xs, beta=1, axis=-1):
+    r"""The smooth maximum :math:`S_\beta(x_1..x_n) = \sum_i x_i e^{\beta x_i} /
+    \sum_i e^{\beta x_i}` (Ma et al. 2021).
+
+    Parameters
+    ----------
+    xs : sequence of SymPy expressions, or Tensor
+        The values; for a tensor, along ``axis``.
+    beta : number, symbol or scalar tensor
+        beta -> inf gives the maximum, beta = 0 the mean, beta -> -inf the minimum.
+
+    The weights are computed relative to the largest ``beta x_i``, so nothing overflows.
+    """
+    if isinstance(xs, Tensor):
+        from symgrad.tensor import softmax
+        return (xs * softmax(xs * beta, axis)).sum(axis)
+    values = [sympify(x) for x in xs]
+    if not values:
+        raise ValueError("smooth_max needs at least one value")
+    beta = sympify(beta)
+    shift = sympy.Max(*[beta * x for x in values])
+    weights = [sympy.exp(beta * x - shift) for x in values]
+    return sympy.Add(*[x * w for x, w in zip(values, weights)]) / sympy.Add(*weights)

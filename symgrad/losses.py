@@ -1,0 +1,82 @@
+"""The lecture's loss functions, on tensors (and, where it makes sense, on SymPy scalars).
+
+Each returns a scalar tensor.  ``reduction`` is ``'mean'`` (over every element, or every
+example for softmax cross-entropy) or ``'sum'``.  The stable forms are used throughout: binary
+cross-entropy from logits is ``softplus(z) - t z``; from probabilities that come out of a
+sigmoid it is rewritten to the logits form; softmax cross-entropy uses log-sum-exp.
+"""
+
+from symgrad import ir
+from symgrad.functions import relu
+from symgrad.ops import Op
+from symgrad.tensor import Tensor, as_tensor, logsumexp
+
+__all__ = ["perceptron_criterion", "mean_squared_error", "mse", "binary_cross_entropy",
+           "binary_cross_entropy_with_logits", "softmax_cross_entropy"]
+
+
+def _reduce(values, reduction):
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def _pair(prediction, target, name):
+    if not isinstance(prediction, Tensor):
+        raise TypeError(f"{name}: the prediction must be a Tensor, got "
+                        f"{type(prediction).__name__}")
+    target = as_tensor(target, prediction)
+    ir.broadcast_shapes(prediction.shape, target.shape,
+                        context=f"{name}: prediction and target")
+    return prediction, target
+
+
+def perceptron_criterion(y, t, reduction="sum"):
+    r"""Rosenblatt's criterion :math:`E_P = -\sum_{n \in M} t_n y_n` over the misclassified
+    set M, i.e. :math:`\sum_n \max(0, -t_n y_n)` with targets :math:`t_n \in \{-1, +1\}` and
+    outputs :math:`y_n = w^T x_n`."""
+    y, t = _pair(y, t, "perceptron_criterion")
+    return _reduce(relu(-(t * y)), reduction)
+
+
+def mean_squared_error(y, t, reduction="mean"):
+    r""":math:`\frac{1}{N} \sum (y - t)^2`."""
+    y, t = _pair(y, t, "mean_squared_error")
+    return _reduce((y - t) ** 2, reduction)
+
+
+mse = mean_squared_error
+
+
+def binary_cross_entropy_with_logits(z, t, reduction="mean"):
+    r""":math:`-[t \log \sigma(z) + (1 - t) \log(1 - \sigma(z))] = \operatorname{softplus}(z)
+    - t z`, exact for any logit (at z = 40, t = 0 it is 40)."""
+    z, t = _pair(z, t, "binary_cross_entropy_with_logits")
+    return _reduce(Tensor(ir.softplus(z.node)) - t * z, reduction)
+
+
+def binary_cross_entropy(p, t, reduction="mean"):
+    r""":math:`-[t \log p + (1 - t) \log(1 - p)]` for probabilities ``p``.
+
+    When ``p`` is a sigmoid of logits, the logits form is used (exact for any logit);
+    otherwise each logarithm is clamped at -100, as PyTorch does, so p = 0 or 1 gives a large
+    finite loss rather than inf or NaN.
+    """
+    p, t = _pair(p, t, "binary_cross_entropy")
+    if p.node.op is Op.SIGMOID:
+        return binary_cross_entropy_with_logits(Tensor(p.node.args[0]), t, reduction)
+    floor = ir.const(-100.0, p.dtype)
+    log_p = Tensor(ir.maximum(ir.log(p.node), floor))
+    log_not_p = Tensor(ir.maximum(ir.log1p(ir.neg(p.node)), floor))
+    return _reduce(-(t * log_p + (1 - t) * log_not_p), reduction)
+
+
+def softmax_cross_entropy(logits, t, axis=-1, reduction="mean"):
+    r""":math:`-\sum_k t_k \log \operatorname{softmax}(z)_k = \operatorname{logsumexp}(z) -
+    \sum_k t_k z_k` for each example (one-hot or probability targets ``t`` along ``axis``),
+    averaged (or summed) over the examples."""
+    logits, t = _pair(logits, t, "softmax_cross_entropy")
+    per_example = logsumexp(logits, axis) - (t * logits).sum(axis)
+    return _reduce(per_example, reduction)

@@ -1,0 +1,265 @@
+"""Symbolic tensors: the user-facing handle on tensor-valued IR nodes.
+
+A :class:`Tensor` wraps one IR node and gives it numpy's operators (``+ - * / ** @``, ``.T``,
+``.sum``, ``.mean``...).  Shape errors are raised when the expression is built, naming both
+shapes.  Any scalar SymPy function applies elementwise with :func:`elementwise`.
+
+>>> X = tensor("X", ("n", 2))
+>>> W = tensor("W", (3, 2))
+>>> (X @ W.T).shape
+('n', 3)
+"""
+
+import numbers
+
+import numpy as np
+import sympy
+
+from symgrad import ir
+from symgrad.frontend import to_ir
+from symgrad.ops import Op
+
+
+class Tensor:
+    """A symbolic tensor: a node of symgrad's IR with numpy-like operators.
+
+    Build one with :func:`tensor` (an argument) or from other tensors.
+    """
+
+    __slots__ = ("node",)
+    __array_priority__ = 1000     # numpy arrays on the left defer to our operators
+
+    def __init__(self, node):
+        if not isinstance(node, ir.Node):
+            raise TypeError(f"Tensor wraps an IR node, got {type(node).__name__}")
+        object.__setattr__(self, "node", node)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("tensors are immutable")
+
+    @property
+    def shape(self):
+        return self.node.shape
+
+    @property
+    def dtype(self):
+        return self.node.dtype
+
+    @property
+    def ndim(self):
+        return len(self.node.shape)
+
+    @property
+    def name(self):
+        """The argument name of an input tensor (None for computed tensors)."""
+        return self.node.attrs if self.node.op is Op.INPUT else None
+
+    def __repr__(self):
+        shape = ", ".join(str(d) for d in self.shape)
+        if self.name is not None:
+            return f"tensor({self.name!r}, ({shape}{',' if self.ndim == 1 else ''}), {self.dtype})"
+        return f"<Tensor {self.node.op.value} ({shape}) {self.dtype}>"
+
+    def __hash__(self):
+        return hash(self.node)
+
+    def __eq__(self, other):
+        raise TypeError("== on tensors is ambiguous: use symgrad.equal for an elementwise "
+                        "comparison, or `a is b` / a.node is b.node for identity")
+
+    def __bool__(self):
+        raise TypeError("a symbolic tensor has no truth value")
+
+    # ---- arithmetic -------------------------------------------------------------------------
+
+    def __add__(self, other):
+        return Tensor(ir.add(self.node, _node(other, self)))
+
+    def __radd__(self, other):
+        return Tensor(ir.add(_node(other, self), self.node))
+
+    def __sub__(self, other):
+        return Tensor(ir.sub(self.node, _node(other, self)))
+
+    def __rsub__(self, other):
+        return Tensor(ir.sub(_node(other, self), self.node))
+
+    def __mul__(self, other):
+        return Tensor(ir.mul(self.node, _node(other, self)))
+
+    def __rmul__(self, other):
+        return Tensor(ir.mul(_node(other, self), self.node))
+
+    def __truediv__(self, other):
+        return Tensor(ir.div(self.node, _node(other, self)))
+
+    def __rtruediv__(self, other):
+        return Tensor(ir.div(_node(other, self), self.node))
+
+    def __pow__(self, other):
+        return Tensor(ir.power(self.node, _node(other, self)))
+
+    def __rpow__(self, other):
+        return Tensor(ir.power(_node(other, self), self.node))
+
+    def __neg__(self):
+        return Tensor(ir.neg(self.node))
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return Tensor(ir.absolute(self.node))
+
+    def __matmul__(self, other):
+        return matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return matmul(other, self)
+
+    def __lt__(self, other):
+        return Tensor(ir.compare(Op.LT, self.node, _node(other, self)))
+
+    def __le__(self, other):
+        return Tensor(ir.compare(Op.LE, self.node, _node(other, self)))
+
+    def __gt__(self, other):
+        return Tensor(ir.compare(Op.GT, self.node, _node(other, self)))
+
+    def __ge__(self, other):
+        return Tensor(ir.compare(Op.GE, self.node, _node(other, self)))
+
+    # ---- shapes and reductions ---------------------------------------------------------------
+
+    @property
+    def T(self):
+        """The transpose (axes reversed)."""
+        return Tensor(ir.transpose(self.node))
+
+    def transpose(self, *perm):
+        return Tensor(ir.transpose(self.node, perm or None))
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], tuple):
+            shape = shape[0]
+        return Tensor(ir.reshape(self.node, shape))
+
+    def broadcast_to(self, shape):
+        return Tensor(ir.broadcast_to(self.node, shape))
+
+    def sum(self, axis=None, keepdims=False):
+        return Tensor(ir.reduce_sum(self.node, axis, keepdims))
+
+    def mean(self, axis=None, keepdims=False):
+        summed = ir.reduce_sum(self.node, axis, keepdims)
+        axes = ir._normalize_axes(axis, self.ndim, "mean")
+        count = ir.size_of([self.shape[a] for a in axes], self.dtype)
+        return Tensor(ir.div(summed, count))
+
+    def max(self, axis=None, keepdims=False):
+        return Tensor(ir.reduce_max(self.node, axis, keepdims))
+
+
+def _node(value, like):
+    """An IR node for a tensor or a Python/numpy number (in ``like``'s dtype)."""
+    if isinstance(value, Tensor):
+        return value.node
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError("booleans are not numbers here; use 0.0 or 1.0")
+    if isinstance(value, numbers.Real):
+        return ir.const(float(value), like.dtype if like.dtype != "bool" else "float64")
+    if isinstance(value, sympy.Basic) and value.is_number and value.is_real:
+        return ir.const(float(value), like.dtype)
+    if isinstance(value, np.ndarray):
+        raise TypeError("constant arrays are not part of a symbolic expression: declare a "
+                        "tensor input for them (symgrad.tensor) and pass the array at call time")
+    raise TypeError(f"cannot combine a tensor with {type(value).__name__}")
+
+
+def tensor(name, shape=(), dtype="float64"):
+    """A symbolic tensor argument.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name (the kernel takes it by this name).
+    shape : tuple
+        Sizes: ints, or names of symbolic sizes such as a batch size ``"n"``.
+    dtype : {'float64', 'float32'}
+
+    Examples
+    --------
+    >>> X = tensor("X", ("n", 784), dtype="float32")
+    """
+    if dtype not in ir.FLOAT_DTYPES:
+        raise ValueError(f"dtype must be one of {ir.FLOAT_DTYPES}, got {dtype!r}")
+    if isinstance(shape, (int, str)):
+        shape = (shape,)
+    return Tensor(ir.input_node(name, dtype, shape))
+
+
+def as_tensor(value, like=None):
+    """``value`` as a Tensor (numbers become constants)."""
+    if isinstance(value, Tensor):
+        return value
+    return Tensor(_node(value, like.node if like is not None else ir.const(0.0)))
+
+
+def elementwise(function, *tensors):
+    """Apply a scalar SymPy function elementwise to tensors (broadcast together).
+
+    Parameters
+    ----------
+    function : callable
+        Takes one SymPy symbol per tensor and returns a SymPy expression of them (a Python
+        function, a ``sympy.Lambda`` or a SymPy function class such as ``sympy.exp``).
+    *tensors : Tensor or number
+
+    Examples
+    --------
+    >>> X = tensor("X", ("n", 3))
+    >>> Y = elementwise(lambda u: sympy.exp(-u**2), X)
+    """
+    like = next((t for t in tensors if isinstance(t, Tensor)), None)
+    if like is None:
+        raise TypeError("elementwise needs at least one tensor")
+    nodes = [_node(t, like.node) for t in tensors]
+    symbols = [sympy.Dummy(f"u{i}", real=True) for i in range(len(tensors))]
+    expr = function(*symbols)
+    dtype = like.dtype
+    return Tensor(to_ir(expr, dict(zip(symbols, nodes)), dtype))
+
+
+def matmul(a, b):
+    """The matrix product of two rank-2 tensors (shape errors name both shapes)."""
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        raise TypeError("matmul takes two tensors")
+    return Tensor(ir.matmul(a.node, b.node))
+
+
+def where(cond, if_true, if_false):
+    """``if_true`` where ``cond`` holds, else ``if_false`` (gradients flow to the branch
+    taken only, never NaN from the other)."""
+    like = if_true if isinstance(if_true, Tensor) else if_false
+    return Tensor(ir.select(cond.node, _node(if_true, like.node), _node(if_false, like.node)))
+
+
+def logsumexp(x, axis=-1, keepdims=False):
+    """``log(sum(exp(x)))`` along ``axis``, shifted by the maximum so it never overflows."""
+    shift = x.max(axis, keepdims=True)
+    total = Tensor(ir.log(ir.reduce_sum(ir.exp(ir.sub(x.node, shift.node)), axis, True)))
+    result = total + shift
+    if keepdims:
+        return result
+    axes = ir._normalize_axes(axis, x.ndim, "logsumexp")
+    return result.reshape(tuple(s for a, s in enumerate(x.shape) if a not in axes))
+
+
+def log_softmax(x, axis=-1):
+    """``x - logsumexp(x)`` along ``axis``."""
+    return x - logsumexp(x, axis, keepdims=True)
+
+
+def softmax(x, axis=-1):
+    """``exp(x) / sum(exp(x))`` along ``axis``, computed without overflow."""
+    return Tensor(ir.exp(log_softmax(x, axis).node))
