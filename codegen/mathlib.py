@@ -120,6 +120,7 @@ LOWERING_RULES = {
     Op.LOG1P: _libm("log1p"),
     Op.SIGMOID: lower_sigmoid,
     Op.SOFTPLUS: lower_softplus,
+    Op.STOP_GRADIENT: lambda builder, node, operands, math: operands[0],
     Op.LT: _compare("<"),
     Op.LE: _compare("<="),
     Op.GT: _compare(">"),

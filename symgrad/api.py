@@ -88,14 +88,17 @@ def grad(expr, wrt):
 
     Parameters
     ----------
-    expr : sympy.Expr
-    wrt : sympy.Symbol or sequence of sympy.Symbol
+    expr : sympy.Expr or Tensor
+    wrt : sympy.Symbol or sequence of sympy.Symbol, or sequence of Tensor
 
     Returns
     -------
-    sympy.Expr or list of sympy.Expr
-        One derivative per symbol of ``wrt`` (a single expression when ``wrt`` is a single
-        symbol).  A symbol that ``expr`` does not depend on gets 0.
+    sympy.Expr, list of sympy.Expr, or symgrad.derivation.Derivation
+        For a SymPy expression, one derivative per symbol of ``wrt`` (a single expression when
+        ``wrt`` is a single symbol); a symbol that ``expr`` does not depend on gets 0.  For a
+        scalar tensor expression, a :class:`~symgrad.derivation.Derivation`: the gradients as
+        SymPy matrix expressions and the named equations reverse mode derived (for a network,
+        the backpropagation rules), printable as text and LaTeX.
 
     Examples
     --------
@@ -103,6 +106,16 @@ def grad(expr, wrt):
     >>> grad(x**2 + x*y + (x + y)**2, [x, y])
     [4*x + 3*y, 3*x + 2*y]
     """
+    from symgrad.tensor import Tensor
+
+    if isinstance(expr, Tensor):
+        from symgrad.check import _inputs_of
+        from symgrad.derivation import Derivation
+
+        wrt_list = _tensor_list(wrt, "wrt")
+        names = {t.name for t in wrt_list}
+        inputs = [t for t in _inputs_of(expr) if t.name not in names]
+        return Derivation(expr, wrt_list, inputs)
     expr = sympify(expr)
     wrt_list, single = _symbol_list(wrt, "wrt")
     free = sorted(expr.free_symbols - set(wrt_list), key=str)

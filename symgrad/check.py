@@ -24,21 +24,27 @@ def _point(at, kernel):
     return [by_name[name] for name in kernel.arg_names]
 
 
-def gradcheck(f, wrt, at, eps=1e-6, atol=1e-5, rtol=1e-3):
+def gradcheck(f, wrt, at, eps=1e-6, atol=1e-5, rtol=1e-3, full_limit=2000, directions=8,
+              seed=0):
     """Check a compiled gradient against central finite differences in float64.
 
     Each partial derivative ``g`` is compared with ``(f(p + eps) - f(p - eps)) / (2 eps)``
     and passes when ``|g - fd| <= atol + rtol * |fd|`` (PyTorch's defaults).  Arrays in ``at``
     are checked elementwise.
 
+    For tensor expressions and kernels the check runs on a float64 build of the same graph.
+    With at most ``full_limit`` parameter entries every entry is checked; beyond that, the
+    directional derivative along ``directions`` random unit directions is compared with
+    ``(f(p + eps v) - f(p - eps v)) / (2 eps)``, and so are 32 randomly chosen entries.
+
     Parameters
     ----------
-    f : sympy.Expr or codegen.Kernel
+    f : sympy.Expr, codegen.Kernel, Tensor or codegen.kernel.TensorKernel
         An expression (compiled here) or a kernel from :func:`symgrad.compile`.
-    wrt : sequence of sympy.Symbol
-        The symbols whose partial derivatives are checked.
+    wrt : sequence of sympy.Symbol or of Tensor
+        The symbols (or parameter tensors) whose partial derivatives are checked.
     at : dict
-        A value for every argument, keyed by symbol (or name).
+        A value for every argument, keyed by symbol or tensor (or name).
 
     Returns
     -------
@@ -58,8 +64,12 @@ def gradcheck(f, wrt, at, eps=1e-6, atol=1e-5, rtol=1e-3):
     True
     """
     from codegen import Kernel
+    from codegen.kernel import TensorKernel
     from symgrad.api import _symbol_list, compile as compile_kernel
+    from symgrad.tensor import Tensor
 
+    if isinstance(f, (Tensor, TensorKernel)):
+        return _tensor_gradcheck(f, wrt, at, eps, atol, rtol, full_limit, directions, seed)
     wrt_list, _ = _symbol_list(wrt, "wrt")
     if isinstance(f, Kernel):
         kernel = f
@@ -105,3 +115,96 @@ def _table(rows, eps, atol, rtol):
     if len(rows) > 50:
         lines.append(f"... and {len(rows) - 50} more")
     return "\n".join(lines)
+
+
+def _name_of(key):
+    from symgrad.tensor import Tensor
+
+    if isinstance(key, Tensor):
+        if key.name is None:
+            raise TypeError("at must be keyed by argument tensors or names, got a computed "
+                            "tensor")
+        return key.name
+    if isinstance(key, sympy.Symbol):
+        return key.name
+    if isinstance(key, str):
+        return key
+    raise TypeError(f"at must be keyed by tensors, symbols or names, got {key!r}")
+
+
+def _tensor_gradcheck(f, wrt, at, eps, atol, rtol, full_limit, directions, seed):
+    from codegen.kernel import TensorKernel
+    from symgrad.api import _tensor_list, trace_tensor
+    from symgrad.grad import value_and_grad
+    from symgrad.tensor import Tensor
+
+    values = {_name_of(key): value for key, value in at.items()}
+    if isinstance(f, Tensor):
+        wrt_list = _tensor_list(wrt, "wrt")
+        wrt_names = [t.name for t in wrt_list]
+        inputs = [t for t in (n for n in _inputs_of(f)) if t.name not in wrt_names]
+        function, _ = trace_tensor(f, wrt_list, inputs)
+        fused = value_and_grad(function, wrt_names)
+    else:
+        wrt_names = [_name_of(w) for w in ([wrt] if isinstance(wrt, (Tensor, str)) else wrt)]
+        if wrt_names != list(f.param_names):
+            raise ValueError(f"wrt {wrt_names} must be the kernel's parameters "
+                             f"{list(f.param_names)}")
+        fused = f.function
+    kernel = TensorKernel(fused.with_dtype("float64"), num_params=len(wrt_names))
+    missing = [n for n in kernel.param_names + kernel.input_names if n not in values]
+    if missing:
+        raise ValueError(f"at gives no value for {missing}")
+    unknown = set(values) - set(kernel.param_names) - set(kernel.input_names)
+    if unknown:
+        raise ValueError(f"at names {sorted(unknown)}, which are not arguments of the kernel")
+    params = [np.array(values[n], dtype=np.float64) for n in kernel.param_names]
+    inputs = {n: np.array(values[n], dtype=np.float64) for n in kernel.input_names}
+
+    def loss(point):
+        return float(kernel(point, **inputs)[0])
+
+    _, grads = kernel(params, **inputs)
+    rows = []
+    total = sum(p.size for p in params)
+    rng = np.random.default_rng(seed)
+    if total <= full_limit:
+        entries = [(k, index) for k, p in enumerate(params) for index in np.ndindex(*p.shape)]
+    else:
+        flat = rng.choice(total, size=min(32, total), replace=False)
+        offsets = np.cumsum([0] + [p.size for p in params])
+        entries = []
+        for position in sorted(flat):
+            k = int(np.searchsorted(offsets, position, side="right") - 1)
+            entries.append((k, np.unravel_index(position - offsets[k], params[k].shape)))
+        for direction in range(directions):
+            vectors = [rng.standard_normal(p.shape) for p in params]
+            norm = np.sqrt(sum(float(np.sum(v * v)) for v in vectors))
+            vectors = [v / norm for v in vectors]
+            up = [p + eps * v for p, v in zip(params, vectors)]
+            down = [p - eps * v for p, v in zip(params, vectors)]
+            numeric = (loss(up) - loss(down)) / (2 * eps)
+            analytic = sum(float(np.sum(g * v)) for g, v in zip(grads, vectors))
+            if not abs(analytic - numeric) <= atol + rtol * abs(numeric):
+                rows.append((f"dir{direction}", (), analytic, numeric))
+    for k, index in entries:
+        index = tuple(int(i) for i in index)
+        up = [p.copy() for p in params]
+        down = [p.copy() for p in params]
+        up[k][index] += eps
+        down[k][index] -= eps
+        numeric = (loss(up) - loss(down)) / (2 * eps)
+        analytic = float(np.asarray(grads[k])[index])
+        if not abs(analytic - numeric) <= atol + rtol * abs(numeric):
+            rows.append((kernel.param_names[k], index, analytic, numeric))
+    if rows:
+        raise GradcheckError(_table(rows, eps, atol, rtol))
+    return True
+
+
+def _inputs_of(expr):
+    from symgrad.ir import toposort
+    from symgrad.ops import Op
+    from symgrad.tensor import Tensor
+
+    return [Tensor(n) for n in toposort([expr.node]) if n.op is Op.INPUT]

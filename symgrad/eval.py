@@ -48,6 +48,7 @@ ELEMENTWISE_RULES = {
     Op.LOG1P: np.log1p,
     Op.SIGMOID: _sigmoid,
     Op.SOFTPLUS: _softplus,
+    Op.STOP_GRADIENT: np.positive,
     Op.LT: np.less,
     Op.LE: np.less_equal,
     Op.GT: np.greater,

@@ -70,12 +70,21 @@ def vjp(output, wrt, cotangent=None):
         ``d output / d w`` for each ``w`` in ``wrt`` (a zero constant where ``output`` does not
         depend on ``w``).
     """
+    gradients, _ = reverse(output, wrt, (), cotangent)
+    return gradients
+
+
+def reverse(output, wrt, record=(), cotangent=None):
+    """Reverse mode: the gradients of ``output`` with respect to ``wrt``, and the total
+    cotangent reaching each node of ``record`` (``id(node) -> Node``; absent where no
+    gradient reaches it), as the backward pass uses it."""
     if output.dtype == "bool":
         raise TypeError("cannot differentiate a boolean result")
     if cotangent is None:
         cotangent = ir.const(1.0, output.dtype, output.shape)
     order = ir.toposort([output])
     targets = {id(w) for w in wrt}
+    recorded_ids = {id(r) for r in record}
     needs = set()
     for node in order:
         if node.dtype == "bool":
@@ -86,6 +95,7 @@ def vjp(output, wrt, cotangent=None):
     # contributions[id] = list of (value, guard); guard None means unconditional.
     contributions = {id(output): [(cotangent, None)]}
     totals = {}
+    recorded = {}
     for node in reversed(order):
         incoming = contributions.pop(id(node), None)
         if not incoming or id(node) not in needs:
@@ -93,6 +103,8 @@ def vjp(output, wrt, cotangent=None):
         ct, guard = _total(incoming)
         if id(node) in targets:
             totals[id(node)] = _masked(guard, ct)
+        if id(node) in recorded_ids:
+            recorded[id(node)] = ct
         if node.op in (Op.INPUT, Op.CONST, Op.DIM) or node.op in NON_DIFFERENTIABLE:
             continue
         outputs = VJP_RULES[node.op](ct, node, *node.args)
@@ -109,8 +121,9 @@ def vjp(output, wrt, cotangent=None):
                 value = ir.unbroadcast(_masked(operand_guard, value), operand.shape)
                 operand_guard = None
             contributions.setdefault(id(operand), []).append((value, operand_guard))
-    return [totals.get(id(w), ir.const(0.0, w.dtype if w.dtype != "bool" else "float64",
-                                       w.shape)) for w in wrt]
+    gradients = [totals.get(id(w), ir.const(0.0, w.dtype if w.dtype != "bool" else "float64",
+                                            w.shape)) for w in wrt]
+    return gradients, recorded
 
 
 def value_and_grad(function, wrt):

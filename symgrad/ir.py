@@ -384,6 +384,14 @@ def _broadcast_like(x, other):
     return broadcast_to(x, broadcast_shapes(x.shape, other.shape))
 
 
+def stop_gradient(x):
+    """``x`` itself, treated as a constant by reverse mode (used for the shift of a stable
+    log-sum-exp, whose derivative cancels exactly)."""
+    if x.is_const or x.op is Op.STOP_GRADIENT:
+        return x
+    return _elementwise(Op.STOP_GRADIENT, x)
+
+
 expm1 = _unary(Op.EXPM1)
 sigmoid = _unary(Op.SIGMOID)
 softplus = _unary(Op.SOFTPLUS)
@@ -612,6 +620,7 @@ BUILDERS = {
     Op.MAX: maximum, Op.MIN: minimum, Op.EXP: exp, Op.LOG: log, Op.SQRT: sqrt, Op.SIN: sin,
     Op.COS: cos, Op.TANH: tanh, Op.ABS: absolute, Op.SIGN: sign, Op.EXPM1: expm1,
     Op.LOG1P: log1p, Op.SIGMOID: sigmoid, Op.SOFTPLUS: softplus, Op.MATMUL: matmul,
+    Op.STOP_GRADIENT: stop_gradient,
     Op.AND: logical_and, Op.OR: logical_or, Op.NOT: logical_not, Op.SELECT: select,
     **{op: (lambda a, b, op=op: compare(op, a, b)) for op in COMPARISONS},
 }

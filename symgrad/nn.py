@@ -14,6 +14,7 @@ compiler differentiates; their current values are numpy arrays kept beside them.
 import numpy as np
 
 from symgrad import ir
+from symgrad.derivation import label
 from symgrad.functions import relu, leaky_relu, elu, prelu
 from symgrad.tensor import Tensor, tensor
 
@@ -72,6 +73,10 @@ class Dense:
                 f"{self.weight.shape[1]}), got {inputs.shape}")
         z = inputs @ self.weight.T + self.bias
         a = z if self.activation is None else self.activation(z)
+        suffix = self.weight.name[1:] if self.weight.name.startswith("W") else ""
+        label(z, f"z{suffix}", f"delta{suffix}")
+        if a is not z:
+            label(a, f"a{suffix}")
         self.last_z, self.last_a = z, a
         return a
 

@@ -40,6 +40,7 @@ class Op(enum.Enum):
     LOG1P = "log1p"      # log(1 + x), accurate near 0
     SIGMOID = "sigmoid"  # 1 / (1 + exp(-x)), never NaN
     SOFTPLUS = "softplus"  # log(1 + exp(x)) as max(x, 0) + log1p(exp(-|x|))
+    STOP_GRADIENT = "stop_gradient"  # the identity, through which no gradient flows
 
     # ---- comparisons and logic (boolean results, never differentiated) ----
     LT = "lt"
@@ -68,7 +69,7 @@ class Op(enum.Enum):
 
 
 UNARY_MATH = frozenset({Op.NEG, Op.EXP, Op.LOG, Op.SQRT, Op.SIN, Op.COS, Op.TANH, Op.ABS, Op.SIGN,
-                        Op.EXPM1, Op.LOG1P, Op.SIGMOID, Op.SOFTPLUS})
+                        Op.EXPM1, Op.LOG1P, Op.SIGMOID, Op.SOFTPLUS, Op.STOP_GRADIENT})
 BINARY_MATH = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.MAX, Op.MIN})
 COMPARISONS = frozenset({Op.LT, Op.LE, Op.GT, Op.GE, Op.EQ, Op.NE})
 LOGIC = frozenset({Op.AND, Op.OR, Op.NOT})

@@ -82,7 +82,7 @@ _SYMPY_UNARY = {
     Op.EXP: sympy.exp, Op.LOG: sympy.log, Op.SQRT: sympy.sqrt, Op.SIN: sympy.sin,
     Op.COS: sympy.cos, Op.TANH: sympy.tanh, Op.ABS: sympy.Abs, Op.SIGN: sympy.sign,
     Op.NEG: lambda x: -x, Op.NOT: sympy.Not, Op.SIGMOID: sigmoid, Op.SOFTPLUS: softplus,
-    Op.EXPM1: expm1, Op.LOG1P: log1p,
+    Op.EXPM1: expm1, Op.LOG1P: log1p, Op.STOP_GRADIENT: lambda x: x,
 }
 _SYMPY_BINARY = {
     Op.SUB: lambda a, b: a - b, Op.DIV: lambda a, b: a / b, Op.POW: lambda a, b: a ** b,
@@ -131,7 +131,7 @@ def _display_children(node):
     return list(node.args)
 
 
-def to_sympy(nodes, symbols):
+def to_sympy(nodes, symbols, leaf_values=None):
     """SymPy expressions for IR nodes.
 
     Parameters
@@ -139,12 +139,14 @@ def to_sympy(nodes, symbols):
     nodes : sequence of Node
     symbols : dict
         Maps input names to SymPy symbols.
+    leaf_values : dict, optional
+        ``id(node) -> SymPy value`` for nodes to show as given rather than expand.
 
     Returns
     -------
     list of sympy.Expr
     """
-    memo = {}
+    memo = dict(leaf_values or {})
 
     def convert(node):
         if node.op is Op.CONST:

@@ -94,6 +94,7 @@ VJP_RULES = {
     Op.TANH:   lambda ct, out, x: (ir.mul(ct, ir.sub(ir.const(1.0, out.dtype), ir.mul(out, out))),),
     Op.ABS:    lambda ct, out, x: (ir.mul(ct, ir.sign(x)),),
     Op.SIGN:   lambda ct, out, x: (None,),
+    Op.STOP_GRADIENT: lambda ct, out, x: (None,),
     Op.EXPM1:  lambda ct, out, x: (ir.mul(ct, ir.add(out, ir.const(1.0, out.dtype))),),
     Op.LOG1P:  lambda ct, out, x: (ir.div(ct, ir.add(ir.const(1.0, x.dtype), x)),),
     Op.SIGMOID: lambda ct, out, x: (ir.mul(ct, ir.mul(out, ir.sub(ir.const(1.0, out.dtype), out))),),

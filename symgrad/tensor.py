@@ -246,7 +246,8 @@ def where(cond, if_true, if_false):
 
 def logsumexp(x, axis=-1, keepdims=False):
     """``log(sum(exp(x)))`` along ``axis``, shifted by the maximum so it never overflows."""
-    shift = x.max(axis, keepdims=True)
+    # The shift's own derivative cancels exactly: leave it out of the backward pass.
+    shift = Tensor(ir.stop_gradient(ir.reduce_max(x.node, axis, True)))
     total = Tensor(ir.log(ir.reduce_sum(ir.exp(ir.sub(x.node, shift.node)), axis, True)))
     result = total + shift
     if keepdims:
