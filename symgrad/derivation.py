@@ -17,6 +17,7 @@ import sympy
 from sympy.matrices.expressions import (HadamardPower, HadamardProduct, MatrixExpr,
                                         MatrixSymbol, OneMatrix)
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+from sympy.printing.str import StrPrinter
 
 from symgrad import ir
 from symgrad.grad import reverse
@@ -61,6 +62,23 @@ class ElementwiseMap(ElementwiseApplyFunction):
         (variable,) = self.function.variables
         body = printer._print(self.function.expr.subs(variable, sympy.Symbol("u")))
         return rf"\left(u \mapsto {body}\right)_\circ\left({argument}\right)"
+
+
+class _EquationPrinter(StrPrinter):
+    """Text for matrix equations: ``A ∘ B`` for the elementwise product, ``A∘²`` for the
+    elementwise square, ``1`` for a column or row of ones."""
+
+    def _print_HadamardProduct(self, expr):
+        return " ∘ ".join(self.parenthesize(arg, 50) for arg in expr.args)
+
+    def _print_HadamardPower(self, expr):
+        exponent = expr.exp
+        if exponent == 2:
+            return f"{self.parenthesize(expr.base, 60)}∘²"
+        return f"{self.parenthesize(expr.base, 60)}∘^({self._print(exponent)})"
+
+    def _print_OneMatrix(self, expr):
+        return "1"
 
 
 def _dims(shape):
@@ -273,7 +291,9 @@ class Derivation:
 
     def __str__(self):
         width = max(len(name) for name, _ in self.equations)
-        return "\n".join(f"{name:>{width}} = {expr}" for name, expr in self.equations)
+        printer = _EquationPrinter()
+        return "\n".join(f"{name:>{width}} = {printer.doprint(expr)}"
+                         for name, expr in self.equations)
 
     def __repr__(self):
         return f"<Derivation of {len(self.gradients)} gradients>\n{self}"

@@ -7,9 +7,9 @@ import sys
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
-def run_example(name):
-    completed = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True,
-                               text=True, timeout=300)
+def run_example(name, *args):
+    completed = subprocess.run([sys.executable, str(EXAMPLES / name), *args],
+                               capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr
     return completed.stdout
 
@@ -22,3 +22,23 @@ def test_seed_function():
     assert "kernel(x: f64[], y: f64[]) -> (f, df/dx, df/dy)" in output
     assert "At (x, y) = (3, -2): f = 4.0, df/dx = 6.0, df/dy = 5.0" in output
     assert "Gradient check (central differences, eps=1e-6, atol=1e-5, rtol=1e-3): True" in output
+
+
+def test_activations():
+    output = run_example("activations.py", "--no-plot")
+    for name in ("sigmoid", "tanh", "step", "relu", "leaky_relu", "prelu", "elu", "softplus",
+                 "swish", "mish", "smooth_max", "acon_a", "acon_b", "acon_c", "lif_rate",
+                 "shifted_sigmoids"):
+        assert f"\n{name}" in "\n" + output
+    assert "f'(x) = (1 - sigmoid(x))*sigmoid(x)" in output
+    assert "every derivative matches central finite differences" in output
+
+
+def test_mlp_gradients():
+    output = run_example("mlp_gradients.py")
+    assert "delta2 = (delta3*W3) ∘ (-a2∘² + 1)" in output
+    assert "delta1 = (delta2*W2) ∘ (-a1∘² + 1)" in output
+    assert "dC/dW1 = delta1.T*X" in output and "dC/db1 = 1*delta1" in output
+    assert "\\delta_{1} &= \\left(\\delta_{2} W_{2}\\right) \\circ" in output
+    assert "finite-difference check (every entry): True" in output
+    assert "MLP 784-256-128-10 (235146 weights, float32)" in output
