@@ -13,7 +13,7 @@ The walk is iterative, so a 300-deep nest of functions translates without recurs
 import sympy
 
 from symgrad import ir
-from symgrad.errors import UnknownSymbolError, UnsupportedExpressionError
+from symgrad.errors import ShapeError, UnknownSymbolError, UnsupportedExpressionError
 from symgrad.ops import Op
 from symgrad.sympy_functions import expm1, log1p, sigmoid, softplus
 
@@ -183,7 +183,7 @@ def to_ir(expr, symbols, dtype="float64"):
             memo[current] = _translate_one(current, [memo[c] for c in _children(current)],
                                            symbols, dtype)
         except (TypeError, ValueError) as error:
-            if isinstance(error, (UnsupportedExpressionError, UnknownSymbolError)):
+            if isinstance(error, (UnsupportedExpressionError, UnknownSymbolError, ShapeError)):
                 raise
             raise UnsupportedExpressionError(
                 f"cannot translate the sub-expression {current}: {error}") from error

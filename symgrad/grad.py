@@ -15,7 +15,7 @@ reach a differentiation target, so the side not taken contributes exactly 0.
 
 from symgrad import ir
 from symgrad.ops import ELEMENTWISE, Op
-from symgrad.rules import NON_DIFFERENTIABLE, VJP_RULES
+from symgrad.rules import NON_DIFFERENTIABLE, VJP_RULES, Guarded
 
 
 def _pairwise_sum(terms):
@@ -107,14 +107,18 @@ def reverse(output, wrt, record=(), cotangent=None):
             recorded[id(node)] = ct
         if node.op in (Op.INPUT, Op.CONST, Op.DIM) or node.op in NON_DIFFERENTIABLE:
             continue
+        if guard is not None and node.op not in ELEMENTWISE:
+            # Contractions, reductions and views move elements around: a guard (which has
+            # the node's shape and layout) is applied before, not after, them.
+            ct, guard = _masked(guard, ct), None
         outputs = VJP_RULES[node.op](ct, node, *node.args)
         for index, (operand, value) in enumerate(zip(node.args, outputs)):
             if value is None or id(operand) not in needs:
                 continue
             operand_guard = guard
-            if node.op is Op.SELECT:
-                cond = node.args[0]
-                operand_guard = _and_guard(guard, cond if index == 1 else ir.logical_not(cond))
+            if isinstance(value, Guarded):
+                operand_guard = _and_guard(guard, value.condition)
+                value = value.value
             if operand.shape != node.shape or node.op not in ELEMENTWISE:
                 # A guard has the node's shape and layout: apply it before the cotangent is
                 # summed, reshaped or contracted into the operand's shape.

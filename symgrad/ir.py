@@ -513,6 +513,14 @@ def matmul(a, b):
     shape = (a.shape[0], b.shape[1])
     if (a.op is Op.CONST and a.attrs == 0.0) or (b.op is Op.CONST and b.attrs == 0.0):
         return const(0.0, dtype, shape)
+    # A uniform constant matrix c times B is c times B's column sums on every row (and
+    # symmetrically): the gradient of sum(A @ B) needs no matrix of ones.
+    if a.op is Op.CONST:
+        sums = reduce_sum(_retype_const(b, dtype), 0, keepdims=True)
+        return broadcast_to(mul(const(a.attrs, dtype), sums), shape)
+    if b.op is Op.CONST:
+        sums = reduce_sum(_retype_const(a, dtype), 1, keepdims=True)
+        return broadcast_to(mul(sums, const(b.attrs, dtype)), shape)
     return make_node(Op.MATMUL, (_retype_const(a, dtype), _retype_const(b, dtype)), None,
                      dtype, shape)
 

@@ -19,8 +19,19 @@ Kink conventions (documented in the README):
   taken contributes exactly 0, never NaN (see :mod:`symgrad.grad`).
 """
 
+from typing import NamedTuple
+
 from symgrad import ir
 from symgrad.ops import BOOLEAN_RESULT, Op
+
+
+class Guarded(NamedTuple):
+    """A contribution that only holds where ``condition`` does (the branch of a select, the
+    active side of ``max(x, c)``).  Reverse mode masks it with the condition where it meets
+    other contributions, so 0 * inf further down the inactive side never becomes NaN."""
+
+    value: object
+    condition: object
 
 
 def _half(ct):
@@ -30,9 +41,9 @@ def _half(ct):
 def _max_rule(ct, out, a, b, greater=Op.GT):
     zero = ir.const(0.0, ct.dtype)
     if b.is_const:
-        return ir.select(ir.compare(greater, a, b), ct, zero), None
+        return Guarded(ct, ir.compare(greater, a, b)), None
     if a.is_const:
-        return None, ir.select(ir.compare(greater, b, a), ct, zero)
+        return None, Guarded(ct, ir.compare(greater, b, a))
     tie = ir.select(ir.compare(Op.EQ, a, b), _half(ct), zero)
     return (ir.select(ir.compare(greater, a, b), ct, tie),
             ir.select(ir.compare(greater, b, a), ct, tie))
@@ -55,10 +66,7 @@ def _pow_rule(ct, out, base, exponent):
 
 
 def _select_rule(ct, out, cond, if_true, if_false):
-    # The cotangent goes to both branches unmasked: reverse mode records cond (or not cond)
-    # as the guard of each branch and applies it (symgrad.grad), so that the masking also
-    # covers every 0 * inf further down the branch.
-    return None, ct, ct
+    return None, Guarded(ct, cond), Guarded(ct, ir.logical_not(cond))
 
 
 def _amax_rule(ct, out, x):

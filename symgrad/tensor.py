@@ -64,8 +64,9 @@ class Tensor:
         return hash(self.node)
 
     def __eq__(self, other):
-        raise TypeError("== on tensors is ambiguous: use symgrad.equal for an elementwise "
-                        "comparison, or `a is b` / a.node is b.node for identity")
+        # Structural equality, as SymPy's ==: nodes are interned, so equal structure is the
+        # same node.  (Elementwise comparisons are <, <=, >, >=.)
+        return isinstance(other, Tensor) and self.node is other.node
 
     def __bool__(self):
         raise TypeError("a symbolic tensor has no truth value")
