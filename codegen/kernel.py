@@ -291,7 +291,15 @@ class TensorKernel:
         return np.ascontiguousarray(array)
 
     def __call__(self, params, *args, **kwargs):
-        values = self._arrays(params, args, kwargs)
+        outputs = self.run(self._arrays(params, args, kwargs))
+        value = outputs[0][()] if outputs[0].ndim == 0 else outputs[0]
+        grads = outputs[1:]
+        if isinstance(params, dict):
+            return value, dict(zip(self.param_names, grads))
+        return value, tuple(grads)
+
+    def run(self, values):
+        """Check one value per function input (in order) and run the kernel: the outputs."""
         sizes = {}
         arrays = [self._check(node, value, sizes)
                   for node, value in zip(self.function.inputs, values)]
@@ -308,11 +316,23 @@ class TensorKernel:
             *[size_values[name] for name in self.function.size_names])
         pointers = (ctypes.c_void_p * len(buffers))(*[b.ctypes.data for b in buffers])
         self._entry(size_array, pointers)
-        value = outputs[0][()] if outputs[0].ndim == 0 else outputs[0]
-        grads = outputs[1:]
-        if isinstance(params, dict):
-            return value, dict(zip(self.param_names, grads))
-        return value, tuple(grads)
+        return outputs
+
+
+class FunctionKernel(TensorKernel):
+    """A native kernel for any tensor IR function: ``kernel(*inputs, **inputs_by_name)``
+    returns one array per output (a tuple; scalars as numpy scalars)."""
+
+    def __init__(self, function, name="symgrad_kernel"):
+        super().__init__(function, 0, name)
+
+    def __call__(self, *args, **kwargs):
+        outputs = self.run(self._arrays([], args, kwargs))
+        return tuple(o[()] if o.ndim == 0 else o for o in outputs)
+
+    def __repr__(self):
+        return f"<symgrad.FunctionKernel ({', '.join(self.input_names)}) -> " \
+               f"({', '.join(self.function.output_names)}) {self.dtype}>"
 
 
 def _shape_text(shape):

@@ -151,14 +151,56 @@ def trace_tensor(expr, wrt, inputs=()):
     if expr.shape != ():
         raise ValueError(f"the expression to differentiate must be a scalar, got shape "
                          f"{expr.shape}; reduce it with .sum() or .mean()")
+    _check_declared([expr], arguments,
+                    f"neither in wrt {names[:len(wrt_list)]} nor in inputs "
+                    f"{names[len(wrt_list):]}")
+    return ir.Function([t.node for t in arguments], [expr.node], ["loss"]), wrt_list
+
+
+def _check_declared(expressions, arguments, where):
     declared = {id(t.node) for t in arguments}
-    undeclared = sorted({n.attrs for n in ir.toposort([expr.node])
+    undeclared = sorted({n.attrs for n in ir.toposort([e.node for e in expressions])
                          if n.op.value == "input" and id(n) not in declared})
     if undeclared:
-        raise UnknownSymbolError(
-            f"the expression uses tensors {undeclared} that are neither in wrt {names[:len(wrt_list)]} "
-            f"nor in inputs {names[len(wrt_list):]}")
-    return ir.Function([t.node for t in arguments], [expr.node], ["loss"]), wrt_list
+        raise UnknownSymbolError(f"the expression uses tensors {undeclared} that are {where}")
+
+
+def compile_function(outputs, inputs, names=None):
+    """Compile tensor expressions (no differentiation) into one native kernel.
+
+    Parameters
+    ----------
+    outputs : Tensor or sequence of Tensor
+    inputs : sequence of Tensor
+        The argument tensors, in call order.
+    names : sequence of str, optional
+        Names of the outputs (for printing).
+
+    Returns
+    -------
+    codegen.kernel.FunctionKernel
+        ``kernel(*arrays, **arrays_by_name)`` returns a tuple with one array per output.
+
+    Examples
+    --------
+    >>> X = tensor("X", ("n", 3)); w = tensor("w", (3,))
+    >>> k = compile_function([X @ w.reshape(3, 1)], [X, w])
+    """
+    from codegen.kernel import FunctionKernel
+    from symgrad.tensor import Tensor
+
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    for output in outputs:
+        if not isinstance(output, Tensor):
+            raise TypeError(f"outputs must be tensors, got {type(output).__name__}")
+    arguments = _tensor_list(inputs, "inputs")
+    argument_names = [t.name for t in arguments]
+    repeated = sorted({n for n in argument_names if argument_names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"inputs {repeated} are given more than once")
+    _check_declared(outputs, arguments, f"not in inputs {argument_names}")
+    function = ir.Function([t.node for t in arguments], [o.node for o in outputs], names)
+    return FunctionKernel(function)
 
 
 def compile(expr, wrt, inputs=()):

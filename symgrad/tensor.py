@@ -241,8 +241,11 @@ def matmul(a, b):
 def where(cond, if_true, if_false):
     """``if_true`` where ``cond`` holds, else ``if_false`` (gradients flow to the branch
     taken only, never NaN from the other)."""
-    like = if_true if isinstance(if_true, Tensor) else if_false
-    return Tensor(ir.select(cond.node, _node(if_true, like.node), _node(if_false, like.node)))
+    if not isinstance(cond, Tensor) or cond.dtype != "bool":
+        raise TypeError("where needs a boolean tensor condition, such as X > 0")
+    like = next((v for v in (if_true, if_false) if isinstance(v, Tensor)), None)
+    like_node = like.node if like is not None else ir.const(0.0)
+    return Tensor(ir.select(cond.node, _node(if_true, like_node), _node(if_false, like_node)))
 
 
 def logsumexp(x, axis=-1, keepdims=False):
