@@ -5,6 +5,8 @@ import functools
 
 import llvmlite.binding as llvm
 
+from codegen import cache
+
 
 @functools.lru_cache(maxsize=None)
 def _host_description():
@@ -48,6 +50,8 @@ class CompiledModule:
         The module after the optimisation pipeline.
     asm : str
         The host assembly.
+    from_cache : bool
+        Whether the native code came from the disk cache (:mod:`codegen.cache`).
     """
 
     def __init__(self, module, opt_level=3, codegen_opt_level=None, unroll=True):
@@ -57,6 +61,20 @@ class CompiledModule:
         module.triple = machine.triple
         module.data_layout = str(machine.target_data)
         self.llvm_ir = str(module)
+        self._codegen_opt_level = codegen_opt_level
+        self._asm = None
+        key = cache.cache_key(self.llvm_ir, _host_description(),
+                              [opt_level, codegen_opt_level, unroll])
+        entry = cache.load(key)
+        self.from_cache = False
+        if entry is not None:
+            try:
+                self._engine = self._load_object(entry[0], machine)
+                self.optimized_llvm_ir = entry[1]
+                self.from_cache = True
+                return
+            except RuntimeError:
+                machine = host_target_machine(codegen_opt_level)     # rebuild below
         parsed = llvm.parse_assembly(self.llvm_ir)
         parsed.verify()
         tuning = llvm.create_pipeline_tuning_options(speed_level=opt_level)
@@ -64,10 +82,20 @@ class CompiledModule:
         passes = llvm.create_pass_builder(machine, tuning)
         passes.getModulePassManager().run(parsed, passes)
         self.optimized_llvm_ir = str(parsed)
-        self._codegen_opt_level = codegen_opt_level
-        self._asm = None
+        if cache.cache_dir() is not None:
+            cache.store(key, machine.emit_object(parsed), self.optimized_llvm_ir)
         self._engine = llvm.create_mcjit_compiler(parsed, machine)
         self._engine.finalize_object()
+
+    @staticmethod
+    def _load_object(object_code, machine):
+        """An engine holding cached object code (no optimisation, no code generation)."""
+        empty = llvm.parse_assembly("")
+        empty.triple = machine.triple
+        engine = llvm.create_mcjit_compiler(empty, machine)
+        engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
+        engine.finalize_object()
+        return engine
 
     @property
     def asm(self):

@@ -1,0 +1,104 @@
+"""The on-disk cache of compiled kernels.
+
+An entry holds the native object code (and the optimised LLVM IR, for inspection) of one
+module, keyed by a hash of everything that determines it: the generated LLVM IR, the target
+triple, CPU name and features, the optimisation settings, and the llvmlite and LLVM versions.
+Each entry carries a checksum of its contents: an entry that is truncated, corrupt or written
+by another format is rebuilt, never loaded.
+
+The cache lives in ``$SYMGRAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/symgrad``, else
+``~/.cache/symgrad``; :func:`set_cache_dir` changes it (None switches caching off).
+"""
+
+import hashlib
+import json
+import os
+import pathlib
+import tempfile
+
+import llvmlite
+import llvmlite.binding as llvm
+
+FORMAT = "symgrad-object-1"
+_MAGIC = FORMAT.encode() + b"\n"
+
+#: ``set_cache_dir(DEFAULT)`` goes back to the directory chosen by the environment.
+DEFAULT = "<default>"
+_settings = {"directory": DEFAULT}
+
+
+def set_cache_dir(path):
+    """Use ``path`` for the kernel cache (None: no disk cache; :data:`DEFAULT`: the
+    environment's choice).  Returns the previous setting, which can be passed back."""
+    previous = _settings["directory"]
+    _settings["directory"] = path if path in (None, DEFAULT) else str(path)
+    return previous
+
+
+def cache_dir():
+    """The cache directory in use, or None when caching is off."""
+    directory = _settings["directory"]
+    if directory is None:
+        return None
+    if directory != DEFAULT:
+        return pathlib.Path(directory)
+    if os.environ.get("SYMGRAD_CACHE_DIR"):
+        return pathlib.Path(os.environ["SYMGRAD_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(base) / "symgrad"
+
+
+def cache_key(llvm_ir, host, settings):
+    """The hex key of a module: a hash of its IR, the host and the compiler settings."""
+    triple, cpu, features = host
+    parts = {
+        "format": FORMAT, "llvmlite": llvmlite.__version__,
+        "llvm": ".".join(map(str, llvm.llvm_version_info)), "triple": triple, "cpu": cpu,
+        "features": features, "settings": settings,
+    }
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode())
+    digest.update(llvm_ir.encode())
+    return digest.hexdigest()
+
+
+def load(key):
+    """``(object_code, optimized_llvm_ir)`` for ``key``, or None when absent or not valid."""
+    directory = cache_dir()
+    if directory is None:
+        return None
+    try:
+        data = (directory / f"{key}.entry").read_bytes()
+    except OSError:
+        return None
+    if not data.startswith(_MAGIC):
+        return None
+    header_end = data.find(b"\n", len(_MAGIC))
+    if header_end < 0:
+        return None
+    try:
+        header = json.loads(data[len(_MAGIC):header_end])
+        body = data[header_end + 1:]
+        if header["key"] != key or hashlib.sha256(body).hexdigest() != header["sha256"]:
+            return None
+        split = header["object_size"]
+        return body[:split], body[split:].decode()
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+
+
+def store(key, object_code, optimized_llvm_ir):
+    """Write an entry atomically (a concurrent reader sees the old entry or the new one)."""
+    directory = cache_dir()
+    if directory is None:
+        return
+    body = bytes(object_code) + optimized_llvm_ir.encode()
+    header = {"key": key, "sha256": hashlib.sha256(body).hexdigest(),
+              "object_size": len(object_code)}
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(_MAGIC + json.dumps(header).encode() + b"\n" + body)
+        os.replace(temporary, directory / f"{key}.entry")
+    except OSError:
+        pass          # a read-only or full disk only costs the cache, never the kernel
