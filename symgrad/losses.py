@@ -7,9 +7,8 @@ sigmoid it is rewritten to the logits form; softmax cross-entropy uses log-sum-e
 """
 
 from symgrad import ir
-from symgrad.functions import relu
 from symgrad.ops import Op
-from symgrad.tensor import Tensor, as_tensor, logsumexp
+from symgrad.tensor import Tensor, as_tensor, logsumexp, where
 
 __all__ = ["perceptron_criterion", "mean_squared_error", "mse", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "softmax_cross_entropy"]
@@ -35,10 +34,16 @@ def _pair(prediction, target, name):
 
 def perceptron_criterion(y, t, reduction="sum"):
     r"""Rosenblatt's criterion :math:`E_P = -\sum_{n \in M} t_n y_n` over the misclassified
-    set M, i.e. :math:`\sum_n \max(0, -t_n y_n)` with targets :math:`t_n \in \{-1, +1\}` and
-    outputs :math:`y_n = w^T x_n`."""
+    set :math:`M = \{n : t_n y_n \le 0\}`, with targets :math:`t_n \in \{-1, +1\}` and
+    outputs :math:`y_n = w^T x_n`.
+
+    A point on the boundary (:math:`t_n y_n = 0`) counts as misclassified, as in Rosenblatt's
+    rule, so one gradient step with rate eta is exactly :func:`symgrad.optim.perceptron_rule`
+    (from w = 0 too).
+    """
     y, t = _pair(y, t, "perceptron_criterion")
-    return _reduce(relu(-(t * y)), reduction)
+    margin = t * y
+    return _reduce(where(margin <= 0, -margin, 0.0), reduction)
 
 
 def mean_squared_error(y, t, reduction="mean"):

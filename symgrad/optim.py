@@ -54,6 +54,13 @@ def _check_rate(name, value):
     return float(value)
 
 
+def _check_beta(name, value):
+    value = _check_rate(name, value)
+    if value >= 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return value
+
+
 class GradientDescent(Optimizer):
     r""":math:`\theta_t = \theta_{t-1} - \eta \nabla E(\theta_{t-1})`.
 
@@ -117,8 +124,8 @@ class Adam(Optimizer):
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         self.lr = _check_rate("lr", lr)
-        self.beta1 = _check_rate("betas[0]", betas[0])
-        self.beta2 = _check_rate("betas[1]", betas[1])
+        self.beta1 = _check_beta("betas[0]", betas[0])
+        self.beta2 = _check_beta("betas[1]", betas[1])
         self.eps = _check_rate("eps", eps)
 
     def hyperparameters(self, step):

@@ -87,12 +87,17 @@ _SYMPY_UNARY = {
 _SYMPY_BINARY = {
     Op.SUB: lambda a, b: a - b, Op.DIV: lambda a, b: a / b, Op.POW: lambda a, b: a ** b,
     Op.MAX: sympy.Max, Op.MIN: sympy.Min,
-    Op.LT: sympy.Lt, Op.LE: sympy.Le, Op.GT: sympy.Gt, Op.GE: sympy.Ge,
+    # Unevaluated: a comparison with a NaN-valued piece (Heaviside's) must still print.
+    Op.LT: lambda a, b: sympy.Lt(a, b, evaluate=False),
+    Op.LE: lambda a, b: sympy.Le(a, b, evaluate=False),
+    Op.GT: lambda a, b: sympy.Gt(a, b, evaluate=False),
+    Op.GE: lambda a, b: sympy.Ge(a, b, evaluate=False),
     Op.EQ: lambda a, b: sympy.Eq(a, b, evaluate=False),
     Op.NE: lambda a, b: sympy.Ne(a, b, evaluate=False),
     Op.AND: sympy.And, Op.OR: sympy.Or,
 }
 _FLATTENED = {Op.ADD: sympy.Add, Op.MUL: sympy.Mul}
+_WHERE = sympy.Function("where")
 
 
 def _flat_operands(node):
@@ -116,6 +121,28 @@ def _select_pieces(node):
         node = node.args[2]
     pieces.append((node, None))
     return pieces
+
+
+def _heaviside_parts(node):
+    """(x, H0) when ``node`` is the frontend's translation of ``Heaviside(x, H0)``."""
+    pieces = _select_pieces(node)
+    if len(pieces) != 4 or pieces[3][0].op is not Op.CONST or \
+            not math.isnan(pieces[3][0].attrs):
+        return None
+    (one, above), (zero, below), (at_zero, at) = pieces[:3]
+    x = above.args[0] if above.op is Op.GT else None
+    expected = [(above, Op.GT), (below, Op.LT), (at, Op.EQ)]
+    if x is None or any(c.op is not op or c.args[0] is not x or not _is_zero(c.args[1])
+                        for c, op in expected):
+        return None
+    if not (one.op is Op.CONST and one.attrs == 1.0 and _is_zero(zero)
+            and at_zero.op is Op.CONST):
+        return None
+    return x, at_zero.attrs
+
+
+def _is_zero(node):
+    return node.op is Op.CONST and node.attrs == 0.0
 
 
 def _display_children(node):
@@ -158,9 +185,25 @@ def to_sympy(nodes, symbols, leaf_values=None):
         if node.op in _FLATTENED:
             return _FLATTENED[node.op](*[memo[id(a)] for a in _flat_operands(node)])
         if node.op is Op.SELECT:
+            step = _heaviside_parts(node)
+            if step is not None:
+                return sympy.Heaviside(memo[id(step[0])], sympy_constant(step[1]))
             pieces = [(memo[id(value)], True if cond is None else memo[id(cond)])
                       for value, cond in _select_pieces(node)]
-            return sympy.Piecewise(*pieces)
+            if pieces[-1][0] is sympy.nan:
+                # SymPy's Piecewise is NaN where no condition holds: the same without the NaN
+                # object (which SymPy cannot compare inside a condition).
+                pieces.pop()
+            try:
+                return sympy.Piecewise(*pieces)
+            except (TypeError, ValueError):
+                # SymPy refuses some conditions (a Piecewise without a default inside one):
+                # show the selection itself.
+                pieces = [(memo[id(value)], cond) for value, cond in _select_pieces(node)]
+                result = pieces[-1][0]
+                for value, cond in reversed(pieces[:-1]):
+                    result = _WHERE(memo[id(cond)], value, result)
+                return result
         args = [memo[id(a)] for a in node.args]
         if node.op in _SYMPY_UNARY:
             return _SYMPY_UNARY[node.op](*args)

@@ -244,7 +244,11 @@ def where(cond, if_true, if_false):
     if not isinstance(cond, Tensor) or cond.dtype != "bool":
         raise TypeError("where needs a boolean tensor condition, such as X > 0")
     like = next((v for v in (if_true, if_false) if isinstance(v, Tensor)), None)
-    like_node = like.node if like is not None else ir.const(0.0)
+    if like is not None:
+        like_node = like.node
+    else:   # both branches are numbers: compute in the dtype the condition compares
+        floats = [n for n in ir.toposort([cond.node]) if n.dtype != "bool"]
+        like_node = ir.const(0.0, floats[0].dtype if floats else "float64")
     return Tensor(ir.select(cond.node, _node(if_true, like_node), _node(if_false, like_node)))
 
 

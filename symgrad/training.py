@@ -210,6 +210,9 @@ def load(path, model):
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path!s} is not a parameter file written by symgrad.save: "
                          f"{error}") from error
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path!s} is not a parameter file written by symgrad.save (an .npz "
+                         f"archive of named arrays)")
     with archive:
         names = [p.name for p in params]
         missing = [n for n in names if n not in archive.files]
@@ -219,7 +222,14 @@ def load(path, model):
                              f"{names}")
         values = []
         for param in params:
-            array = archive[param.name]
+            try:
+                array = archive[param.name]
+            except (OSError, ValueError, zipfile.BadZipFile) as error:
+                raise ValueError(f"parameter {param.name!r} in {path!s} is not readable: "
+                                 f"{error}") from error
+            if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
+                raise ValueError(f"parameter {param.name!r} in {path!s} is not an array of "
+                                 f"floats")
             if array.shape != param.shape or array.dtype != np.dtype(param.dtype):
                 raise ValueError(f"parameter {param.name!r} in {path!s} has shape {array.shape} "
                                  f"and dtype {array.dtype}; the model expects {param.shape} "

@@ -145,10 +145,14 @@ def test_symbol_not_in_expression_gets_zero():
 
 
 def test_gradients_never_hold_dirac_delta_or_heaviside():
-    for expr in [sympy.Heaviside(x), sympy.Max(x, 0), sympy.Abs(x), sympy.sign(x),
-                 sympy.Piecewise((x, x > 0), (0, True)) * sympy.Heaviside(x - 2)]:
+    for expr in [sympy.Heaviside(x), sympy.Max(x, 0), sympy.Abs(x), sympy.sign(x)]:
         for derivative in sg.grad(expr, [x]):
             assert not derivative.has(sympy.DiracDelta, sympy.Heaviside)
+    # A step that multiplies stays a value in the product rule; its own derivative is 0.
+    product = sympy.Piecewise((x, x > 0), (0, True)) * sympy.Heaviside(x - 2)
+    (derivative,) = sg.grad(product, [x])
+    assert not derivative.has(sympy.DiracDelta)
+    assert derivative == sympy.Piecewise((sympy.Heaviside(x - 2), x > 0), (0, True))
 
 
 # ---------------------------------------------------------------------------------------------

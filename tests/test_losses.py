@@ -294,10 +294,11 @@ def test_perceptron_criterion_counts_only_misclassified_points():
     y = np.array([2.0, -1.0, 0.5, -3.0, 0.0, 1e-3, 7.0])
     t = np.array([1.0, 1.0, -1.0, -1.0, 1.0, -1.0, -1.0])
     value, gradient = _run(kernel, y, t)
-    misclassified = t * y < 0
-    assert misclassified.tolist() == [False, True, True, False, False, True, True]
+    # Rosenblatt's misclassified set includes the boundary t y = 0 (it adds 0 to the loss but
+    # -t to the gradient, as the perceptron rule updates on it).
+    misclassified = t * y <= 0
+    assert misclassified.tolist() == [False, True, True, False, True, True, True]
     assert value == pytest.approx(1.0 + 0.5 + 1e-3 + 7.0, rel=1e-15)
-    # -t on the misclassified set, 0 elsewhere (on the boundary y = 0 too: the kink)
     assert gradient.tolist() == np.where(misclassified, -t, 0.0).tolist()
     # all correct: zero loss, zero gradient
     value, gradient = _run(kernel, np.array([1.0, -2.0]), np.array([1.0, -1.0]))
