@@ -29,6 +29,10 @@ class History:
         Values of the ``metrics`` callbacks, per epoch.
     values : list of numpy.ndarray
         The parameter values at the end.
+    compile_time : float
+        Seconds spent building and compiling the step kernel.
+    from_cache : bool
+        Whether the step kernel's native code came from the disk cache.
     """
 
     def __init__(self):
@@ -36,6 +40,8 @@ class History:
         self.epoch_time = []
         self.metrics = {}
         self.values = None
+        self.compile_time = 0.0
+        self.from_cache = False
 
     def __repr__(self):
         last = f"{self.loss[-1]:.6g}" if self.loss else "-"
@@ -152,10 +158,13 @@ def fit(model, loss, inputs, data, optimizer=None, epochs=10, batch_size=None, s
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
 
+    history = History()
+    start = time.perf_counter()
     trainer = Trainer(loss, params, inputs, optimizer, fused=fused)
+    history.compile_time = time.perf_counter() - start
+    history.from_cache = trainer.kernel.compiled.from_cache
     state = trainer.initial_state(values)
     rng = np.random.default_rng(seed)
-    history = History()
     metrics = metrics or {}
     step = 0
     bar = _progress_bar(epochs, progress)
