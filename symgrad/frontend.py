@@ -132,6 +132,11 @@ def _translate_one(expr, args, symbols, dtype):
         return _balanced(ir.logical_or, args)
     if func is sympy.Not:
         return ir.logical_not(args[0])
+    if func is sympy.ITE:
+        # SymPy's boolean if-then-else (it writes comparisons of a Piecewise this way).
+        cond, if_true, if_false = args
+        return ir.logical_or(ir.logical_and(cond, if_true),
+                             ir.logical_and(ir.logical_not(cond), if_false))
     if func is sympy.Piecewise:
         # Piecewise((e1, c1), (e2, c2), ...): the first true condition wins; none -> NaN.
         result = ir.const(float("nan"), dtype)
