@@ -12,6 +12,7 @@ loop nest; elementwise work is fused into the loops that need it.
 
 from llvmlite import ir as llvm_ir
 
+from codegen.blas import find_gemm
 from codegen.mathlib import LOWERING_RULES, MathDeclarations
 from codegen.schedule import IMMEDIATE_OPS, schedule
 from codegen.types import INDEX, POINTER, llvm_type
@@ -40,9 +41,11 @@ def _zero_index():
 class _Lowering:
     """Emits the loops of one schedule into one LLVM function."""
 
-    def __init__(self, function, plan, module, name):
+    def __init__(self, function, plan, module, name, gemm):
         self.function = function
         self.plan = plan
+        self.module = module
+        self.gemm = gemm
         self.math = MathDeclarations(module)
         signature = llvm_ir.FunctionType(llvm_ir.VoidType(), [POINTER, POINTER])
         self.llvm_function = llvm_ir.Function(module, signature, name=name)
@@ -237,8 +240,56 @@ class _Lowering:
             self.builder.store(updated, address)
         self.loop_nest(operand.shape, body)
 
+    def blas_operand(self, node):
+        """(transposed, leading dimension) for a product operand a BLAS reads in place: a
+        stored matrix or the transpose of one; None otherwise."""
+        if id(node) in self.plan.slots:
+            return False, node.shape[1]
+        if node.op is Op.TRANSPOSE and id(node.args[0]) in self.plan.slots:
+            return True, node.args[0].shape[1]
+        return None
+
+    def blas_matmul(self, node, slot):
+        """C = A @ B through cblas_?gemm; False when an operand is not laid out for it."""
+        left, right = (self.blas_operand(a) for a in node.args)
+        if self.gemm is None or left is None or right is None:
+            return False
+        element = llvm_type(node.dtype)
+        integer = llvm_ir.IntType(64 if self.gemm.ilp64 else 32)
+        enum = llvm_ir.IntType(32)
+        name = self.gemm.symbols[node.dtype]
+        function = self.module.globals.get(name)
+        if function is None:
+            function = llvm_ir.Function(self.module, llvm_ir.FunctionType(
+                llvm_ir.VoidType(), [enum, enum, enum, integer, integer, integer, element,
+                                     POINTER, integer, POINTER, integer, element, POINTER,
+                                     integer]), name=name)
+
+        def size(value):
+            value = self.extent(value) if not isinstance(value, llvm_ir.Value) else value
+            return value if integer.width == 64 else self.builder.trunc(value, integer)
+
+        def leading(extent):
+            # BLAS wants a leading dimension >= 1 even for an empty matrix.
+            value = self.extent(extent)
+            positive = self.builder.icmp_signed(">", value, INDEX(0))
+            return size(self.builder.select(positive, value, INDEX(1)))
+        (left_transposed, left_ld), (right_transposed, right_ld) = left, right
+        rows, columns = node.shape
+        inner = node.args[0].shape[1]
+        bases = [self.access(a)[0] for a in node.args]
+        self.builder.call(function, [
+            enum(101), enum(112 if left_transposed else 111),
+            enum(112 if right_transposed else 111), size(rows), size(columns), size(inner),
+            llvm_ir.Constant(element, 1.0), bases[0], leading(left_ld), bases[1],
+            leading(right_ld), llvm_ir.Constant(element, 0.0), self.buffers[slot],
+            leading(columns)])
+        return True
+
     def matmul(self, step):
         (node,), (slot,) = step.nodes, step.slots
+        if self.blas_matmul(node, slot):
+            return
         left, right = node.args
         element = llvm_type(node.dtype)
         rows, columns = node.shape
@@ -284,8 +335,12 @@ class _Lowering:
         self.builder.ret_void()
 
 
-def lower_tensor_function(function, name="symgrad_kernel"):
-    """Lower ``function`` to an LLVM module; returns ``(module, schedule)``."""
+def lower_tensor_function(function, name="symgrad_kernel", use_blas=True):
+    """Lower ``function`` to an LLVM module; returns ``(module, schedule)``.
+
+    With ``use_blas`` (and a BLAS found by :func:`codegen.blas.find_gemm`), matrix products
+    call ``cblas_?gemm``; otherwise they are loop nests.
+    """
     for node in function.outputs:
         if node.dtype == "bool":
             raise TensorLoweringError("kernel outputs must be floats, got a boolean output")
@@ -293,7 +348,8 @@ def lower_tensor_function(function, name="symgrad_kernel"):
     if len(float_dtypes) > 1:
         raise TensorLoweringError(
             f"a kernel computes in one float dtype, got {sorted(float_dtypes)}")
-    plan = schedule(function)
+    gemm = find_gemm() if use_blas else None
+    plan = schedule(function, blas=gemm is not None)
     module = llvm_ir.Module(name=name)
-    _Lowering(function, plan, module, name).run()
+    _Lowering(function, plan, module, name, gemm).run()
     return module, plan

@@ -115,8 +115,9 @@ def _view_bases(node, views):
     return bases
 
 
-def schedule(function):
-    """Plan the buffers and loops that compute ``function``."""
+def schedule(function, blas=False):
+    """Plan the buffers and loops that compute ``function`` (``blas``: matrix products go to
+    a BLAS, which reads transposed operands in place)."""
     order = function.nodes
     order_index = {id(node): index for index, node in enumerate(order)}
     users = _consumers(order)
@@ -136,7 +137,7 @@ def schedule(function):
     # a transposed right operand of a matrix product: its rows must be contiguous for the
     # product's inner loop to vectorise (the copy costs O(k n), the product O(m k n)).
     for node in order:
-        if node.op is Op.MATMUL and id(node.args[1]) in views:
+        if node.op is Op.MATMUL and id(node.args[1]) in views and not blas:
             views.discard(id(node.args[1]))
             stored[id(node.args[1])] = node.args[1]
         if node.op in STRUCTURAL:

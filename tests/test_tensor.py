@@ -244,7 +244,11 @@ def test_random_programs_match_reference_and_finite_differences(program, seed, n
                 down = [q.copy() for q in param_values]
                 up[k][index] += eps
                 down[k][index] -= eps
-                numeric = (step(up, *input_values)[0] - step(down, *input_values)[0]) / (2 * eps)
+                above = (step(up, *input_values)[0] - value) / eps
+                below = (value - step(down, *input_values)[0]) / eps
+                if abs(above - below) > 1e-3 * (1 + abs(above) + abs(below)):
+                    continue        # a kink (where, max, min) lies within eps: no derivative
+                numeric = (above + below) / 2
                 analytic = grads[k][index]
                 assert abs(analytic - numeric) <= 1e-5 * (1 + abs(value)) + 1e-4 * abs(numeric), \
                     (params[k].name, index, analytic, numeric)
