@@ -1,0 +1,352 @@
+"""symgrad against its peers on the CPU: one table per workload, ratios from the same run.
+
+Workloads (median of several repeats; every result checked against a float64 numpy reference):
+
+* W1 scalar call: f(x, y) = x^2 + xy + (x+y)^2, value and gradient at one point, one call at a
+  time (hand-written Python, sympy.lambdify, JAX jit(value_and_grad), torch).
+* W2 batched activation: L = sum(mish(x) * w) and dL/dx for 1e6 elements, float64 and float32.
+* W3 MLP step: 784-128-10 and 784-256-128-10, tanh, softmax cross-entropy, batch 128, float32
+  and float64: loss and all parameter gradients (hand-written numpy backprop, torch, JAX).
+* W4 tiny network: XOR 2-4-1, sigmoid, BCE, batch 4, float64: one forward+backward call.
+* W5 compile time: declaration to first gradient for W1 and W3, cold and with the disk cache.
+
+Peers are optional (the ``bench`` extra, or ``pip install jax`` and
+``pip install torch==2.13.0``); a missing one is left out of the tables.
+
+    python examples/benchmark.py            # add --quick for fewer repeats
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+
+import numpy as np
+import sympy
+
+import symgrad as sg
+
+try:
+    import torch
+    torch.set_num_threads(os.cpu_count() or 1)
+except ImportError:
+    torch = None
+try:
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+except ImportError:
+    jax = None
+
+
+def median_time(function, repeats, number=None):
+    """Median seconds per call of ``function`` over ``repeats`` timings."""
+    function()                                     # warm up (and JIT for JAX)
+    if number is None:
+        number = 1
+        while timeit.timeit(function, number=number) < 0.02 and number < 1_000_000:
+            number *= 4
+    times = timeit.repeat(function, number=number, repeat=repeats)
+    return float(np.median(times)) / number
+
+
+def table(title, rows, baseline="symgrad"):
+    """rows: list of (name, seconds or None, ok)."""
+    reference = next((t for name, t, _ in rows if name == baseline), None)
+    print(f"\n{title}")
+    print(f"  {'implementation':<28} {'median':>12} {'/ symgrad':>10}  check")
+    for name, seconds, ok in rows:
+        if seconds is None:
+            print(f"  {name:<28} {'n/a':>12}")
+            continue
+        unit, scale = ("us", 1e6) if seconds < 1e-3 else ("ms", 1e3)
+        ratio = seconds / reference if reference else float("nan")
+        print(f"  {name:<28} {seconds * scale:>9.2f} {unit} {ratio:>10.2f}  "
+              f"{'ok' if ok else 'MISMATCH'}")
+
+
+# ---------------------------------------------------------------------------------------------
+
+def machine_limits():
+    a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+    seconds = median_time(lambda: a @ a, 5)
+    gflops = 2 * 1024**3 / seconds / 1e9
+    big = np.ones(25_000_000, np.float32)
+    out = np.empty_like(big)
+    copy = median_time(lambda: np.copyto(out, big), 5)
+    print(f"machine: numpy float32 matmul {gflops:.1f} GFLOP/s, memory copy "
+          f"{2 * big.nbytes / copy / 1e9:.1f} GB/s, {os.cpu_count()} cores")
+
+
+def w1(repeats):
+    x, y = sg.symbols("x y")
+    f = x**2 + x * y + (x + y)**2
+    kernel = sg.compile(f, wrt=[x, y])
+    expected = (4.0, (6.0, 5.0))
+
+    def python(a, b):
+        return a * a + a * b + (a + b) ** 2, (4 * a + 3 * b, 3 * a + 2 * b)
+    lambdified = sympy.lambdify((x, y), [f, sympy.diff(f, x), sympy.diff(f, y)])
+    rows = [("symgrad", median_time(lambda: kernel(3.0, -2.0), repeats),
+             kernel(3.0, -2.0) == expected),
+            ("hand-written Python", median_time(lambda: python(3.0, -2.0), repeats),
+             python(3.0, -2.0) == expected),
+            ("sympy.lambdify", median_time(lambda: lambdified(3.0, -2.0), repeats),
+             lambdified(3.0, -2.0) == [4.0, 6.0, 5.0])]
+    if jax is not None:
+        function = jax.jit(jax.value_and_grad(
+            lambda a, b: a * a + a * b + (a + b) ** 2, argnums=(0, 1)))
+        result = function(3.0, -2.0)
+        rows.append(("JAX jit(value_and_grad)",
+                     median_time(lambda: jax.block_until_ready(function(3.0, -2.0)), repeats),
+                     float(result[0]) == 4.0 and tuple(map(float, result[1])) == (6.0, 5.0)))
+    if torch is not None:
+        def torch_call():
+            a = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+            b = torch.tensor(-2.0, dtype=torch.float64, requires_grad=True)
+            value = a * a + a * b + (a + b) ** 2
+            value.backward()
+            return value.item(), (a.grad.item(), b.grad.item())
+        rows.append(("torch (autograd)", median_time(torch_call, repeats),
+                     torch_call() == expected))
+    table("W1 scalar call: f = x^2 + xy + (x+y)^2, value and gradient at one point", rows)
+
+
+def _mish_reference(x, w):
+    x = x.astype(np.float64)
+    w = w.astype(np.float64)
+    softplus = np.logaddexp(0, x)
+    tanh_sp = np.tanh(softplus)
+    sigmoid = 1 / (1 + np.exp(-x))
+    return np.sum(x * tanh_sp * w), w * (tanh_sp + x * (1 - tanh_sp**2) * sigmoid)
+
+
+def w2(repeats, size=1_000_000):
+    rng = np.random.default_rng(0)
+    for dtype in ("float64", "float32"):
+        x = rng.uniform(-5, 5, size).astype(dtype)
+        w = rng.uniform(-1, 1, size).astype(dtype)
+        value_ref, grad_ref = _mish_reference(x, w)
+        tolerance = 1e-9 if dtype == "float64" else 2e-3
+
+        def close(value, grad):
+            return (abs(float(value) - value_ref) <= tolerance * np.sum(np.abs(w)) and
+                    np.allclose(np.asarray(grad, np.float64), grad_ref, rtol=tolerance,
+                                atol=tolerance))
+        X = sg.tensor("x", (size,), dtype)
+        W = sg.tensor("w", (size,), dtype)
+        step = sg.compile((sg.mish(X) * W).sum(), wrt=[X], inputs=[W])
+        value, (grad,) = step([x], w)
+        rows = [("symgrad", median_time(lambda: step([x], w), repeats), close(value, grad))]
+
+        def numpy_step():
+            softplus = np.logaddexp(0, x)
+            tanh_sp = np.tanh(softplus)
+            sigmoid = 1 / (1 + np.exp(-x))
+            return np.sum(x * tanh_sp * w), w * (tanh_sp + x * (1 - tanh_sp * tanh_sp) * sigmoid)
+        with np.errstate(over="ignore"):
+            rows.append(("numpy (hand-written)", median_time(numpy_step, repeats),
+                         close(*numpy_step())))
+        if torch is not None:
+            tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+
+            def torch_step():
+                xx = tx.clone().requires_grad_(True)
+                loss = (torch.nn.functional.mish(xx) * tw).sum()
+                loss.backward()
+                return loss.item(), xx.grad.numpy()
+            rows.append(("torch", median_time(torch_step, repeats), close(*torch_step())))
+        if jax is not None:
+            jx, jw = jnp.asarray(x), jnp.asarray(w)
+            function = jax.jit(jax.value_and_grad(
+                lambda a, b: jnp.sum(a * jnp.tanh(jax.nn.softplus(a)) * b)))
+            result = function(jx, jw)
+            rows.append(("JAX jit(value_and_grad)",
+                         median_time(lambda: jax.block_until_ready(function(jx, jw)), repeats),
+                         close(result[0], np.asarray(result[1]))))
+        table(f"W2 batched activation: sum(mish(x) * w) and dL/dx, 1e6 elements, {dtype}", rows)
+
+
+def _numpy_mlp(weights, biases, x, y):
+    activations = [x]
+    for k, (w, b) in enumerate(zip(weights, biases)):
+        z = activations[-1] @ w.T + b
+        activations.append(z if k == len(weights) - 1 else np.tanh(z))
+    logits = activations[-1]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    n = x.shape[0]
+    loss = -np.sum(y * log_softmax) / n
+    delta = (np.exp(log_softmax) - y) / n
+    grads = []
+    for k in reversed(range(len(weights))):
+        grads = [delta.T @ activations[k], delta.sum(axis=0)] + grads
+        if k:
+            delta = (delta @ weights[k]) * (1 - activations[k] ** 2)
+    return loss, grads
+
+
+def w3(repeats, batch=128):
+    rng = np.random.default_rng(0)
+    for sizes in ([784, 128, 10], [784, 256, 128, 10]):
+        for dtype in ("float32", "float64"):
+            X = sg.tensor("X", ("n", sizes[0]), dtype)
+            Y = sg.tensor("Y", ("n", sizes[-1]), dtype)
+            net = sg.nn.MLP(sizes, activation=sg.tanh, output_activation=None, dtype=dtype)
+            step = sg.compile(sg.losses.softmax_cross_entropy(net(X), Y), net.parameters(),
+                              [X, Y])
+            x = rng.standard_normal((batch, sizes[0])).astype(dtype)
+            y = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], batch)]
+            values = net.values()
+            loss_ref, grads_ref = _numpy_mlp([v.astype(np.float64) for v in values[0::2]],
+                                             [v.astype(np.float64) for v in values[1::2]],
+                                             x.astype(np.float64), y.astype(np.float64))
+            tolerance = 1e-9 if dtype == "float64" else 1e-3
+
+            def close(loss, grads):
+                return abs(float(loss) - loss_ref) <= tolerance * (1 + abs(loss_ref)) and all(
+                    np.allclose(np.asarray(g, np.float64), r, rtol=tolerance, atol=tolerance)
+                    for g, r in zip(grads, grads_ref))
+            rows = [("symgrad", median_time(lambda: step(values, x, y), repeats),
+                     close(*step(values, x, y)))]
+            rows.append(("numpy (hand-written)",
+                         median_time(lambda: _numpy_mlp(values[0::2], values[1::2], x, y),
+                                     repeats),
+                         close(*_numpy_mlp(values[0::2], values[1::2], x, y))))
+            if torch is not None:
+                tensors = [torch.from_numpy(v.copy()).requires_grad_(True) for v in values]
+                tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+                def torch_step():
+                    for t in tensors:
+                        t.grad = None
+                    a = tx
+                    for k in range(0, len(tensors), 2):
+                        a = a @ tensors[k].T + tensors[k + 1]
+                        if k + 2 < len(tensors):
+                            a = torch.tanh(a)
+                    loss = torch.nn.functional.cross_entropy(a, ty)
+                    loss.backward()
+                    return loss.item(), [t.grad.numpy() for t in tensors]
+                rows.append(("torch", median_time(torch_step, repeats), close(*torch_step())))
+            if jax is not None:
+                def jax_loss(params, a, target):
+                    for k in range(0, len(params), 2):
+                        a = a @ params[k].T + params[k + 1]
+                        if k + 2 < len(params):
+                            a = jnp.tanh(a)
+                    return -jnp.mean(jnp.sum(target * jax.nn.log_softmax(a), axis=1))
+                function = jax.jit(jax.value_and_grad(jax_loss))
+                jparams = [jnp.asarray(v) for v in values]
+                jx, jy = jnp.asarray(x), jnp.asarray(y)
+                result = function(jparams, jx, jy)
+                rows.append(("JAX jit(value_and_grad)", median_time(
+                    lambda: jax.block_until_ready(function(jparams, jx, jy)), repeats),
+                    close(result[0], [np.asarray(g) for g in result[1]])))
+            title = f"W3 MLP step {'-'.join(map(str, sizes))}, tanh, softmax CE, batch {batch}"
+            table(f"{title}, {dtype}", rows)
+
+
+def w4(repeats):
+    X = sg.tensor("X", ("n", 2))
+    T = sg.tensor("T", ("n", 1))
+    net = sg.nn.MLP([2, 4, 1], activation=sg.sigmoid, seed=0)
+    step = sg.compile(sg.losses.binary_cross_entropy(net(X), T), net.parameters(), [X, T])
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
+    t = np.array([[0], [1], [1], [0]], float)
+    values = net.values()
+    loss_ref = float(step(values, x, t)[0])
+    grads_ref = step(values, x, t)[1]
+    rows = [("symgrad", median_time(lambda: step(values, x, t), repeats), True)]
+
+    def close(loss, grads):
+        return abs(float(loss) - loss_ref) < 1e-12 and all(
+            np.allclose(np.asarray(g), r, rtol=1e-9, atol=1e-12) for g, r in zip(grads, grads_ref))
+    if torch is not None:
+        tensors = [torch.from_numpy(v.copy()).requires_grad_(True) for v in values]
+        tx, tt = torch.from_numpy(x), torch.from_numpy(t)
+
+        def torch_step():
+            for p in tensors:
+                p.grad = None
+            hidden = torch.sigmoid(tx @ tensors[0].T + tensors[1])
+            out = torch.sigmoid(hidden @ tensors[2].T + tensors[3])
+            loss = torch.nn.functional.binary_cross_entropy(out, tt)
+            loss.backward()
+            return loss.item(), [p.grad.numpy() for p in tensors]
+        rows.append(("torch", median_time(torch_step, repeats), close(*torch_step())))
+    if jax is not None:
+        def jax_loss(params, a, target):
+            hidden = jax.nn.sigmoid(a @ params[0].T + params[1])
+            z = hidden @ params[2].T + params[3]
+            return jnp.mean(jax.nn.softplus(z) - target * z)
+        function = jax.jit(jax.value_and_grad(jax_loss))
+        jparams = [jnp.asarray(v) for v in values]
+        result = function(jparams, jnp.asarray(x), jnp.asarray(t))
+        rows.append(("JAX jit(value_and_grad)", median_time(
+            lambda: jax.block_until_ready(function(jparams, x, t)), repeats),
+            close(result[0], [np.asarray(g) for g in result[1]])))
+    table("W4 tiny network: XOR 2-4-1, sigmoid, BCE, batch 4, float64", rows)
+
+
+_W5_SNIPPETS = {
+    "W1": """
+import time
+import symgrad as sg
+start = time.perf_counter()
+x, y = sg.symbols("x y")
+k = sg.compile(x**2 + x*y + (x + y)**2, wrt=[x, y]); k(3.0, -2.0)
+print(time.perf_counter() - start)
+""",
+    "W3": """
+import time, numpy as np
+import symgrad as sg
+start = time.perf_counter()
+X = sg.tensor("X", ("n", 784), "float32"); Y = sg.tensor("Y", ("n", 10), "float32")
+net = sg.nn.MLP([784, 128, 10], activation=sg.tanh, output_activation=None, dtype="float32")
+step = sg.compile(sg.losses.softmax_cross_entropy(net(X), Y), net.parameters(), [X, Y])
+step(net.values(), np.zeros((128, 784), np.float32), np.eye(10, dtype=np.float32)[:1].repeat(128, 0))
+print(time.perf_counter() - start)
+""",
+}
+
+
+def w5():
+    import_time = float(subprocess.run(
+        [sys.executable, "-c", "import time; s = time.perf_counter(); import symgrad; "
+                               "print(time.perf_counter() - s)"],
+        capture_output=True, text=True, check=True).stdout)
+    print(f"\nW5 compile time: declaration to first gradient, in a fresh process after "
+          f"`import symgrad` ({import_time * 1e3:.0f} ms, not counted)")
+    print(f"  {'workload':<10} {'cold':>10} {'disk cache':>12}")
+    for name, snippet in _W5_SNIPPETS.items():
+        with tempfile.TemporaryDirectory() as directory:
+            env = dict(os.environ, SYMGRAD_CACHE_DIR=directory)
+            times = []
+            for _ in range(2):
+                out = subprocess.run([sys.executable, "-c", snippet], env=env,
+                                     capture_output=True, text=True, check=True).stdout
+                times.append(float(out))
+        print(f"  {name:<10} {times[0] * 1e3:>7.0f} ms {times[1] * 1e3:>9.0f} ms")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args()
+    repeats = 3 if args.quick else 7
+    peers = [name for name, module in (("JAX", jax), ("torch", torch)) if module is not None]
+    print(f"peers available: {', '.join(peers) or 'none (numpy and Python only)'}")
+    machine_limits()
+    w1(repeats)
+    w2(repeats)
+    w3(repeats)
+    w4(repeats)
+    w5()
+
+
+if __name__ == "__main__":
+    main()
