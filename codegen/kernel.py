@@ -6,6 +6,7 @@ import numpy as np
 
 from codegen.jit import CompiledModule
 from codegen.lower import is_large, lower_function
+from symgrad.arguments import bind
 from symgrad.printing import function_to_text
 
 _ENTRY_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
@@ -133,23 +134,7 @@ class Kernel:
         return f"<symgrad.Kernel ({', '.join(self.arg_names)}) -> ({outputs})>"
 
     def _bind(self, args, kwargs):
-        names = self.arg_names
-        if len(args) > len(names):
-            raise TypeError(f"kernel takes {len(names)} arguments {list(names)}, "
-                            f"got {len(args)} positional arguments")
-        bound = dict(zip(names, args))
-        for name, value in kwargs.items():
-            if name not in names:
-                raise TypeError(f"unknown argument {name!r}; the kernel's arguments are "
-                                f"{list(names)}")
-            if name in bound:
-                raise TypeError(f"argument {name!r} given twice, by position and by name")
-            bound[name] = value
-        missing = [name for name in names if name not in bound]
-        if missing:
-            raise TypeError(f"missing arguments {missing}; the kernel's arguments are "
-                            f"{list(names)}")
-        return [bound[name] for name in names]
+        return bind(self.arg_names, args, kwargs)
 
     def __call__(self, *args, **kwargs):
         values = self._bind(args, kwargs)
@@ -248,21 +233,8 @@ class TensorKernel:
             if len(param_values) != self.num_params:
                 raise TypeError(f"params must hold {self.num_params} arrays "
                                 f"{list(self.param_names)}, got {len(param_values)}")
-        names = self.input_names
-        if len(args) > len(names):
-            raise TypeError(f"the kernel takes {len(names)} inputs {list(names)} after params, "
-                            f"got {len(args)} positional inputs")
-        bound = dict(zip(names, args))
-        for name, value in kwargs.items():
-            if name not in names:
-                raise TypeError(f"unknown input {name!r}; the inputs are {list(names)}")
-            if name in bound:
-                raise TypeError(f"input {name!r} given twice, by position and by name")
-            bound[name] = value
-        missing = [n for n in names if n not in bound]
-        if missing:
-            raise TypeError(f"missing inputs {missing}; the inputs are {list(names)}")
-        return param_values + [bound[n] for n in names]
+        return param_values + bind(self.input_names, args, kwargs, noun="input",
+                                   after=" after params")
 
     def _check(self, node, value, sizes):
         name = node.attrs

@@ -6,6 +6,7 @@ one numpy expression per op, in one table.
 
 import numpy as np
 
+from symgrad.arguments import bind
 from symgrad.ir import Function
 from symgrad.ops import Op
 
@@ -153,18 +154,6 @@ def _bind_sizes(function, values):
 
 
 def _bind(function, args, kwargs):
-    names = function.input_names
-    if len(args) > len(names):
-        raise TypeError(f"expected at most {len(names)} arguments {list(names)}, got {len(args)}")
-    values = dict(zip(names, args))
-    for name, value in kwargs.items():
-        if name not in names:
-            raise TypeError(f"unknown argument {name!r}; arguments are {list(names)}")
-        if name in values:
-            raise TypeError(f"argument {name!r} given twice")
-        values[name] = value
-    missing = [n for n in names if n not in values]
-    if missing:
-        raise TypeError(f"missing arguments {missing}")
-    dtypes = {n.attrs: NUMPY_DTYPES[n.dtype] for n in function.inputs}
-    return {name: np.asarray(value, dtypes[name]) for name, value in values.items()}
+    values = bind(function.input_names, args, kwargs)
+    return {node.attrs: np.asarray(value, NUMPY_DTYPES[node.dtype])
+            for node, value in zip(function.inputs, values)}
