@@ -4,6 +4,7 @@ import ctypes
 
 import numpy as np
 
+from codegen import fastcall
 from codegen.jit import CompiledModule
 from codegen.lower import is_large, lower_function
 from symgrad.arguments import bind
@@ -17,11 +18,12 @@ _NUMPY_DTYPES = {"float64": np.float64, "float32": np.float32}
 class _Variant:
     """The function compiled for one float dtype."""
 
-    def __init__(self, function, name):
+    def __init__(self, function, name, fast_entry=False):
         self.function = function
-        self.compiled = CompiledModule(lower_function(function, name),
+        self.compiled = CompiledModule(lower_function(function, name, fast_entry),
                                        codegen_opt_level=0 if is_large(function) else 3)
         self.entry = _ENTRY_SIGNATURE(self.compiled.address(name))
+        self.fast_address = self.compiled.address(f"{name}.fast") if fast_entry else None
 
 
 def _as_real_array(name, value):
@@ -104,14 +106,24 @@ class Kernel:
         self.name = name
         self.arg_names = function.input_names
         self._variants = {}
-        self.variant("float64")
+        # Scalar value-and-gradient kernels get a direct entry from Python for float
+        # arguments (codegen.fastcall); everything else takes the general path below.
+        fast = (value_and_grad and fastcall.available() and len(function.outputs) >= 1
+                and all(n.shape == () for n in function.inputs))
+        variant = self.variant("float64", fast_entry=fast)
+        if fast:
+            entry, self._fast_keepalive = fastcall.make_callable(
+                variant.fast_address, self._call_general, name)
+            self.__class__ = type("Kernel", (Kernel,), {"__call__": entry,
+                                                        "__module__": Kernel.__module__})
 
-    def variant(self, dtype):
+    def variant(self, dtype, fast_entry=False):
         """The compiled variant for ``dtype`` ('float64' or 'float32'), compiling it if needed."""
         if dtype not in _NUMPY_DTYPES:
             raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
         if dtype not in self._variants:
-            self._variants[dtype] = _Variant(self.function.with_dtype(dtype), self.name)
+            self._variants[dtype] = _Variant(self.function.with_dtype(dtype), self.name,
+                                             fast_entry)
         return self._variants[dtype]
 
     @property
@@ -136,7 +148,7 @@ class Kernel:
     def _bind(self, args, kwargs):
         return bind(self.arg_names, args, kwargs)
 
-    def __call__(self, *args, **kwargs):
+    def _call_general(self, *args, **kwargs):
         values = self._bind(args, kwargs)
         arrays = [_as_real_array(name, value) for name, value in zip(self.arg_names, values)]
         dtype = _compute_dtype(values, arrays)
@@ -158,6 +170,8 @@ class Kernel:
         if self.value_and_grad:
             return outputs[0], tuple(outputs[1:])
         return tuple(outputs)
+
+    __call__ = _call_general
 
     @staticmethod
     def _run(variant, count, buffers, outputs):

@@ -12,6 +12,7 @@ backward pass reuses the forward values from registers.
 
 from llvmlite import ir as llvm_ir
 
+from codegen.fastcall import add_fast_entry
 from codegen.mathlib import LOWERING_RULES, MathDeclarations
 from codegen.types import INDEX, POINTER, llvm_type
 from symgrad.ops import Op
@@ -49,12 +50,14 @@ def is_large(function):
     return function.count_nodes() > LARGE_KERNEL_NODES
 
 
-def lower_function(function, name="symgrad_kernel"):
+def lower_function(function, name="symgrad_kernel", fast_entry=False):
     """Lower ``function`` to an LLVM module (llvmlite ``ir.Module``).
 
     The module holds ``NAME.element``, which computes every output of element ``i``, and the
     exported ``NAME``, the loop over the elements.  Small element functions are inlined into
-    the loop (and vectorised there); large ones stay out of line.
+    the loop (and vectorised there); large ones stay out of line.  With ``fast_entry``, the
+    module also holds ``NAME.fast``, a direct CPython entry for scalar float arguments
+    (:mod:`codegen.fastcall`).
     """
     _check_elementwise(function)
     dtypes = {n.dtype for n in function.inputs} | {n.dtype for n in function.outputs}
@@ -87,6 +90,9 @@ def lower_function(function, name="symgrad_kernel"):
     builder.cbranch(builder.icmp_signed("<", following, n), loop, done)
     builder.position_at_end(done)
     builder.ret_void()
+    if fast_entry:
+        add_fast_entry(module, element, len(function.inputs), len(function.outputs),
+                       f"{name}.fast")
     return module
 
 
