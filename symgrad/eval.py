@@ -27,6 +27,17 @@ def _axes(node):
     return tuple(node.attrs)
 
 
+def _maximum(a, b):
+    # IEEE 754-2019 maximum, as the kernels compute it: NaN propagates and -0.0 < +0.0.
+    # (np.maximum returns either zero on a tie, depending on the code path it takes.)
+    return np.where(a == b, np.where(np.signbit(a), b, a), np.maximum(a, b))[()]
+
+
+def _minimum(a, b):
+    # IEEE 754-2019 minimum: NaN propagates and -0.0 < +0.0.
+    return np.where(a == b, np.where(np.signbit(a), a, b), np.minimum(a, b))[()]
+
+
 # One numpy implementation per elementwise op, on arrays (or numpy scalars).
 ELEMENTWISE_RULES = {
     Op.NEG: np.negative,
@@ -35,8 +46,8 @@ ELEMENTWISE_RULES = {
     Op.MUL: np.multiply,
     Op.DIV: np.divide,
     Op.POW: np.power,
-    Op.MAX: np.maximum,
-    Op.MIN: np.minimum,
+    Op.MAX: _maximum,
+    Op.MIN: _minimum,
     Op.EXP: np.exp,
     Op.LOG: np.log,
     Op.SQRT: np.sqrt,
