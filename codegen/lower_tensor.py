@@ -16,7 +16,7 @@ from codegen.blas import find_gemm
 from codegen.mathlib import LOWERING_RULES, MathDeclarations
 from codegen.schedule import IMMEDIATE_OPS, schedule
 from codegen.types import INDEX, POINTER, llvm_type
-from symgrad.ops import Op, STRUCTURAL
+from symgrad.ops import Op, REDUCTIONS, STRUCTURAL
 
 
 # How each non-elementwise op is lowered (elementwise ops: codegen.mathlib.LOWERING_RULES).
@@ -65,6 +65,28 @@ class _Lowering:
             self.buffers[index] = self.builder.load(slot, name=f"buffer{index}", typ=POINTER)
         self.accesses = {}
         self.stride_cache = {}
+        self.alias_metadata = self._alias_scopes(count)
+
+    def _alias_scopes(self, count):
+        """``id(buffer pointer) -> (alias.scope, noalias)`` metadata: every buffer is its own
+        scope and no access to it touches another buffer.  (Outputs and temporaries are fresh
+        arrays; inputs are only read, so inputs that share memory are no exception.)  With
+        this, loops vectorise without run-time overlap checks and accumulators stay in
+        registers."""
+        domain = self.module.add_metadata([f"{self.llvm_function.name}.buffers"])
+        scopes = [self.module.add_metadata([f"buffer{index}", domain]) for index in range(count)]
+        return {id(self.buffers[index]): (
+            self.module.add_metadata([scopes[index]]),
+            self.module.add_metadata(scopes[:index] + scopes[index + 1:]))
+            for index in range(count)}
+
+    def annotate(self, instruction, base):
+        """Attach the alias scopes of the buffer ``base`` points into."""
+        scopes = self.alias_metadata.get(id(base))
+        if scopes is not None:
+            instruction.set_metadata("alias.scope", scopes[0])
+            instruction.set_metadata("noalias", scopes[1])
+        return instruction
 
     # ---- shapes and addresses ------------------------------------------------------------
 
@@ -134,7 +156,7 @@ class _Lowering:
     def load(self, node, indices, access=None):
         access = access or self.access(node)
         address = self.address(access, node.shape, indices, node.dtype)
-        return self.builder.load(address, typ=llvm_type(node.dtype))
+        return self.annotate(self.builder.load(address, typ=llvm_type(node.dtype)), access[0])
 
     # ---- loops ---------------------------------------------------------------------------
 
@@ -184,17 +206,23 @@ class _Lowering:
     def store(self, slot, node, indices, value):
         access = (self.buffers[slot], self.contiguous_strides(node.shape))
         address = self.address(access, node.shape, indices, node.dtype)
-        self.builder.store(value, address)
+        self.annotate(self.builder.store(value, address), access[0])
 
     # ---- steps ---------------------------------------------------------------------------
 
     def elementwise(self, step):
         members = {id(node): slot for node, slot in zip(step.nodes, step.slots)}
         work = sorted(step.inline + step.nodes, key=self.position)
+        for node in step.nodes:
+            if node.op in REDUCTIONS:
+                self.initialise(node, members[id(node)])
 
         def body(indices):
             memo = {}
             for node in work:
+                if node.op in REDUCTIONS:
+                    self.accumulate(node, members[id(node)], indices, memo)
+                    continue
                 memo[id(node)] = self.compute(node, indices, memo)
                 if id(node) in members:
                     self.store(members[id(node)], node, indices, memo[id(node)])
@@ -216,29 +244,29 @@ class _Lowering:
             self.store(slot, node, indices, value)
         self.loop_nest(step.shape, body)
 
-    def reduce(self, step):
-        (node,), (slot,) = step.nodes, step.slots
-        operand = node.args[0]
-        element = llvm_type(node.dtype)
-        start = 0.0 if node.op is Op.SUM else float("-inf")
-        self.loop_nest(node.shape, lambda indices: self.store(
-            slot, node, indices, llvm_ir.Constant(element, start)))
-        target = (self.buffers[slot], self.contiguous_strides(node.shape))
+    def initialise(self, node, slot):
+        """Fill a reduction's buffer with the identity of its operation."""
+        start = llvm_ir.Constant(llvm_type(node.dtype), 0.0 if node.op is Op.SUM
+                                 else float("-inf"))
+        self.loop_nest(node.shape, lambda indices: self.store(slot, node, indices, start))
 
-        def body(indices):
-            memo = {}
-            for inline in step.inline:
-                memo[id(inline)] = self.compute(inline, indices, memo)
-            value = self.value(operand, indices, memo)
-            address = self.address(target, node.shape, indices, node.dtype)
-            current = self.builder.load(address, typ=element)
-            if node.op is Op.SUM:
-                updated = self.builder.fadd(current, value)
-            else:
-                updated = self.builder.call(self.math.intrinsic("maximum", node.dtype, 2),
-                                            [current, value])
-            self.builder.store(updated, address)
-        self.loop_nest(operand.shape, body)
+    def accumulate(self, node, slot, indices, memo):
+        """Add (or take the maximum of) the operand's element at ``indices`` into the
+        reduction's buffer; the reduced axes have size 1 there, so they address one element."""
+        element = llvm_type(node.dtype)
+        value = self.value(node.args[0], indices, memo)
+        target = (self.buffers[slot], self.contiguous_strides(node.shape))
+        address = self.address(target, node.shape, indices, node.dtype)
+        current = self.annotate(self.builder.load(address, typ=element), target[0])
+        if node.op is Op.SUM:
+            # reassoc: the only fast-math flag used anywhere.  It lets the vectoriser keep one
+            # partial sum per lane (a different order of the same additions, like numpy's
+            # pairwise sum); NaN, inf and signed-zero semantics are untouched.
+            updated = self.builder.fadd(current, value, flags=("reassoc",))
+        else:
+            updated = self.builder.call(self.math.intrinsic("maximum", node.dtype, 2),
+                                        [current, value])
+        self.annotate(self.builder.store(updated, address), target[0])
 
     def blas_operand(self, node):
         """(transposed, leading dimension) for a product operand a BLAS reads in place: a
@@ -302,13 +330,16 @@ class _Lowering:
 
         def body(indices):
             i, p, j = indices
-            a = self.builder.load(self.address(left_access, left.shape, [i, p], node.dtype),
-                                  typ=element)
-            b = self.builder.load(self.address(right_access, right.shape, [p, j], node.dtype),
-                                  typ=element)
+            a = self.annotate(self.builder.load(
+                self.address(left_access, left.shape, [i, p], node.dtype), typ=element),
+                left_access[0])
+            b = self.annotate(self.builder.load(
+                self.address(right_access, right.shape, [p, j], node.dtype), typ=element),
+                right_access[0])
             address = self.address(target, node.shape, [i, j], node.dtype)
-            current = self.builder.load(address, typ=element)
-            self.builder.store(self.builder.fadd(current, self.builder.fmul(a, b)), address)
+            current = self.annotate(self.builder.load(address, typ=element), target[0])
+            self.annotate(self.builder.store(self.builder.fadd(current, self.builder.fmul(a, b)),
+                                             address), target[0])
         # i, p, j order: the innermost loop runs along rows of the right operand and of the
         # result, which are contiguous, so it vectorises.
         self.loop_nest((rows, inner, columns), body)
@@ -328,7 +359,7 @@ class _Lowering:
                 self.access(node)
             if node.op in STRUCTURAL and node.args[0].op not in IMMEDIATE_OPS:
                 self.view_access(node, self.access(node.args[0]))
-        lowering = {"elementwise": self.elementwise, "copy": self.copy, "reduce": self.reduce,
+        lowering = {"elementwise": self.elementwise, "copy": self.copy,
                     "matmul": self.matmul}
         for step in self.plan.steps:
             lowering[step.kind](step)

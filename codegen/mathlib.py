@@ -8,6 +8,7 @@ in the module being built.
 
 from llvmlite import ir as llvm_ir
 
+from codegen import vecmath
 from codegen.types import INTRINSIC_SUFFIX, LIBM_SUFFIX, llvm_type
 from symgrad.ops import Op
 
@@ -33,6 +34,14 @@ class MathDeclarations:
     def libm(self, name, dtype, arity=1):
         return self._function(f"{name}{LIBM_SUFFIX[dtype]}", dtype, arity)
 
+    def routine(self, name, dtype):
+        """One of symgrad's vectorisable routines (:mod:`codegen.vecmath`), defined on first
+        use."""
+        key = ("routine", name, dtype)
+        if key not in self._declared:
+            self._declared[key] = vecmath.define_routine(self.module, name, dtype, self)
+        return self._declared[key]
+
 
 def _intrinsic(name, arity=1):
     def lower(builder, node, operands, math):
@@ -40,12 +49,6 @@ def _intrinsic(name, arity=1):
     lower.__name__ = f"lower_{name}"
     return lower
 
-
-def _libm(name):
-    def lower(builder, node, operands, math):
-        return builder.call(math.libm(name, node.dtype), operands)
-    lower.__name__ = f"lower_{name}"
-    return lower
 
 
 def lower_pow(builder, node, operands, math):
@@ -67,23 +70,11 @@ def lower_sign(builder, node, operands, math):
                           llvm_ir.Constant(element, 1.0), negative)
 
 
-def lower_sigmoid(builder, node, operands, math):
-    # 1 / (1 + exp(-x)): exp overflows to inf for x < -709 and the quotient is then 0, the
-    # correct limit, so no branch is needed.
-    (x,) = operands
-    one = llvm_ir.Constant(llvm_type(node.dtype), 1.0)
-    exp = builder.call(math.intrinsic("exp", node.dtype), [builder.fneg(x)])
-    return builder.fdiv(one, builder.fadd(one, exp))
-
-
-def lower_softplus(builder, node, operands, math):
-    # max(x, 0) + log1p(exp(-|x|)): never overflows, exact to a few ulp on both tails.
-    (x,) = operands
-    zero = llvm_ir.Constant(llvm_type(node.dtype), 0.0)
-    positive = builder.call(math.intrinsic("maximum", node.dtype, 2), [x, zero])
-    magnitude = builder.call(math.intrinsic("fabs", node.dtype), [x])
-    tail = builder.call(math.intrinsic("exp", node.dtype), [builder.fneg(magnitude)])
-    return builder.fadd(positive, builder.call(math.libm("log1p", node.dtype), [tail]))
+def _routine(name):
+    def lower(builder, node, operands, math):
+        return builder.call(math.routine(name, node.dtype), operands)
+    lower.__name__ = f"lower_{name}"
+    return lower
 
 
 def _compare(predicate, ordered=True):
@@ -108,18 +99,19 @@ LOWERING_RULES = {
     # llvm.maximum/minimum propagate NaN, like numpy.maximum (maxnum would drop it).
     Op.MAX: _intrinsic("maximum", 2),
     Op.MIN: _intrinsic("minimum", 2),
-    Op.EXP: _intrinsic("exp"),
-    Op.LOG: _intrinsic("log"),
+    # Elementary functions the loops vectorise (codegen.vecmath); sin, cos, pow stay in libm.
+    Op.EXP: _routine("exp"),
+    Op.LOG: _routine("log"),
     Op.SQRT: _intrinsic("sqrt"),
     Op.SIN: _intrinsic("sin"),
     Op.COS: _intrinsic("cos"),
-    Op.TANH: _libm("tanh"),
+    Op.TANH: _routine("tanh"),
     Op.ABS: _intrinsic("fabs"),
     Op.SIGN: lower_sign,
-    Op.EXPM1: _libm("expm1"),
-    Op.LOG1P: _libm("log1p"),
-    Op.SIGMOID: lower_sigmoid,
-    Op.SOFTPLUS: lower_softplus,
+    Op.EXPM1: _routine("expm1"),
+    Op.LOG1P: _routine("log1p"),
+    Op.SIGMOID: _routine("sigmoid"),
+    Op.SOFTPLUS: _routine("softplus"),
     Op.STOP_GRADIENT: lambda builder, node, operands, math: operands[0],
     Op.LT: _compare("<"),
     Op.LE: _compare("<="),

@@ -11,8 +11,9 @@ Every node falls in one class:
   it, where forward and backward values of the same element share the loop body.
 
 The steps are loops in dependency order: fused elementwise groups (all the stored elementwise
-values of one shape that can be computed in the same pass), reductions (with their elementwise
-operand fused into the reduction loop), matrix products, and copies into outputs.
+values and reductions over one shape that can be computed in the same pass: a reduction
+accumulates inside the loop that computes its operand), matrix products, and copies into
+outputs.
 """
 
 from dataclasses import dataclass, field
@@ -24,11 +25,12 @@ IMMEDIATE_OPS = frozenset({Op.CONST, Op.DIM})
 
 @dataclass
 class Step:
-    """One loop nest: ``kind`` is 'elementwise', 'reduce', 'matmul' or 'copy'.
+    """One loop nest: ``kind`` is 'elementwise', 'matmul' or 'copy'.
 
-    For 'elementwise', ``nodes`` are the stored values it computes (all of ``shape``); for the
-    others, ``nodes`` holds the one node computed.  ``inline`` lists, in evaluation order, the
-    inline values the loop body computes.
+    For 'elementwise', ``nodes`` are the stored values it computes: elementwise values of
+    ``shape`` and reductions whose operand has ``shape`` (accumulated in the loop; nothing in
+    the same loop reads them).  For the others, ``nodes`` holds the one node computed.
+    ``inline`` lists, in evaluation order, the inline values the loop body computes.
     """
 
     kind: str
@@ -193,38 +195,43 @@ def schedule(function, blas=False):
 
 
 def _group(order, stored, views, order_index):
-    """Loops in dependency order; consecutive stored elementwise values of one shape share a
-    loop when none reads another through a view (a different element)."""
+    """Loops in dependency order.  A stored elementwise value or reduction joins the latest
+    loop over its shape when everything it reads is computed by then, unless it reads a value
+    of that loop through a view (a different element) or a reduction of that loop (complete
+    only after it)."""
     steps = []
-    current = None
-    members = set()
+    producer = {}           # id(stored node) -> index of the step computing it
+    latest_loop = {}        # loop shape -> index of the latest elementwise step over it
     for node in order:
         if id(node) not in stored or node.op is Op.INPUT:
             continue
         if node.op is Op.MATMUL:
-            current = None
+            producer[id(node)] = len(steps)
             steps.append(Step("matmul", node.shape, [node]))
-            continue
-        if node.op in REDUCTIONS:
-            current = None
-            inline, _ = _closure(node, stored, views, order_index)
-            steps.append(Step("reduce", node.args[0].shape, [node], inline))
             continue
         inline, reads = _closure(node, stored, views, order_index)
         through_views = {id(base) for read in reads if id(read) in views
                          for base in _view_bases(read, views)}
         if node.op in STRUCTURAL:     # a stored view reads its bases at other elements
             through_views |= {id(base) for base in _view_bases(node.args[0], views)}
-        joinable = (current is not None and current.shape == node.shape
-                    and not (through_views & members))
+        direct = {id(read) for read in reads if id(read) not in views}
+        needed = max([producer.get(key, -1) for key in direct | through_views], default=-1)
+        loop_shape = node.args[0].shape if node.op in REDUCTIONS else node.shape
+        candidate = latest_loop.get(loop_shape, -1)
+        joinable = candidate >= needed and candidate >= 0
+        if joinable and candidate == needed:
+            members = {id(n) for n in steps[candidate].nodes}
+            reductions = {id(n) for n in steps[candidate].nodes if n.op in REDUCTIONS}
+            joinable = not (through_views & members) and not (direct & reductions)
         if not joinable:
-            current = Step("elementwise", node.shape, [], [])
-            members = set()
-            steps.append(current)
-        current.nodes.append(node)
-        members.add(id(node))
-        known = {id(n) for n in current.inline}
-        current.inline.extend(n for n in inline if id(n) not in known)
+            candidate = len(steps)
+            latest_loop[loop_shape] = candidate
+            steps.append(Step("elementwise", loop_shape, [], []))
+        step = steps[candidate]
+        step.nodes.append(node)
+        producer[id(node)] = candidate
+        known = {id(n) for n in step.inline}
+        step.inline.extend(n for n in inline if id(n) not in known)
     for step in steps:
         if step.kind == "elementwise":
             step.inline.sort(key=lambda n: order_index[id(n)])

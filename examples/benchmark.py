@@ -14,6 +14,7 @@ Peers are optional (the ``bench`` extra, or ``pip install jax`` and
 ``pip install torch==2.13.0``); a missing one is left out of the tables.
 
     python examples/benchmark.py            # add --quick for fewer repeats
+    python examples/benchmark.py w2 w3      # some workloads only
 """
 
 import argparse
@@ -336,16 +337,22 @@ def w5():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("workloads", nargs="*", metavar="W",
+                        help="workloads to run: w1 ... w5 (default: all)")
     args = parser.parse_args()
+    everything = {"w1", "w2", "w3", "w4", "w5"}
+    chosen = {name.lower() for name in args.workloads} or everything
+    if chosen - everything:
+        parser.error(f"unknown workloads {sorted(chosen - everything)}; choose from w1 ... w5")
     repeats = 3 if args.quick else 7
     peers = [name for name, module in (("JAX", jax), ("torch", torch)) if module is not None]
     print(f"peers available: {', '.join(peers) or 'none (numpy and Python only)'}")
     machine_limits()
-    w1(repeats)
-    w2(repeats)
-    w3(repeats)
-    w4(repeats)
-    w5()
+    for name, run in (("w1", w1), ("w2", w2), ("w3", w3), ("w4", w4)):
+        if name in chosen:
+            run(repeats)
+    if "w5" in chosen:
+        w5()
 
 
 if __name__ == "__main__":

@@ -257,12 +257,14 @@ def _fused(f):
     return value_and_grad(sg.trace(f, wrt=[X, Y]), ["x", "y"])
 
 
-# Ops whose results the kernel (LLVM intrinsics, libm) and numpy (its own SIMD routines) may
-# round differently, by an ulp or two.  Every other op is correctly rounded in both.
-_LIBM_OPS = frozenset({Op.EXP, Op.LOG, Op.SIN, Op.COS, Op.TANH, Op.POW})
+# Ops whose results the kernel (codegen.vecmath, libm) and numpy (its own SIMD routines) may
+# round differently, by up to 3 ulp (tests/test_vecmath.py).  Every other op is correctly
+# rounded in both.
+_LIBM_OPS = frozenset({Op.EXP, Op.LOG, Op.SIN, Op.COS, Op.TANH, Op.POW, Op.EXPM1, Op.LOG1P,
+                       Op.SIGMOID, Op.SOFTPLUS})
 
 
-def _perturbed_evaluations(function, args, runs=6, ulps=2, seed=0):
+def _perturbed_evaluations(function, args, runs=6, ulps=3, seed=0):
     """``function`` evaluated like :func:`evaluate`, ``runs`` times, each time with every libm
     result multiplied by a random ``1 + k * eps``, ``|k| <= ulps``.
 
