@@ -200,6 +200,11 @@ class TensorKernel:
     name : str
     """
 
+    # Workspaces (temporary buffers) kept for reuse: at most this many distinct sets of sizes,
+    # and this many workspaces for one set (calls from several threads at once).
+    _WORKSPACE_SIZES = 4
+    _WORKSPACES_PER_SIZE = 2
+
     def __init__(self, function, num_params, name="symgrad_kernel"):
         from codegen.lower_tensor import lower_tensor_function
 
@@ -210,11 +215,23 @@ class TensorKernel:
         self.input_names = function.input_names[num_params:]
         dtypes = {n.dtype for n in function.nodes} - {"bool"}
         self.dtype = dtypes.pop() if dtypes else "float64"
-        module, self.schedule = lower_tensor_function(function, name)
+        self._numpy_dtype = np.dtype(_NUMPY_DTYPES[self.dtype])
+        self._layouts = [tuple(node.shape) for node in function.inputs]
+        self._size_names = function.size_names
+        self._output_shapes = [self._template(n.shape) for n in function.outputs]
+        self._temporary_shapes = None        # after scheduling, below
+        self._workspaces = {}
+        fast = fastcall.available()
+        module, self.schedule = lower_tensor_function(function, name, fast_entry=fast)
+        self._temporary_shapes = [self._template(n.shape) for n in self.schedule.temporaries]
         self.compiled = CompiledModule(module, codegen_opt_level=0 if is_large(function) else 3,
                                        unroll=False)
         self._entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(
             self.compiled.address(name))
+        self._fast = None
+        if fast:
+            self._fast, self._fast_keepalive = fastcall.make_callable(
+                self.compiled.address(f"{name}.fast"), None, name, flags=fastcall.METH_FASTCALL)
 
     llvm_ir = property(lambda self: self.compiled.llvm_ir)
     optimized_llvm_ir = property(lambda self: self.compiled.optimized_llvm_ir)
@@ -286,23 +303,69 @@ class TensorKernel:
 
     def run(self, values):
         """Check one value per function input (in order) and run the kernel: the outputs."""
-        sizes = {}
-        arrays = [self._check(node, value, sizes)
-                  for node, value in zip(self.function.inputs, values)]
-        size_values = {name: size for name, (size, _) in sizes.items()}
-        numpy_dtype = _NUMPY_DTYPES[self.dtype]
-
-        def concrete(shape):
-            return tuple(size_values[d] if isinstance(d, str) else d for d in shape)
-        outputs = [np.empty(concrete(n.shape), numpy_dtype) for n in self.function.outputs]
-        temporaries = [np.empty(concrete(n.shape), numpy_dtype)
-                       for n in self.schedule.temporaries]
-        buffers = arrays + outputs + temporaries
-        size_array = (ctypes.c_int64 * max(len(self.function.size_names), 1))(
-            *[size_values[name] for name in self.function.size_names])
-        pointers = (ctypes.c_void_p * len(buffers))(*[b.ctypes.data for b in buffers])
-        self._entry(size_array, pointers)
+        sizes = self._sizes_if_ready(values)
+        if sizes is None:       # something to convert, or an error to report
+            found = {}
+            values = [self._check(node, value, found)
+                      for node, value in zip(self.function.inputs, values)]
+            sizes = tuple(found[name][0] for name in self._size_names)
+        outputs = [np.empty(self._concrete(shape, sizes), self._numpy_dtype)
+                   for shape in self._output_shapes]
+        workspace = self._take_workspace(sizes)
+        size_array, temporaries = workspace
+        if self._fast is not None:
+            self._fast(size_array, *values, *outputs, *temporaries)
+        else:
+            buffers = [*values, *outputs, *temporaries]
+            pointers = (ctypes.c_void_p * len(buffers))(*[b.ctypes.data for b in buffers])
+            self._entry(size_array.ctypes.data, pointers)
+        self._give_back_workspace(sizes, workspace)
         return outputs
+
+    def _sizes_if_ready(self, values):
+        """The symbolic sizes, when every value is already a C-contiguous array of the kernel's
+        dtype and of its declared shape (the common case, checked quickly); else None."""
+        dtype = self._numpy_dtype
+        found = {}
+        for value, layout in zip(values, self._layouts):
+            if type(value) is not np.ndarray or value.dtype != dtype or \
+                    not value.flags.c_contiguous or value.ndim != len(layout):
+                return None
+            for expected, actual in zip(layout, value.shape):
+                if type(expected) is str:
+                    if found.setdefault(expected, actual) != actual:
+                        return None
+                elif expected != actual:
+                    return None
+        return tuple(found[name] for name in self._size_names)
+
+    def _template(self, shape):
+        """``shape`` with each symbolic size ``s`` replaced by ``~index(s)`` (negative)."""
+        return tuple(~self._size_names.index(d) if isinstance(d, str) else d for d in shape)
+
+    @staticmethod
+    def _concrete(template, sizes):
+        return tuple(sizes[~d] if d < 0 else d for d in template)
+
+    def _take_workspace(self, sizes):
+        """``(size array, temporaries)`` for these sizes: a kept one, or a new one.  The kernel
+        writes every element of a temporary before reading it, so reuse is safe."""
+        try:
+            return self._workspaces[sizes].pop()
+        except (KeyError, IndexError):
+            pass
+        temporaries = [np.empty(self._concrete(shape, sizes), self._numpy_dtype)
+                       for shape in self._temporary_shapes]
+        return np.array(sizes or (0,), np.int64), temporaries
+
+    def _give_back_workspace(self, sizes, workspace):
+        kept = self._workspaces.get(sizes)
+        if kept is None:
+            if len(self._workspaces) >= self._WORKSPACE_SIZES:
+                self._workspaces.pop(next(iter(self._workspaces)), None)
+            kept = self._workspaces.setdefault(sizes, [])
+        if len(kept) < self._WORKSPACES_PER_SIZE:
+            kept.append(workspace)
 
 
 class FunctionKernel(TensorKernel):

@@ -13,6 +13,7 @@ loop nest; elementwise work is fused into the loops that need it.
 from llvmlite import ir as llvm_ir
 
 from codegen.blas import find_gemm
+from codegen.fastcall import add_buffers_entry
 from codegen.mathlib import LOWERING_RULES, MathDeclarations
 from codegen.schedule import IMMEDIATE_OPS, schedule
 from codegen.types import INDEX, POINTER, llvm_type
@@ -366,11 +367,12 @@ class _Lowering:
         self.builder.ret_void()
 
 
-def lower_tensor_function(function, name="symgrad_kernel", use_blas=True):
+def lower_tensor_function(function, name="symgrad_kernel", use_blas=True, fast_entry=False):
     """Lower ``function`` to an LLVM module; returns ``(module, schedule)``.
 
     With ``use_blas`` (and a BLAS found by :func:`codegen.blas.find_gemm`), matrix products
-    call ``cblas_?gemm``; otherwise they are loop nests.
+    call ``cblas_?gemm``; otherwise they are loop nests.  With ``fast_entry``, the module also
+    holds ``NAME.fast``, the direct entry from Python (:func:`codegen.fastcall.add_buffers_entry`).
     """
     for node in function.outputs:
         if node.dtype == "bool":
@@ -382,5 +384,8 @@ def lower_tensor_function(function, name="symgrad_kernel", use_blas=True):
     gemm = find_gemm() if use_blas else None
     plan = schedule(function, blas=gemm is not None)
     module = llvm_ir.Module(name=name)
-    _Lowering(function, plan, module, name, gemm).run()
+    lowering = _Lowering(function, plan, module, name, gemm)
+    lowering.run()
+    if fast_entry:
+        add_buffers_entry(module, lowering.llvm_function, len(lowering.buffers), f"{name}.fast")
     return module, plan

@@ -561,6 +561,47 @@ def test_non_contiguous_arguments_give_the_same_result(classifier):
     np.testing.assert_array_equal(variants[0][1], x)
 
 
+def test_batch_sizes_change_between_calls_and_threads_call_at_once(classifier):
+    # Temporaries are kept between calls (per set of sizes) and a call from another thread
+    # must never share them: every result equals a fresh serial one.
+    import concurrent.futures
+
+    step, params, _, _ = classifier
+    rng = np.random.default_rng(5)
+    batches = []
+    for n in [5, 3, 5, 0, 7, 3, 64, 5] * 3:
+        x = rng.normal(size=(n, 3))
+        batches.append((x, np.eye(2)[rng.integers(0, 2, n)]))
+    serial = [step(params, X=x, T=t) for x, t in batches]
+    for (x, t), (value, grads) in zip(batches, serial):
+        reference = evaluate(step.function, *params, x, t)
+        np.testing.assert_allclose(value, reference[0], rtol=1e-12, equal_nan=True)
+        for got, want in zip(grads, reference[1:]):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        threaded = list(pool.map(lambda batch: step(params, X=batch[0], T=batch[1]),
+                                 batches * 4))
+    for (value, grads), (want_value, want_grads) in zip(threaded, serial * 4):
+        np.testing.assert_array_equal(value, want_value)
+        for got, want in zip(grads, want_grads):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_direct_entry_and_ctypes_entry_agree(classifier):
+    step, params, x, t = classifier
+    if step._fast is None:
+        pytest.skip("this interpreter has no direct entry (codegen.fastcall.available)")
+    value, grads = step(params, X=x, T=t)
+    fast, step._fast = step._fast, None
+    try:
+        ctypes_value, ctypes_grads = step(params, X=x, T=t)
+    finally:
+        step._fast = fast
+    assert value == ctypes_value
+    for got, want in zip(grads, ctypes_grads):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_params_as_dict_give_grads_as_dict(classifier):
     step, params, x, t = classifier
     value, grads = step({"b": params[1], "W": params[0]}, X=x, T=t)
