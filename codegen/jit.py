@@ -87,10 +87,14 @@ class CompiledModule:
         passes = llvm.create_pass_builder(machine, tuning)
         passes.getModulePassManager().run(parsed, passes)
         self.optimized_llvm_ir = str(parsed)
-        if cache.cache_dir() is not None:
-            cache.store(key, machine.emit_object(parsed), self.optimized_llvm_ir)
-        self._engine = llvm.create_mcjit_compiler(parsed, machine)
-        self._engine.finalize_object()
+        if cache.cache_dir() is None:
+            self._engine = llvm.create_mcjit_compiler(parsed, machine)
+            self._engine.finalize_object()
+            return
+        # Native code generated once, for the cache and for this process alike.
+        object_code = machine.emit_object(parsed)
+        cache.store(key, object_code, self.optimized_llvm_ir)
+        self._engine = self._load_object(object_code, host_target_machine(codegen_opt_level))
 
     @staticmethod
     def _load_object(object_code, machine):

@@ -29,3 +29,7 @@ __all__ = [
     "nn", "losses", "optim", "fit", "History", "save", "load",
     "GradcheckError", "ShapeError", "UnknownSymbolError", "UnsupportedExpressionError",
 ]
+
+# The JIT backend (llvmlite and LLVM) loads with symgrad, as JAX loads XLA: a first compile
+# then costs compiling only.  (Where codegen is imported first, it is already loading.)
+import codegen  # noqa: E402,F401
