@@ -33,6 +33,10 @@ class Gemm:
         self.symbols = symbols          # dtype -> symbol name
         self.ilp64 = ilp64
 
+    def describe(self):
+        """What of the gemm the generated code depends on (for cache keys)."""
+        return repr((sorted(self.symbols.items()), self.ilp64))
+
 
 def _library_dirs():
     base = os.path.dirname(np.__file__)

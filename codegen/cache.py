@@ -1,8 +1,10 @@
 """The on-disk cache of compiled kernels.
 
 An entry holds the native object code (and the optimised LLVM IR, for inspection) of one
-module, keyed by a hash of everything that determines it: the generated LLVM IR, the target
-triple, CPU name and features, the optimisation settings, and the llvmlite and LLVM versions.
+module, keyed by a hash of everything that determines it: the kernel's symgrad IR
+(:func:`fingerprint`) and the source of the code generator that lowers it, the target triple,
+CPU name and features, the optimisation settings, and the llvmlite and LLVM versions.  A hit
+therefore skips lowering too, not only LLVM.
 Each entry carries a checksum of its contents: an entry that is truncated, corrupt or written
 by another format is rebuilt, never loaded.
 
@@ -10,6 +12,7 @@ The cache lives in ``$SYMGRAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/symgrad``, els
 ``~/.cache/symgrad``; :func:`set_cache_dir` changes it (None switches caching off).
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -48,16 +51,51 @@ def cache_dir():
     return pathlib.Path(base) / "symgrad"
 
 
-def cache_key(llvm_ir, host, settings):
-    """The hex key of a module: a hash of its IR, the host and the compiler settings."""
+@functools.lru_cache(maxsize=None)
+def generator_digest():
+    """A hash of the code generator's source (every module of ``codegen``): a new symgrad
+    version never loads a kernel an older one lowered."""
+    digest = hashlib.sha256()
+    for path in sorted(pathlib.Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def fingerprint(function, *details):
+    """A text that determines ``function`` (a symgrad IR function) exactly: every node's op,
+    dtype, shape, attributes (floats by their round-tripping repr) and operands, the inputs,
+    the outputs and their names; ``details`` (such as the kernel's name and entry points) are
+    appended."""
+    index = {}
+    lines = []
+
+    def ref(node):
+        # Nodes in evaluation order, each once; an input the outputs do not use is listed too.
+        if id(node) not in index:
+            lines.append(f"{node.op.value} {node.dtype} {node.shape!r} {node.attrs!r} "
+                         f"{[ref(arg) for arg in node.args]}")
+            index[id(node)] = len(index)
+        return index[id(node)]
+    for node in function.nodes:
+        ref(node)
+    lines.append(repr([ref(node) for node in function.inputs]))
+    lines.append(repr([ref(node) for node in function.outputs]))
+    lines.append(repr((tuple(function.input_names), tuple(function.output_names))))
+    lines.append(repr(details))
+    return "\n".join(lines)
+
+
+def cache_key(identity, host, settings):
+    """The hex key of a module: a hash of what determines it (``identity``: its symgrad IR
+    fingerprint, or its LLVM IR), the code generator, the host and the compiler settings."""
     triple, cpu, features = host
     parts = {
         "format": FORMAT, "llvmlite": llvmlite.__version__,
         "llvm": ".".join(map(str, llvm.llvm_version_info)), "triple": triple, "cpu": cpu,
-        "features": features, "settings": settings,
+        "features": features, "settings": settings, "generator": generator_digest(),
     }
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode())
-    digest.update(llvm_ir.encode())
+    digest.update(identity.encode())
     return digest.hexdigest()
 
 

@@ -37,7 +37,12 @@ class CompiledModule:
 
     Parameters
     ----------
-    module : llvmlite.ir.Module
+    build : callable
+        ``build()`` returns the llvmlite ``ir.Module``; called only when the module is not in
+        the disk cache, or when its text is asked for.
+    identity : str, optional
+        A text that determines the module (:func:`codegen.cache.fingerprint` of the IR it is
+        lowered from): the cache key, so that a hit skips lowering.  Default: the LLVM IR.
     opt_level : int
         Level of the LLVM IR optimisation pipeline (0-3).
     codegen_opt_level : int, optional
@@ -59,35 +64,34 @@ class CompiledModule:
         Whether the native code came from the disk cache (:mod:`codegen.cache`).
     """
 
-    def __init__(self, module, opt_level=3, codegen_opt_level=None, unroll=True):
+    def __init__(self, build, identity=None, opt_level=3, codegen_opt_level=None, unroll=True):
         if codegen_opt_level is None:
             codegen_opt_level = opt_level
-        machine = host_target_machine(codegen_opt_level)
-        module.triple = machine.triple
-        module.data_layout = str(machine.target_data)
-        self.llvm_ir = str(module)
+        self._build = build
+        self._llvm_ir = None
         self._codegen_opt_level = codegen_opt_level
         self._asm = None
-        key = cache.cache_key(self.llvm_ir, _host_description(),
-                              [opt_level, codegen_opt_level, unroll])
-        entry = cache.load(key)
         self.from_cache = False
-        if entry is not None:
-            try:
-                self._engine = self._load_object(entry[0], machine)
-                self.optimized_llvm_ir = entry[1]
-                self.from_cache = True
+        settings = [opt_level, codegen_opt_level, unroll]
+        caching = cache.cache_dir() is not None
+        if caching and identity is not None:
+            key = cache.cache_key(identity, _host_description(), settings)
+            if self._load_cached(key):
                 return
-            except RuntimeError:
-                machine = host_target_machine(codegen_opt_level)     # rebuild below
-        parsed = llvm.parse_assembly(self.llvm_ir)
+        text = self.llvm_ir
+        if caching and identity is None:
+            key = cache.cache_key(text, _host_description(), settings)
+            if self._load_cached(key):
+                return
+        machine = host_target_machine(codegen_opt_level)
+        parsed = llvm.parse_assembly(text)
         parsed.verify()
         tuning = llvm.create_pipeline_tuning_options(speed_level=opt_level)
         tuning.loop_unrolling = unroll
         passes = llvm.create_pass_builder(machine, tuning)
         passes.getModulePassManager().run(parsed, passes)
         self.optimized_llvm_ir = str(parsed)
-        if cache.cache_dir() is None:
+        if not caching:
             self._engine = llvm.create_mcjit_compiler(parsed, machine)
             self._engine.finalize_object()
             return
@@ -95,6 +99,29 @@ class CompiledModule:
         object_code = machine.emit_object(parsed)
         cache.store(key, object_code, self.optimized_llvm_ir)
         self._engine = self._load_object(object_code, host_target_machine(codegen_opt_level))
+
+    @property
+    def llvm_ir(self):
+        if self._llvm_ir is None:
+            machine = host_target_machine(self._codegen_opt_level)
+            module = self._build()
+            module.triple = machine.triple
+            module.data_layout = str(machine.target_data)
+            self._llvm_ir = str(module)
+        return self._llvm_ir
+
+    def _load_cached(self, key):
+        entry = cache.load(key)
+        if entry is None:
+            return False
+        try:
+            self._engine = self._load_object(entry[0],
+                                             host_target_machine(self._codegen_opt_level))
+        except RuntimeError:
+            return False                       # rebuilt by the caller
+        self.optimized_llvm_ir = entry[1]
+        self.from_cache = True
+        return True
 
     @staticmethod
     def _load_object(object_code, machine):

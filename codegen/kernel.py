@@ -4,9 +4,10 @@ import ctypes
 
 import numpy as np
 
-from codegen import fastcall
+from codegen import cache, fastcall
 from codegen.jit import CompiledModule
 from codegen.lower import is_large, lower_function
+from codegen.lower_tensor import lower_tensor_function, plan_tensor_function
 from symgrad.arguments import bind
 from symgrad.printing import function_to_text
 
@@ -20,8 +21,10 @@ class _Variant:
 
     def __init__(self, function, name, fast_entry=False):
         self.function = function
-        self.compiled = CompiledModule(lower_function(function, name, fast_entry),
-                                       codegen_opt_level=0 if is_large(function) else 3)
+        self.compiled = CompiledModule(
+            lambda: lower_function(function, name, fast_entry),
+            cache.fingerprint(function, "elementwise", name, fast_entry),
+            codegen_opt_level=0 if is_large(function) else 3)
         self.entry = _ENTRY_SIGNATURE(self.compiled.address(name))
         self.fast_address = self.compiled.address(f"{name}.fast") if fast_entry else None
 
@@ -206,8 +209,6 @@ class TensorKernel:
     _WORKSPACES_PER_SIZE = 2
 
     def __init__(self, function, num_params, name="symgrad_kernel"):
-        from codegen.lower_tensor import lower_tensor_function
-
         self.function = function
         self.num_params = num_params
         self.name = name
@@ -222,10 +223,13 @@ class TensorKernel:
         self._temporary_shapes = None        # after scheduling, below
         self._workspaces = {}
         fast = fastcall.available()
-        module, self.schedule = lower_tensor_function(function, name, fast_entry=fast)
+        self.schedule, gemm = plan_tensor_function(function)
         self._temporary_shapes = [self._template(n.shape) for n in self.schedule.temporaries]
-        self.compiled = CompiledModule(module, codegen_opt_level=0 if is_large(function) else 3,
-                                       unroll=False)
+        self.compiled = CompiledModule(
+            lambda: lower_tensor_function(function, name, fast_entry=fast,
+                                          planned=(self.schedule, gemm))[0],
+            cache.fingerprint(function, "tensor", name, fast, gemm and gemm.describe()),
+            codegen_opt_level=0 if is_large(function) else 3, unroll=False)
         self._entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(
             self.compiled.address(name))
         self._fast = None

@@ -367,12 +367,11 @@ class _Lowering:
         self.builder.ret_void()
 
 
-def lower_tensor_function(function, name="symgrad_kernel", use_blas=True, fast_entry=False):
-    """Lower ``function`` to an LLVM module; returns ``(module, schedule)``.
+def plan_tensor_function(function, use_blas=True):
+    """Check that ``function`` can be lowered and schedule it: ``(schedule, gemm)``.
 
     With ``use_blas`` (and a BLAS found by :func:`codegen.blas.find_gemm`), matrix products
-    call ``cblas_?gemm``; otherwise they are loop nests.  With ``fast_entry``, the module also
-    holds ``NAME.fast``, the direct entry from Python (:func:`codegen.fastcall.add_buffers_entry`).
+    call ``cblas_?gemm`` (``gemm``); otherwise they are loop nests (``gemm`` is None).
     """
     for node in function.outputs:
         if node.dtype == "bool":
@@ -382,7 +381,18 @@ def lower_tensor_function(function, name="symgrad_kernel", use_blas=True, fast_e
         raise TensorLoweringError(
             f"a kernel computes in one float dtype, got {sorted(float_dtypes)}")
     gemm = find_gemm() if use_blas else None
-    plan = schedule(function, blas=gemm is not None)
+    return schedule(function, blas=gemm is not None), gemm
+
+
+def lower_tensor_function(function, name="symgrad_kernel", use_blas=True, fast_entry=False,
+                          planned=None):
+    """Lower ``function`` to an LLVM module; returns ``(module, schedule)``.
+
+    ``planned`` is the result of :func:`plan_tensor_function` where already computed
+    (``use_blas`` then does not matter).  With ``fast_entry``, the module also holds
+    ``NAME.fast``, the direct entry from Python (:func:`codegen.fastcall.add_buffers_entry`).
+    """
+    plan, gemm = planned if planned is not None else plan_tensor_function(function, use_blas)
     module = llvm_ir.Module(name=name)
     lowering = _Lowering(function, plan, module, name, gemm)
     lowering.run()

@@ -293,45 +293,89 @@ def w4(repeats):
     table("W4 tiny network: XOR 2-4-1, sigmoid, BCE, batch 4, float64", rows)
 
 
+# Each snippet prints two times: declaring the model, then compiling it and running the first
+# gradient.  Run in fresh processes, after the imports (not counted).
 _W5_SNIPPETS = {
-    "W1": """
+    ("symgrad", "W1"): """
 import time
 import symgrad as sg
 start = time.perf_counter()
 x, y = sg.symbols("x y")
-k = sg.compile(x**2 + x*y + (x + y)**2, wrt=[x, y]); k(3.0, -2.0)
-print(time.perf_counter() - start)
+f = x**2 + x*y + (x + y)**2
+declared = time.perf_counter()
+k = sg.compile(f, wrt=[x, y]); k(3.0, -2.0)
+print(declared - start, time.perf_counter() - declared)
 """,
-    "W3": """
+    ("symgrad", "W3"): """
 import time, numpy as np
 import symgrad as sg
 start = time.perf_counter()
 X = sg.tensor("X", ("n", 784), "float32"); Y = sg.tensor("Y", ("n", 10), "float32")
 net = sg.nn.MLP([784, 128, 10], activation=sg.tanh, output_activation=None, dtype="float32")
-step = sg.compile(sg.losses.softmax_cross_entropy(net(X), Y), net.parameters(), [X, Y])
+loss = sg.losses.softmax_cross_entropy(net(X), Y)
+declared = time.perf_counter()
+step = sg.compile(loss, net.parameters(), [X, Y])
 step(net.values(), np.zeros((128, 784), np.float32), np.eye(10, dtype=np.float32)[:1].repeat(128, 0))
-print(time.perf_counter() - start)
+print(declared - start, time.perf_counter() - declared)
+""",
+    ("JAX", "W1"): """
+import time
+import jax
+start = time.perf_counter()
+f = jax.jit(jax.value_and_grad(lambda x, y: x**2 + x*y + (x + y)**2, argnums=(0, 1)))
+declared = time.perf_counter()
+jax.block_until_ready(f(3.0, -2.0))
+print(declared - start, time.perf_counter() - declared)
+""",
+    ("JAX", "W3"): """
+import time, numpy as np
+import jax, jax.numpy as jnp
+start = time.perf_counter()
+rng = np.random.default_rng(0)
+params = [rng.standard_normal(s).astype(np.float32) * 0.05 for s in [(128, 784), (128,), (10, 128), (10,)]]
+def loss(p, a, t):
+    a = jnp.tanh(a @ p[0].T + p[1]); a = a @ p[2].T + p[3]
+    return -jnp.mean(jnp.sum(t * jax.nn.log_softmax(a), axis=1))
+f = jax.jit(jax.value_and_grad(loss))
+declared = time.perf_counter()
+jax.block_until_ready(f(params, np.zeros((128, 784), np.float32), np.eye(10, dtype=np.float32)[:1].repeat(128, 0)))
+print(declared - start, time.perf_counter() - declared)
 """,
 }
 
 
-def w5():
+def _fresh_process(snippet, env):
+    out = subprocess.run([sys.executable, "-c", snippet], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    return [float(t) for t in out.split()]
+
+
+def w5(repeats=3):
     import_time = float(subprocess.run(
         [sys.executable, "-c", "import time; s = time.perf_counter(); import symgrad; "
                                "print(time.perf_counter() - s)"],
         capture_output=True, text=True, check=True).stdout)
-    print(f"\nW5 compile time: declaration to first gradient, in a fresh process after "
-          f"`import symgrad` ({import_time * 1e3:.0f} ms, not counted)")
-    print(f"  {'workload':<10} {'cold':>10} {'disk cache':>12}")
-    for name, snippet in _W5_SNIPPETS.items():
-        with tempfile.TemporaryDirectory() as directory:
-            env = dict(os.environ, SYMGRAD_CACHE_DIR=directory)
-            times = []
-            for _ in range(2):
-                out = subprocess.run([sys.executable, "-c", snippet], env=env,
-                                     capture_output=True, text=True, check=True).stdout
-                times.append(float(out))
-        print(f"  {name:<10} {times[0] * 1e3:>7.0f} ms {times[1] * 1e3:>9.0f} ms")
+    print(f"\nW5 compile time: declaration, then compile and first gradient, in fresh processes "
+          f"after the imports (`import symgrad`: {import_time * 1e3:.0f} ms, not counted); "
+          f"median of {repeats}")
+    print(f"  {'implementation':<16} {'workload':<9} {'declare':>9} {'compile, cold':>14} "
+          f"{'with disk cache':>16}")
+    for (peer, name), snippet in _W5_SNIPPETS.items():
+        if peer == "JAX" and jax is None:
+            continue
+        cold, cached = [], []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory() as directory:
+                env = dict(os.environ, SYMGRAD_CACHE_DIR=directory)
+                cold.append(_fresh_process(snippet, env))
+                if peer == "symgrad":
+                    cached.append(_fresh_process(snippet, env))
+        declare = np.median([c[0] for c in cold])
+        compile_cold = np.median([c[1] for c in cold])
+        cache_text = f"{np.median([c[1] for c in cached]) * 1e3:>13.1f} ms" if cached else \
+            f"{'n/a':>16}"
+        print(f"  {peer:<16} {name:<9} {declare * 1e3:>6.1f} ms {compile_cold * 1e3:>11.1f} ms "
+              f"{cache_text}")
 
 
 def main():
@@ -352,7 +396,7 @@ def main():
         if name in chosen:
             run(repeats)
     if "w5" in chosen:
-        w5()
+        w5(3 if args.quick else 5)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,32 @@ def test_different_ir_is_a_different_entry(cache_dir):
     _check(other, 4)
 
 
+def test_a_hit_skips_lowering_and_the_llvm_ir_is_still_there(cache_dir):
+    X = sg.tensor("X", ("n", 3))
+    W = sg.tensor("W", (2, 3))
+    T = sg.tensor("T", ("n", 2))
+    loss = sg.losses.mse(X @ W.T, T)
+    first = sg.compile(loss, wrt=[W], inputs=[X, T])
+    second = sg.compile(loss, wrt=[W], inputs=[X, T])
+    assert second.compiled.from_cache
+    assert second.compiled._llvm_ir is None            # not lowered
+    assert second.llvm_ir == first.llvm_ir              # lowered when asked for
+    rng = np.random.default_rng(0)
+    args = [rng.normal(size=(2, 3))], rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
+    value, grads = second(*args)
+    want_value, want_grads = first(*args)
+    assert value == want_value
+    np.testing.assert_array_equal(grads[0], want_grads[0])
+
+
+def test_the_key_sees_every_bit_of_a_constant(cache_dir):
+    x = sg.symbols("x")
+    a = sg.compile(x * 0.1, wrt=[x])
+    b = sg.compile(x * float(np.nextafter(0.1, 1.0)), wrt=[x])
+    assert not b.variant("float64").compiled.from_cache
+    assert a(1.0)[0] == 0.1 and b(1.0)[0] == float(np.nextafter(0.1, 1.0))
+
+
 @pytest.mark.parametrize("damage", ["flip", "truncate", "empty", "garbage_header"])
 def test_corrupt_entries_are_rebuilt_not_loaded(cache_dir, damage):
     _kernel()
