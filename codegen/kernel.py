@@ -1,13 +1,15 @@
 """The Kernel: a compiled IR function that validates its arguments and runs on numpy arrays."""
 
 import ctypes
+import math
 
 import numpy as np
 
-from codegen import cache, fastcall
+from codegen import cache, fastcall, parallel
 from codegen.jit import CompiledModule
 from codegen.lower import is_large, lower_function
 from codegen.lower_tensor import lower_tensor_function, plan_tensor_function
+from codegen.schedule import chunking
 from symgrad.arguments import bind
 from symgrad.printing import function_to_text
 
@@ -223,8 +225,13 @@ class TensorKernel:
         self._temporary_shapes = None        # after scheduling, below
         self._workspaces = {}
         fast = fastcall.available()
-        self.schedule, gemm = plan_tensor_function(function)
+        self.schedule, gemm = self._planned = plan_tensor_function(function)
         self._temporary_shapes = [self._template(n.shape) for n in self.schedule.temporaries]
+        self._partial_shapes = [(self._template(step_shape), self._template(node.shape))
+                                for node, step_shape in self.schedule.partials]
+        self._chunked_shapes = [self._template(step.shape) for step in self.schedule.steps
+                                if step.chunked]
+        self._step_entries = None
         self.compiled = CompiledModule(
             lambda: lower_tensor_function(function, name, fast_entry=fast,
                                           planned=(self.schedule, gemm))[0],
@@ -317,7 +324,12 @@ class TensorKernel:
                    for shape in self._output_shapes]
         workspace = self._take_workspace(sizes)
         size_array, temporaries = workspace
-        if self._fast is not None:
+        if self._chunked_elements(sizes) >= parallel.MIN_PARALLEL_ELEMENTS:
+            # A large call runs step by step, even on one thread: the same native code on the
+            # same chunks whatever the number of threads, hence the same results.
+            self._run_threaded(parallel.num_threads(), sizes, size_array,
+                               [*values, *outputs, *temporaries])
+        elif self._fast is not None:
             self._fast(size_array, *values, *outputs, *temporaries)
         else:
             buffers = [*values, *outputs, *temporaries]
@@ -325,6 +337,38 @@ class TensorKernel:
             self._entry(size_array.ctypes.data, pointers)
         self._give_back_workspace(sizes, workspace)
         return outputs
+
+    def _chunked_elements(self, sizes):
+        return sum(math.prod(self._concrete(shape, sizes)) for shape in self._chunked_shapes)
+
+    def _run_threaded(self, threads, sizes, size_array, buffers):
+        """Run the steps one by one, the chunks of each shared among ``threads`` threads:
+        the same native code on the same chunks as a serial call, hence the same results."""
+        if self._step_entries is None:
+            gemm = self._planned[1]
+            self._steps_compiled = CompiledModule(
+                lambda: lower_tensor_function(self.function, self.name, planned=self._planned,
+                                              steps_only=True)[0],
+                cache.fingerprint(self.function, "steps", self.name,
+                                  gemm and gemm.describe()),
+                codegen_opt_level=0 if is_large(self.function) else 3, unroll=False)
+            signature = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                         ctypes.c_int64)
+            self._step_entries = [
+                signature(self._steps_compiled.address(f"{self.name}.step{k}"))
+                for k in range(len(self.schedule.steps))]
+        size_pointer = size_array.ctypes.data
+        pointers = (ctypes.c_void_p * len(buffers))(*[b.ctypes.data for b in buffers])
+        for step, entry in zip(self.schedule.steps, self._step_entries):
+            if not step.chunked:
+                entry(size_pointer, pointers, 0, 0)
+                continue
+            rows, *row = self._concrete(self._template(step.shape), sizes)
+            _, count = chunking(rows, math.prod(row))
+
+            def run_range(first, last, entry=entry):
+                entry(size_pointer, pointers, first, last)
+            parallel.run_chunks(run_range, count, threads)
 
     def _sizes_if_ready(self, values):
         """The symbolic sizes, when every value is already a C-contiguous array of the kernel's
@@ -360,6 +404,11 @@ class TensorKernel:
             pass
         temporaries = [np.empty(self._concrete(shape, sizes), self._numpy_dtype)
                        for shape in self._temporary_shapes]
+        for step_shape, shape in self._partial_shapes:
+            rows, *row = self._concrete(step_shape, sizes)
+            _, count = chunking(rows, math.prod(row))
+            temporaries.append(np.empty((count,) + self._concrete(shape, sizes),
+                                        self._numpy_dtype))
         return np.array(sizes or (0,), np.int64), temporaries
 
     def _give_back_workspace(self, sizes, workspace):

@@ -15,7 +15,7 @@ from llvmlite import ir as llvm_ir
 from codegen.blas import find_gemm
 from codegen.fastcall import add_buffers_entry
 from codegen.mathlib import LOWERING_RULES, MathDeclarations
-from codegen.schedule import IMMEDIATE_OPS, schedule
+from codegen.schedule import CHUNK_ELEMENTS, IMMEDIATE_OPS, schedule
 from codegen.types import INDEX, POINTER, llvm_type
 from symgrad.ops import Op, REDUCTIONS, STRUCTURAL
 
@@ -39,47 +39,77 @@ def _zero_index():
     return INDEX(0)
 
 
+class _Loaded(dict):
+    """Values loaded in a function's prologue on first use (a step uses a few buffers)."""
+
+    def __init__(self, load):
+        super().__init__()
+        self._load = load
+
+    def __missing__(self, key):
+        self[key] = value = self._load(key)
+        return value
+
+
 class _Lowering:
-    """Emits the loops of one schedule into one LLVM function."""
+    """Emits the steps of one schedule: one LLVM function per step, ``NAME.stepK(sizes,
+    buffers, first, last)`` (a chunked step computes its chunks ``first`` to ``last - 1``;
+    other steps ignore the two), and the kernel ``NAME(sizes, buffers)``, which runs every
+    step, all its chunks in order, one step after the other."""
 
     def __init__(self, function, plan, module, name, gemm):
         self.function = function
         self.plan = plan
         self.module = module
+        self.name = name
         self.gemm = gemm
         self.math = MathDeclarations(module)
-        signature = llvm_ir.FunctionType(llvm_ir.VoidType(), [POINTER, POINTER])
-        self.llvm_function = llvm_ir.Function(module, signature, name=name)
-        sizes_arg, buffers_arg = self.llvm_function.args
-        sizes_arg.name, buffers_arg.name = "sizes", "buffers"
-        for argument in (sizes_arg, buffers_arg):
-            argument.add_attribute("noalias")
-        self.builder = llvm_ir.IRBuilder(self.llvm_function.append_basic_block("entry"))
-        self.sizes = {}
-        for index, name in enumerate(function.size_names):
-            slot = self.builder.gep(sizes_arg, [INDEX(index)], source_etype=INDEX)
-            self.sizes[name] = self.builder.load(slot, name=f"size.{name}", typ=INDEX)
-        self.buffers = {}
-        count = len(function.inputs) + len(function.outputs) + len(plan.temporaries)
-        for index in range(count):
-            slot = self.builder.gep(buffers_arg, [INDEX(index)], source_etype=POINTER)
-            self.buffers[index] = self.builder.load(slot, name=f"buffer{index}", typ=POINTER)
-        self.accesses = {}
-        self.stride_cache = {}
-        self.alias_metadata = self._alias_scopes(count)
+        self.buffer_count = (len(function.inputs) + len(function.outputs)
+                             + len(plan.temporaries) + len(plan.partials))
+        self.scopes = self._alias_scopes()
+        self.order_index = {id(node): index for index, node in enumerate(function.nodes)}
 
-    def _alias_scopes(self, count):
-        """``id(buffer pointer) -> (alias.scope, noalias)`` metadata: every buffer is its own
-        scope and no access to it touches another buffer.  (Outputs and temporaries are fresh
+    def _alias_scopes(self):
+        """Per buffer, its ``(alias.scope, noalias)`` metadata: every buffer is its own scope
+        and no access to it touches another buffer.  (Outputs and temporaries are fresh
         arrays; inputs are only read, so inputs that share memory are no exception.)  With
         this, loops vectorise without run-time overlap checks and accumulators stay in
         registers."""
-        domain = self.module.add_metadata([f"{self.llvm_function.name}.buffers"])
-        scopes = [self.module.add_metadata([f"buffer{index}", domain]) for index in range(count)]
-        return {id(self.buffers[index]): (
-            self.module.add_metadata([scopes[index]]),
-            self.module.add_metadata(scopes[:index] + scopes[index + 1:]))
-            for index in range(count)}
+        domain = self.module.add_metadata([f"{self.name}.buffers"])
+        scopes = [self.module.add_metadata([f"buffer{index}", domain])
+                  for index in range(self.buffer_count)]
+        return [(self.module.add_metadata([scopes[index]]),
+                 self.module.add_metadata(scopes[:index] + scopes[index + 1:]))
+                for index in range(self.buffer_count)]
+
+    def begin_function(self, llvm_function):
+        """Start emitting ``llvm_function(sizes, buffers, ...)``: sizes, buffer pointers and
+        strides are computed in its entry block (the prologue), loops from the next block."""
+        sizes_arg, buffers_arg = llvm_function.args[:2]
+        sizes_arg.name, buffers_arg.name = "sizes", "buffers"
+        for argument in (sizes_arg, buffers_arg):
+            argument.add_attribute("noalias")
+        self.prologue = llvm_ir.IRBuilder(llvm_function.append_basic_block("entry"))
+        self.body = llvm_function.append_basic_block("body")
+        self.builder = llvm_ir.IRBuilder(self.body)
+        self.sizes = _Loaded(lambda name: self.prologue.load(
+            self.prologue.gep(sizes_arg, [INDEX(self.function.size_names.index(name))],
+                              source_etype=INDEX), name=f"size.{name}", typ=INDEX))
+        self.alias_metadata = {}
+
+        def buffer(index):
+            pointer = self.prologue.load(self.prologue.gep(
+                buffers_arg, [INDEX(index)], source_etype=POINTER), name=f"buffer{index}",
+                typ=POINTER)
+            self.alias_metadata[id(pointer)] = self.scopes[index]
+            return pointer
+        self.buffers = _Loaded(buffer)
+        self.accesses = {}
+        self.stride_cache = {}
+
+    def end_function(self):
+        self.builder.ret_void()
+        self.prologue.branch(self.body)
 
     def annotate(self, instruction, base):
         """Attach the alias scopes of the buffer ``base`` points into."""
@@ -92,10 +122,13 @@ class _Lowering:
     # ---- shapes and addresses ------------------------------------------------------------
 
     def extent(self, size):
+        """The extent of one axis: a symbolic size, a number, or an LLVM value already."""
+        if isinstance(size, llvm_ir.Value):
+            return size
         return self.sizes[size] if isinstance(size, str) else INDEX(size)
 
     def contiguous_strides(self, shape):
-        # Computed once per shape, in the entry block, so that every loop may use them.
+        # Computed once per shape, in the prologue, so that every loop may use them.
         shape = tuple(shape)
         if shape not in self.stride_cache:
             self.stride_cache[shape] = self._strides(shape)
@@ -106,8 +139,27 @@ class _Lowering:
         running = INDEX(1)
         for size in reversed(shape):
             strides.append(running)
-            running = self.builder.mul(running, self.extent(size))
+            running = self.prologue.mul(running, self.extent(size))
         return list(reversed(strides))
+
+    def element_count(self, shape, builder):
+        count = INDEX(1)
+        for size in shape:
+            count = builder.mul(count, self.extent(size))
+        return count
+
+    def chunks(self, shape, builder):
+        """``(rows per chunk, number of chunks)`` of a chunked step over ``shape``, as
+        :func:`codegen.schedule.chunking` computes them."""
+        row_size = self.element_count(shape[1:], builder)
+        row_size = builder.select(builder.icmp_signed(">", row_size, INDEX(1)), row_size,
+                                  INDEX(1))
+        per_chunk = builder.sdiv(INDEX(CHUNK_ELEMENTS), row_size)
+        per_chunk = builder.select(builder.icmp_signed(">", per_chunk, INDEX(1)), per_chunk,
+                                   INDEX(1))
+        rows = self.extent(shape[0])
+        count = builder.sdiv(builder.add(rows, builder.sub(per_chunk, INDEX(1))), per_chunk)
+        return per_chunk, count
 
     def access(self, node):
         """(base pointer, strides) through which ``node``'s elements are read."""
@@ -161,19 +213,20 @@ class _Lowering:
 
     # ---- loops ---------------------------------------------------------------------------
 
-    def loop_nest(self, shape, body):
-        """Nested loops over ``shape`` (outermost first); ``body(indices)`` emits the body."""
+    def loop_nest(self, shape, body, rows=None):
+        """Nested loops over ``shape`` (outermost first); ``body(indices)`` emits the body.
+        ``rows``: ``(begin, end)`` of the outermost loop, instead of the whole axis."""
         indices = []
         exits = []
-        for size in shape:
-            extent = self.extent(size)
+        for axis, size in enumerate(shape):
+            start, extent = (INDEX(0), self.extent(size)) if rows is None or axis else rows
             preheader = self.builder.block
             header = self.builder.append_basic_block("loop")
             after = self.builder.append_basic_block("after")
-            self.builder.cbranch(self.builder.icmp_signed(">", extent, INDEX(0)), header, after)
+            self.builder.cbranch(self.builder.icmp_signed(">", extent, start), header, after)
             self.builder.position_at_end(header)
             index = self.builder.phi(INDEX, name="i")
-            index.add_incoming(INDEX(0), preheader)
+            index.add_incoming(start, preheader)
             indices.append(index)
             exits.append((index, extent, header, after))
         body(indices)
@@ -214,20 +267,26 @@ class _Lowering:
     def elementwise(self, step):
         members = {id(node): slot for node, slot in zip(step.nodes, step.slots)}
         work = sorted(step.inline + step.nodes, key=self.position)
+        rows = (self.begin, self.end) if step.chunked else None
+        targets = {}
         for node in step.nodes:
             if node.op in REDUCTIONS:
-                self.initialise(node, members[id(node)])
+                targets[id(node)] = self.reduction_target(node, members[id(node)])
+                # A partial result is this chunk's alone; a reduction keeping the first axis
+                # shares its buffer with the other chunks, one row range each.
+                partial = self.plan.partial_slot(node) is not None
+                self.initialise(node, targets[id(node)], None if partial else rows)
 
         def body(indices):
             memo = {}
             for node in work:
                 if node.op in REDUCTIONS:
-                    self.accumulate(node, members[id(node)], indices, memo)
+                    self.accumulate(node, targets[id(node)], indices, memo)
                     continue
                 memo[id(node)] = self.compute(node, indices, memo)
                 if id(node) in members:
                     self.store(members[id(node)], node, indices, memo[id(node)])
-        self.loop_nest(step.shape, body)
+        self.loop_nest(step.shape, body, rows)
 
     def copy(self, step):
         (node,), (slot,) = step.nodes, step.slots
@@ -245,29 +304,75 @@ class _Lowering:
             self.store(slot, node, indices, value)
         self.loop_nest(step.shape, body)
 
-    def initialise(self, node, slot):
-        """Fill a reduction's buffer with the identity of its operation."""
-        start = llvm_ir.Constant(llvm_type(node.dtype), 0.0 if node.op is Op.SUM
-                                 else float("-inf"))
-        self.loop_nest(node.shape, lambda indices: self.store(slot, node, indices, start))
+    def reduction_target(self, node, slot):
+        """(base, strides) a reduction accumulates into: its buffer, or where it reduces the
+        first axis of a chunked step, this chunk's partial result."""
+        strides = self.contiguous_strides(node.shape)
+        partial = self.plan.partial_slot(node)
+        if partial is None:
+            return self.buffers[slot], strides
+        offset = self.builder.mul(self.chunk, self.element_count(node.shape, self.prologue))
+        base = self.builder.gep(self.buffers[partial], [offset],
+                                source_etype=llvm_type(node.dtype))
+        self.alias_metadata[id(base)] = self.scopes[partial]
+        return base, strides
 
-    def accumulate(self, node, slot, indices, memo):
+    @staticmethod
+    def identity(node):
+        return llvm_ir.Constant(llvm_type(node.dtype), 0.0 if node.op is Op.SUM
+                                else float("-inf"))
+
+    def initialise(self, node, target, rows):
+        """Fill a reduction's target (``rows`` of it, or all) with the identity of its
+        operation."""
+        start = self.identity(node)
+
+        def body(indices):
+            address = self.address(target, node.shape, indices, node.dtype)
+            self.annotate(self.builder.store(start, address), target[0])
+        self.loop_nest(node.shape, body, rows)
+
+    def combine_operation(self, node, current, value, ordered=False):
+        if node.op is Op.SUM:
+            # reassoc, on the accumulation only: the only fast-math flag used anywhere.  It
+            # lets the vectoriser keep one partial sum per lane (a different order of the
+            # same additions, like numpy's pairwise sum); NaN, inf and signed-zero semantics
+            # are untouched.  Partial results of chunks are added in chunk order.
+            return self.builder.fadd(current, value, flags=() if ordered else ("reassoc",))
+        return self.builder.call(self.math.intrinsic("maximum", node.dtype, 2),
+                                 [current, value])
+
+    def accumulate(self, node, target, indices, memo):
         """Add (or take the maximum of) the operand's element at ``indices`` into the
-        reduction's buffer; the reduced axes have size 1 there, so they address one element."""
+        reduction's target; the reduced axes have size 1 there, so they address one element."""
         element = llvm_type(node.dtype)
         value = self.value(node.args[0], indices, memo)
-        target = (self.buffers[slot], self.contiguous_strides(node.shape))
         address = self.address(target, node.shape, indices, node.dtype)
         current = self.annotate(self.builder.load(address, typ=element), target[0])
-        if node.op is Op.SUM:
-            # reassoc: the only fast-math flag used anywhere.  It lets the vectoriser keep one
-            # partial sum per lane (a different order of the same additions, like numpy's
-            # pairwise sum); NaN, inf and signed-zero semantics are untouched.
-            updated = self.builder.fadd(current, value, flags=("reassoc",))
-        else:
-            updated = self.builder.call(self.math.intrinsic("maximum", node.dtype, 2),
-                                        [current, value])
+        updated = self.combine_operation(node, current, value)
         self.annotate(self.builder.store(updated, address), target[0])
+
+    def combine(self, step):
+        """Each reduction of a chunked step: its partial results, added in chunk order."""
+        _, count = self.chunks(step.shape, self.prologue)
+        for node, slot in zip(step.nodes, step.slots):
+            element = llvm_type(node.dtype)
+            final = (self.buffers[slot], self.contiguous_strides(node.shape))
+            partial_shape = (count,) + tuple(node.shape)
+            partials = (self.buffers[self.plan.partial_slot(node)],
+                        self.contiguous_strides(partial_shape))
+            start = self.identity(node)
+            self.loop_nest(node.shape, lambda indices: self.annotate(self.builder.store(
+                start, self.address(final, node.shape, indices, node.dtype)), final[0]))
+
+            def body(indices):
+                address = self.address(final, node.shape, indices[1:], node.dtype)
+                current = self.annotate(self.builder.load(address, typ=element), final[0])
+                value = self.annotate(self.builder.load(self.address(
+                    partials, partial_shape, indices, node.dtype), typ=element), partials[0])
+                updated = self.combine_operation(node, current, value, ordered=True)
+                self.annotate(self.builder.store(updated, address), final[0])
+            self.loop_nest(partial_shape, body)
 
     def blas_operand(self, node):
         """(transposed, leading dimension) for a product operand a BLAS reads in place: a
@@ -353,18 +458,58 @@ class _Lowering:
     def position(self, node):
         return self.order_index[id(node)]
 
-    def run(self):
-        self.order_index = {id(node): index for index, node in enumerate(self.function.nodes)}
-        for node in self.function.nodes:
-            if id(node) in self.plan.slots or id(node) in self.plan.views:
-                self.access(node)
-            if node.op in STRUCTURAL and node.args[0].op not in IMMEDIATE_OPS:
-                self.view_access(node, self.access(node.args[0]))
+    def run(self, steps_only=False):
+        """Emit the step functions and the kernel; returns the kernel's LLVM function.
+
+        The kernel inlines its steps.  With ``steps_only``, the module holds the step
+        functions alone, for threads to call (a module of its own, compiled when a call first
+        runs threaded: every function costs code generation time)."""
         lowering = {"elementwise": self.elementwise, "copy": self.copy,
-                    "matmul": self.matmul}
-        for step in self.plan.steps:
-            lowering[step.kind](step)
-        self.builder.ret_void()
+                    "matmul": self.matmul, "combine": self.combine}
+        step_type = llvm_ir.FunctionType(llvm_ir.VoidType(), [POINTER, POINTER, INDEX, INDEX])
+        step_functions = []
+        for number, step in enumerate(self.plan.steps):
+            step_function = llvm_ir.Function(self.module, step_type,
+                                             name=f"{self.name}.step{number}")
+            if steps_only:
+                step_function.attributes.add("noinline")
+            else:
+                step_function.linkage = "internal"
+                step_function.attributes.add("alwaysinline")
+            self.begin_function(step_function)
+            first, last = step_function.args[2:]
+            first.name, last.name = "first", "last"
+            if step.chunked:
+                self.chunk_loop(step, first, last, lowering[step.kind])
+            else:
+                lowering[step.kind](step)
+            self.end_function()
+            step_functions.append(step_function)
+        if steps_only:
+            return None
+
+        kernel = llvm_ir.Function(self.module, llvm_ir.FunctionType(
+            llvm_ir.VoidType(), [POINTER, POINTER]), name=self.name)
+        self.begin_function(kernel)
+        sizes, buffers = kernel.args
+        for step, step_function in zip(self.plan.steps, step_functions):
+            count = self.chunks(step.shape, self.prologue)[1] if step.chunked else INDEX(0)
+            self.builder.call(step_function, [sizes, buffers, INDEX(0), count])
+        self.end_function()
+        return kernel
+
+    def chunk_loop(self, step, first, last, lower_step):
+        """The chunks ``first`` to ``last - 1`` of a chunked step, one after the other."""
+        per_chunk, _ = self.chunks(step.shape, self.prologue)
+        rows = self.extent(step.shape[0])
+
+        def body(indices):
+            (self.chunk,) = indices
+            self.begin = self.builder.mul(self.chunk, per_chunk)
+            end = self.builder.add(self.begin, per_chunk)
+            self.end = self.builder.select(self.builder.icmp_signed("<", end, rows), end, rows)
+            lower_step(step)
+        self.loop_nest((last,), body, rows=(first, last))
 
 
 def plan_tensor_function(function, use_blas=True):
@@ -385,17 +530,18 @@ def plan_tensor_function(function, use_blas=True):
 
 
 def lower_tensor_function(function, name="symgrad_kernel", use_blas=True, fast_entry=False,
-                          planned=None):
+                          planned=None, steps_only=False):
     """Lower ``function`` to an LLVM module; returns ``(module, schedule)``.
 
     ``planned`` is the result of :func:`plan_tensor_function` where already computed
     (``use_blas`` then does not matter).  With ``fast_entry``, the module also holds
     ``NAME.fast``, the direct entry from Python (:func:`codegen.fastcall.add_buffers_entry`).
+    With ``steps_only``, it holds the step functions ``NAME.stepK`` alone, for threads.
     """
     plan, gemm = planned if planned is not None else plan_tensor_function(function, use_blas)
     module = llvm_ir.Module(name=name)
     lowering = _Lowering(function, plan, module, name, gemm)
-    lowering.run()
-    if fast_entry:
-        add_buffers_entry(module, lowering.llvm_function, len(lowering.buffers), f"{name}.fast")
+    kernel = lowering.run(steps_only)
+    if fast_entry and not steps_only:
+        add_buffers_entry(module, kernel, lowering.buffer_count, f"{name}.fast")
     return module, plan

@@ -25,12 +25,18 @@ IMMEDIATE_OPS = frozenset({Op.CONST, Op.DIM})
 
 @dataclass
 class Step:
-    """One loop nest: ``kind`` is 'elementwise', 'matmul' or 'copy'.
+    """One loop nest: ``kind`` is 'elementwise', 'matmul', 'copy' or 'combine'.
 
     For 'elementwise', ``nodes`` are the stored values it computes: elementwise values of
     ``shape`` and reductions whose operand has ``shape`` (accumulated in the loop; nothing in
     the same loop reads them).  For the others, ``nodes`` holds the one node computed.
     ``inline`` lists, in evaluation order, the inline values the loop body computes.
+
+    An elementwise step over at least one axis is ``chunked``: it runs as independent chunks
+    of rows (:func:`chunking`), which threads may share.  A reduction over its first axis then
+    accumulates one partial result per chunk (:attr:`Schedule.partials`), and the 'combine'
+    step after it adds the partials up in chunk order; ``shape`` of a 'combine' step is that
+    of the chunked step.
     """
 
     kind: str
@@ -38,6 +44,7 @@ class Step:
     nodes: list
     inline: list = field(default_factory=list)
     slots: list = field(default_factory=list)
+    chunked: bool = False      # runs in chunks of rows of its first axis (see chunking())
 
 
 @dataclass
@@ -52,6 +59,9 @@ class Schedule:
     temporaries : list of Node
         The stored nodes that are neither inputs nor outputs, in slot order.
     steps : list of Step
+    partials : list of (Node, tuple)
+        Reductions over the first axis of a chunked step, with that step's shape: each has a
+        buffer of one partial result per chunk, in the slots after the temporaries.
     """
 
     function: object
@@ -59,6 +69,28 @@ class Schedule:
     temporaries: list
     steps: list
     views: set
+    partials: list = field(default_factory=list)
+
+    def partial_slot(self, node):
+        """The slot of the partial results of reduction ``node``, or None."""
+        base = len(self.function.inputs) + len(self.function.outputs) + len(self.temporaries)
+        for index, (reduction, _) in enumerate(self.partials):
+            if reduction is node:
+                return base + index
+        return None
+
+
+#: Elements per chunk of a chunked step (rows of its first axis, at least one row).
+CHUNK_ELEMENTS = 1 << 14
+
+
+def chunking(rows, row_size):
+    """``(rows per chunk, number of chunks)`` for a step of ``rows`` rows of ``row_size``
+    elements.  Fixed by the sizes alone, never by the number of threads, so that results
+    (sums over chunks included) do not depend on it.  The kernels compute the same in LLVM
+    (:meth:`codegen.lower_tensor._Lowering.chunks`)."""
+    per_chunk = max(1, CHUNK_ELEMENTS // max(row_size, 1))
+    return per_chunk, -(-rows // per_chunk)
 
 
 def _consumers(nodes):
@@ -191,7 +223,19 @@ def schedule(function, blas=False):
     for step in steps:
         if step.kind != "copy":
             step.slots = [slots[id(node)] for node in step.nodes]
-    return Schedule(function, slots, temporaries, steps, views)
+    partials = []
+    chunked_steps = []
+    for step in steps:
+        chunked_steps.append(step)
+        if step.kind != "elementwise" or not step.shape:
+            continue
+        step.chunked = True
+        across = [node for node in step.nodes if node.op in REDUCTIONS and 0 in node.attrs]
+        if across:
+            partials.extend((node, step.shape) for node in across)
+            chunked_steps.append(Step("combine", step.shape, across,
+                                      slots=[slots[id(node)] for node in across]))
+    return Schedule(function, slots, temporaries, chunked_steps, views, partials)
 
 
 def _group(order, stored, views, order_index):

@@ -28,8 +28,10 @@ __all__ = [
     "swish", "mish", "smooth_max", "acon_a", "acon_b", "acon_c",
     "nn", "losses", "optim", "fit", "History", "save", "load",
     "GradcheckError", "ShapeError", "UnknownSymbolError", "UnsupportedExpressionError",
+    "num_threads", "set_num_threads",
 ]
 
 # The JIT backend (llvmlite and LLVM) loads with symgrad, as JAX loads XLA: a first compile
 # then costs compiling only.  (Where codegen is imported first, it is already loading.)
 import codegen  # noqa: E402,F401
+from codegen.parallel import num_threads, set_num_threads  # noqa: E402

@@ -1,0 +1,87 @@
+"""Threads over the batch for large tensor kernels.
+
+A tensor kernel's elementwise steps run in chunks of rows (:func:`codegen.schedule.chunking`),
+and each step is also a native function of its own.  When a call has enough work, the kernel
+runs its steps one after the other from Python, handing the chunks of each step to a pool of
+threads (the native calls release the GIL).  The chunks are fixed by the sizes alone and
+partial sums are added in chunk order, so the results are the same, bit for bit, whatever the
+number of threads.
+
+The number of threads is ``$SYMGRAD_NUM_THREADS`` if set, else the number of CPUs this
+process may use; :func:`set_num_threads` changes it.
+"""
+
+import concurrent.futures
+import os
+import threading
+
+#: A call runs threaded only when its chunked steps have at least this many elements.
+MIN_PARALLEL_ELEMENTS = 1 << 16
+
+_settings = {"threads": None}
+_pool = {"executor": None, "workers": 0}
+_lock = threading.Lock()
+
+
+def _available_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                    # not on Linux
+        return os.cpu_count() or 1
+
+
+def num_threads():
+    """The number of threads a large kernel call uses."""
+    if _settings["threads"] is not None:
+        return _settings["threads"]
+    value = os.environ.get("SYMGRAD_NUM_THREADS")
+    if value:
+        try:
+            threads = int(value)
+        except ValueError:
+            raise ValueError(f"SYMGRAD_NUM_THREADS must be a positive integer, got "
+                             f"{value!r}") from None
+        if threads < 1:
+            raise ValueError(f"SYMGRAD_NUM_THREADS must be a positive integer, got {value!r}")
+        return threads
+    return _available_cpus()
+
+
+def set_num_threads(threads):
+    """Use ``threads`` threads (a positive integer; None: the default) for large kernel
+    calls.  Returns the previous setting."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    previous = _settings["threads"]
+    _settings["threads"] = threads
+    return previous
+
+
+def _executor(workers):
+    with _lock:
+        if _pool["executor"] is None or _pool["workers"] < workers:
+            if _pool["executor"] is not None:
+                _pool["executor"].shutdown(wait=False)
+            _pool["executor"] = concurrent.futures.ThreadPoolExecutor(
+                workers, thread_name_prefix="symgrad")
+            _pool["workers"] = workers
+        return _pool["executor"]
+
+
+def run_chunks(run_range, count, threads):
+    """Call ``run_range(first, last)`` on ``threads`` contiguous ranges of the chunks
+    ``0 .. count - 1``, the first range in the calling thread, and wait for all."""
+    threads = max(1, min(threads, count))
+    bounds = [count * part // threads for part in range(threads + 1)]
+    if threads == 1:
+        run_range(0, count)
+        return
+    executor = _executor(threads - 1)
+    futures = [executor.submit(run_range, bounds[part], bounds[part + 1])
+               for part in range(1, threads)]
+    try:
+        run_range(bounds[0], bounds[1])
+    finally:
+        for future in futures:
+            future.result()

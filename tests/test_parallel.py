@@ -1,0 +1,105 @@
+"""Threads over the batch: a large call shares the chunks of every step among threads, and the
+results are the same, bit for bit, whatever the number of threads (and equal to the numpy
+reference interpreter)."""
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from codegen import parallel
+from codegen.schedule import CHUNK_ELEMENTS, chunking
+from symgrad.eval import evaluate
+
+
+@pytest.fixture
+def threads():
+    previous = parallel.set_num_threads(None)
+    yield parallel.set_num_threads
+    parallel.set_num_threads(previous)
+
+
+def _model(k=20, classes=7):
+    # Reductions of every kind: over the batch (the loss, the bias gradient, a maximum), and
+    # along rows (the softmax's log-sum-exp) within a step that is chunked over the batch.
+    X = sg.tensor("X", ("n", k))
+    T = sg.tensor("T", ("n", classes))
+    W = sg.tensor("W", (classes, k))
+    b = sg.tensor("b", (classes,))
+    logits = X @ W.T + b
+    loss = sg.losses.softmax_cross_entropy(logits, T) + 0.01 * (logits.max(axis=0) ** 2).sum()
+    return sg.compile(loss, wrt=[W, b], inputs=[X, T]), (k, classes)
+
+
+def _arguments(shape, n, seed):
+    k, classes = shape
+    rng = np.random.default_rng(seed)
+    params = [rng.normal(size=(classes, k)), rng.normal(size=classes)]
+    targets = np.zeros((n, classes))
+    targets[np.arange(n), rng.integers(0, classes, n)] = 1.0
+    return params, rng.normal(size=(n, k)), targets
+
+
+@pytest.mark.parametrize("n, k, classes", [
+    (9363, 20, 7),          # just over the threshold, a partial last chunk
+    (20000, 20, 7),
+    (4, 3, 20000),          # rows longer than a chunk: one row per chunk
+])
+def test_results_do_not_depend_on_the_number_of_threads(threads, n, k, classes):
+    step, shape = _model(k, classes)
+    params, x, t = _arguments(shape, n, seed=n)
+    results = {}
+    for count in (1, 2, 3, 8):
+        threads(count)
+        results[count] = step(params, x, t)
+    value, grads = results[1]
+    for count, (other_value, other_grads) in results.items():
+        assert other_value == value, count
+        for got, want in zip(other_grads, grads):
+            np.testing.assert_array_equal(got, want, err_msg=f"{count} threads")
+    reference = evaluate(step.function, *params, x, t)
+    np.testing.assert_allclose(value, reference[0], rtol=1e-12)
+    for got, want in zip(grads, reference[1:]):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_large_calls_run_step_by_step_and_small_ones_in_one_call(threads, monkeypatch):
+    step, shape = _model()
+    calls = []
+    original = parallel.run_chunks
+
+    def counting(run_range, count, thread_count):
+        calls.append((count, thread_count))
+        return original(run_range, count, thread_count)
+    monkeypatch.setattr(parallel, "run_chunks", counting)
+    threads(2)
+    step(*_arguments(shape, 8, seed=0))
+    assert calls == []
+    n = 20000
+    step(*_arguments(shape, n, seed=0))
+    assert calls and all(thread_count == 2 for _, thread_count in calls)
+    assert max(count for count, _ in calls) == chunking(n, shape[1])[1] > 1     # (n, classes)
+    calls.clear()
+    threads(1)
+    step(*_arguments(shape, n, seed=0))
+    assert calls and all(thread_count == 1 for _, thread_count in calls)
+
+
+def test_chunking_is_fixed_by_the_sizes():
+    assert chunking(0, 10) == (CHUNK_ELEMENTS // 10, 0)
+    assert chunking(1, 10**6) == (1, 1)
+    per_chunk, count = chunking(10**6, 1)
+    assert per_chunk == CHUNK_ELEMENTS and (count - 1) * per_chunk < 10**6 <= count * per_chunk
+
+
+def test_thread_settings_are_checked(threads, monkeypatch):
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads must be a positive integer"):
+            threads(bad)
+    monkeypatch.setenv("SYMGRAD_NUM_THREADS", "3")
+    assert parallel.num_threads() == 3
+    threads(2)
+    assert parallel.num_threads() == 2          # the setting wins over the environment
+    threads(None)
+    monkeypatch.setenv("SYMGRAD_NUM_THREADS", "many")
+    with pytest.raises(ValueError, match="SYMGRAD_NUM_THREADS"):
+        parallel.num_threads()
