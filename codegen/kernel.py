@@ -323,8 +323,8 @@ class TensorKernel:
         outputs = [np.empty(self._concrete(shape, sizes), self._numpy_dtype)
                    for shape in self._output_shapes]
         workspace = self._take_workspace(sizes)
-        size_array, temporaries = workspace
-        if self._chunked_elements(sizes) >= parallel.MIN_PARALLEL_ELEMENTS:
+        size_array, temporaries, large = workspace
+        if large:
             # A large call runs step by step, even on one thread: the same native code on the
             # same chunks whatever the number of threads, hence the same results.
             self._run_threaded(parallel.num_threads(), sizes, size_array,
@@ -337,9 +337,6 @@ class TensorKernel:
             self._entry(size_array.ctypes.data, pointers)
         self._give_back_workspace(sizes, workspace)
         return outputs
-
-    def _chunked_elements(self, sizes):
-        return sum(math.prod(self._concrete(shape, sizes)) for shape in self._chunked_shapes)
 
     def _run_threaded(self, threads, sizes, size_array, buffers):
         """Run the steps one by one, the chunks of each shared among ``threads`` threads:
@@ -376,10 +373,15 @@ class TensorKernel:
         dtype = self._numpy_dtype
         found = {}
         for value, layout in zip(values, self._layouts):
-            if type(value) is not np.ndarray or value.dtype != dtype or \
-                    not value.flags.c_contiguous or value.ndim != len(layout):
+            if type(value) is not np.ndarray or value.dtype is not dtype or \
+                    not value.flags.c_contiguous:
                 return None
-            for expected, actual in zip(layout, value.shape):
+            shape = value.shape
+            if shape == layout:                 # every size a number, and they match
+                continue
+            if len(shape) != len(layout):
+                return None
+            for expected, actual in zip(layout, shape):
                 if type(expected) is str:
                     if found.setdefault(expected, actual) != actual:
                         return None
@@ -396,8 +398,9 @@ class TensorKernel:
         return tuple(sizes[~d] if d < 0 else d for d in template)
 
     def _take_workspace(self, sizes):
-        """``(size array, temporaries)`` for these sizes: a kept one, or a new one.  The kernel
-        writes every element of a temporary before reading it, so reuse is safe."""
+        """``(size array, temporaries, large)`` for these sizes: a kept one, or a new one
+        (``large``: the call runs step by step on threads).  The kernel writes every element
+        of a temporary before reading it, so reuse is safe."""
         try:
             return self._workspaces[sizes].pop()
         except (KeyError, IndexError):
@@ -409,7 +412,9 @@ class TensorKernel:
             _, count = chunking(rows, math.prod(row))
             temporaries.append(np.empty((count,) + self._concrete(shape, sizes),
                                         self._numpy_dtype))
-        return np.array(sizes or (0,), np.int64), temporaries
+        chunked = sum(math.prod(self._concrete(shape, sizes)) for shape in self._chunked_shapes)
+        return (np.array(sizes or (0,), np.int64), temporaries,
+                chunked >= parallel.MIN_PARALLEL_ELEMENTS)
 
     def _give_back_workspace(self, sizes, workspace):
         kept = self._workspaces.get(sizes)
