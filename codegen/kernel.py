@@ -229,8 +229,9 @@ class TensorKernel:
         self._temporary_shapes = [self._template(n.shape) for n in self.schedule.temporaries]
         self._partial_shapes = [(self._template(step_shape), self._template(node.shape))
                                 for node, step_shape in self.schedule.partials]
-        self._chunked_shapes = [self._template(step.shape) for step in self.schedule.steps
-                                if step.chunked]
+        self._step_shapes = [self._template(step.shape) if step.chunked else None
+                             for step in self.schedule.steps]
+        self._chunked_shapes = [shape for shape in self._step_shapes if shape is not None]
         self._step_entries = None
         self.compiled = CompiledModule(
             lambda: lower_tensor_function(function, name, fast_entry=fast,
@@ -314,6 +315,7 @@ class TensorKernel:
 
     def run(self, values):
         """Check one value per function input (in order) and run the kernel: the outputs."""
+        values = list(values)
         sizes = self._sizes_if_ready(values)
         if sizes is None:       # something to convert, or an error to report
             found = {}
@@ -356,11 +358,11 @@ class TensorKernel:
                 for k in range(len(self.schedule.steps))]
         size_pointer = size_array.ctypes.data
         pointers = (ctypes.c_void_p * len(buffers))(*[b.ctypes.data for b in buffers])
-        for step, entry in zip(self.schedule.steps, self._step_entries):
-            if not step.chunked:
+        for shape, entry in zip(self._step_shapes, self._step_entries):
+            if shape is None:
                 entry(size_pointer, pointers, 0, 0)
                 continue
-            rows, *row = self._concrete(self._template(step.shape), sizes)
+            rows, *row = self._concrete(shape, sizes)
             _, count = chunking(rows, math.prod(row))
 
             def run_range(first, last, entry=entry):
@@ -369,10 +371,14 @@ class TensorKernel:
 
     def _sizes_if_ready(self, values):
         """The symbolic sizes, when every value is already a C-contiguous array of the kernel's
-        dtype and of its declared shape (the common case, checked quickly); else None."""
+        dtype and of its declared shape, or a Python float for a scalar (the common cases,
+        checked quickly; floats are replaced in ``values`` by arrays); else None."""
         dtype = self._numpy_dtype
         found = {}
-        for value, layout in zip(values, self._layouts):
+        for index, (value, layout) in enumerate(zip(values, self._layouts)):
+            if type(value) is float and layout == ():
+                values[index] = np.array(value, dtype)
+                continue
             if type(value) is not np.ndarray or value.dtype is not dtype or \
                     not value.flags.c_contiguous:
                 return None

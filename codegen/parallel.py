@@ -15,8 +15,9 @@ import concurrent.futures
 import os
 import threading
 
-#: A call runs threaded only when its chunked steps have at least this many elements.
-MIN_PARALLEL_ELEMENTS = 1 << 16
+#: A call runs step by step on threads only when its chunked steps have at least this many
+#: elements together (below, one native call costs less than the steps' dispatch saves).
+MIN_PARALLEL_ELEMENTS = 1 << 18
 
 _settings = {"threads": None}
 _pool = {"executor": None, "workers": 0}

@@ -40,17 +40,23 @@ def _arguments(shape, n, seed):
 
 
 @pytest.mark.parametrize("n, k, classes", [
-    (9363, 20, 7),          # just over the threshold, a partial last chunk
-    (20000, 20, 7),
-    (4, 3, 20000),          # rows longer than a chunk: one row per chunk
+    # just over the threshold (the (n, 7) steps count twice), a partial last chunk
+    (parallel.MIN_PARALLEL_ELEMENTS // 14 + 1, 20, 7),
+    (parallel.MIN_PARALLEL_ELEMENTS // 7, 20, 7),
+    (8, 3, parallel.MIN_PARALLEL_ELEMENTS // 8),   # rows longer than a chunk: a row per chunk
 ])
-def test_results_do_not_depend_on_the_number_of_threads(threads, n, k, classes):
+def test_results_do_not_depend_on_the_number_of_threads(threads, monkeypatch, n, k, classes):
     step, shape = _model(k, classes)
     params, x, t = _arguments(shape, n, seed=n)
+    shared = []
+    original = parallel.run_chunks
+    monkeypatch.setattr(parallel, "run_chunks", lambda run_range, count, thread_count: (
+        shared.append(count), original(run_range, count, thread_count)))
     results = {}
     for count in (1, 2, 3, 8):
         threads(count)
         results[count] = step(params, x, t)
+    assert max(shared) > 1                      # chunks were shared among threads
     value, grads = results[1]
     for count, (other_value, other_grads) in results.items():
         assert other_value == value, count
@@ -74,7 +80,7 @@ def test_large_calls_run_step_by_step_and_small_ones_in_one_call(threads, monkey
     threads(2)
     step(*_arguments(shape, 8, seed=0))
     assert calls == []
-    n = 20000
+    n = parallel.MIN_PARALLEL_ELEMENTS // 7
     step(*_arguments(shape, n, seed=0))
     assert calls and all(thread_count == 2 for _, thread_count in calls)
     assert max(count for count, _ in calls) == chunking(n, shape[1])[1] > 1     # (n, classes)
