@@ -72,14 +72,27 @@ def table(title, rows, baseline="symgrad"):
 # ---------------------------------------------------------------------------------------------
 
 def machine_limits():
-    a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
-    seconds = median_time(lambda: a @ a, 5)
-    gflops = 2 * 1024**3 / seconds / 1e9
+    """Print the machine's practical limits; returns its matmul GFLOP/s per dtype."""
+    rates = {}
+    for dtype in ("float32", "float64"):
+        a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(dtype)
+        rates[dtype] = 2 * 1024**3 / median_time(lambda: a @ a, 5) / 1e9
     big = np.ones(25_000_000, np.float32)
     out = np.empty_like(big)
     copy = median_time(lambda: np.copyto(out, big), 5)
-    print(f"machine: numpy float32 matmul {gflops:.1f} GFLOP/s, memory copy "
-          f"{2 * big.nbytes / copy / 1e9:.1f} GB/s, {os.cpu_count()} cores")
+    print(f"machine: numpy 1024x1024 matmul {rates['float32']:.1f} GFLOP/s in float32, "
+          f"{rates['float64']:.1f} in float64; memory copy "
+          f"{2 * big.nbytes / copy / 1e9:.1f} GB/s; {os.cpu_count()} cores")
+    return rates
+
+
+def _matmul_flops(function, sizes):
+    """Floating-point operations of the matrix products of a tensor IR function."""
+    def size(d):
+        return sizes[d] if isinstance(d, str) else d
+    return sum(2 * size(node.args[0].shape[0]) * size(node.args[0].shape[1])
+               * size(node.args[1].shape[1]) for node in function.nodes
+               if node.op.value == "matmul")
 
 
 def w1(repeats):
@@ -190,7 +203,7 @@ def _numpy_mlp(weights, biases, x, y):
     return loss, grads
 
 
-def w3(repeats, batch=128):
+def w3(repeats, rates, batch=128):
     rng = np.random.default_rng(0)
     for sizes in ([784, 128, 10], [784, 256, 128, 10]):
         for dtype in ("float32", "float64"):
@@ -249,6 +262,9 @@ def w3(repeats, batch=128):
                     close(result[0], [np.asarray(g) for g in result[1]])))
             title = f"W3 MLP step {'-'.join(map(str, sizes))}, tanh, softmax CE, batch {batch}"
             table(f"{title}, {dtype}", rows)
+            gflops = _matmul_flops(step.function, {"n": batch}) / rows[0][1] / 1e9
+            print(f"  symgrad: {gflops:.1f} GFLOP/s in its matrix products, "
+                  f"{100 * gflops / rates[dtype]:.0f}% of the machine's {dtype} matmul rate")
 
 
 def w4(repeats):
@@ -391,8 +407,8 @@ def main():
     repeats = 3 if args.quick else 7
     peers = [name for name, module in (("JAX", jax), ("torch", torch)) if module is not None]
     print(f"peers available: {', '.join(peers) or 'none (numpy and Python only)'}")
-    machine_limits()
-    for name, run in (("w1", w1), ("w2", w2), ("w3", w3), ("w4", w4)):
+    rates = machine_limits()
+    for name, run in (("w1", w1), ("w2", w2), ("w3", lambda r: w3(r, rates)), ("w4", w4)):
         if name in chosen:
             run(repeats)
     if "w5" in chosen:
