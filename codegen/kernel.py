@@ -222,10 +222,9 @@ class TensorKernel:
         self._layouts = [tuple(node.shape) for node in function.inputs]
         self._size_names = function.size_names
         self._output_shapes = [self._template(n.shape) for n in function.outputs]
-        self._temporary_shapes = None        # after scheduling, below
         self._workspaces = {}
         fast = fastcall.available()
-        self.schedule, gemm = self._planned = plan_tensor_function(function)
+        self.schedule, _ = self._planned = plan_tensor_function(function)
         self._temporary_shapes = [self._template(n.shape) for n in self.schedule.temporaries]
         self._partial_shapes = [(self._template(step_shape), self._template(node.shape))
                                 for node, step_shape in self.schedule.partials]
@@ -233,17 +232,23 @@ class TensorKernel:
                              for step in self.schedule.steps]
         self._chunked_shapes = [shape for shape in self._step_shapes if shape is not None]
         self._step_entries = None
-        self.compiled = CompiledModule(
-            lambda: lower_tensor_function(function, name, fast_entry=fast,
-                                          planned=(self.schedule, gemm))[0],
-            cache.fingerprint(function, "tensor", name, fast, gemm and gemm.describe()),
-            codegen_opt_level=0 if is_large(function) else 3, unroll=False)
+        self.compiled = self._compile(fast_entry=fast)
         self._entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(
             self.compiled.address(name))
         self._fast = None
         if fast:
             self._fast, self._fast_keepalive = fastcall.make_callable(
                 self.compiled.address(f"{name}.fast"), None, name, flags=fastcall.METH_FASTCALL)
+
+    def _compile(self, **options):
+        """The kernel's module (``fast_entry``), or its steps alone (``steps_only``)."""
+        gemm = self._planned[1]
+        return CompiledModule(
+            lambda: lower_tensor_function(self.function, self.name, planned=self._planned,
+                                          **options)[0],
+            cache.fingerprint(self.function, "tensor", self.name, sorted(options.items()),
+                              gemm and gemm.describe()),
+            codegen_opt_level=0 if is_large(self.function) else 3, unroll=False)
 
     llvm_ir = property(lambda self: self.compiled.llvm_ir)
     optimized_llvm_ir = property(lambda self: self.compiled.optimized_llvm_ir)
@@ -344,13 +349,7 @@ class TensorKernel:
         """Run the steps one by one, the chunks of each shared among ``threads`` threads:
         the same native code on the same chunks as a serial call, hence the same results."""
         if self._step_entries is None:
-            gemm = self._planned[1]
-            self._steps_compiled = CompiledModule(
-                lambda: lower_tensor_function(self.function, self.name, planned=self._planned,
-                                              steps_only=True)[0],
-                cache.fingerprint(self.function, "steps", self.name,
-                                  gemm and gemm.describe()),
-                codegen_opt_level=0 if is_large(self.function) else 3, unroll=False)
+            self._steps_compiled = self._compile(steps_only=True)
             signature = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
                                          ctypes.c_int64)
             self._step_entries = [

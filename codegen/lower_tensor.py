@@ -23,8 +23,8 @@ from symgrad.ops import Op, REDUCTIONS, STRUCTURAL
 # How each non-elementwise op is lowered (elementwise ops: codegen.mathlib.LOWERING_RULES).
 STEP_LOWERING = {
     Op.MATMUL: "matmul loop nest",
-    Op.SUM: "reduction loop nest",
-    Op.AMAX: "reduction loop nest",
+    Op.SUM: "accumulated in the loop over its operand",
+    Op.AMAX: "accumulated in the loop over its operand",
     Op.BROADCAST: "strided view",
     Op.TRANSPOSE: "strided view",
     Op.RESHAPE: "strided view",
