@@ -263,6 +263,9 @@ class TensorKernel:
         return f"<symgrad.TensorKernel params=({params}) inputs=({inputs}) {self.dtype}>"
 
     def _arrays(self, params, args, kwargs):
+        if type(params) in (list, tuple) and len(params) == self.num_params and not kwargs \
+                and len(args) == len(self.input_names):
+            return [*params, *args]             # everything by position: nothing to bind
         if isinstance(params, dict):
             unknown = set(params) - set(self.param_names)
             if unknown:
