@@ -330,10 +330,10 @@ class TensorKernel:
             values = [self._check(node, value, found)
                       for node, value in zip(self.function.inputs, values)]
             sizes = tuple(found[name][0] for name in self._size_names)
-        outputs = [np.empty(self._concrete(shape, sizes), self._numpy_dtype)
-                   for shape in self._output_shapes]
         workspace = self._take_workspace(sizes)
-        size_array, temporaries, large = workspace
+        size_array, temporaries, large, output_shapes = workspace
+        dtype = self._numpy_dtype
+        outputs = [np.empty(shape, dtype) for shape in output_shapes]
         if large:
             # A large call runs step by step, even on one thread: the same native code on the
             # same chunks whatever the number of threads, hence the same results.
@@ -406,9 +406,9 @@ class TensorKernel:
         return tuple(sizes[~d] if d < 0 else d for d in template)
 
     def _take_workspace(self, sizes):
-        """``(size array, temporaries, large)`` for these sizes: a kept one, or a new one
-        (``large``: the call runs step by step on threads).  The kernel writes every element
-        of a temporary before reading it, so reuse is safe."""
+        """``(size array, temporaries, large, output shapes)`` for these sizes: a kept one, or
+        a new one (``large``: the call runs step by step on threads).  The kernel writes every
+        element of a temporary before reading it, so reuse is safe."""
         try:
             return self._workspaces[sizes].pop()
         except (KeyError, IndexError):
@@ -422,7 +422,8 @@ class TensorKernel:
                                         self._numpy_dtype))
         chunked = sum(math.prod(self._concrete(shape, sizes)) for shape in self._chunked_shapes)
         return (np.array(sizes or (0,), np.int64), temporaries,
-                chunked >= parallel.MIN_PARALLEL_ELEMENTS)
+                chunked >= parallel.MIN_PARALLEL_ELEMENTS,
+                [self._concrete(shape, sizes) for shape in self._output_shapes])
 
     def _give_back_workspace(self, sizes, workspace):
         kept = self._workspaces.get(sizes)
