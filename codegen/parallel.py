@@ -59,6 +59,16 @@ def set_num_threads(threads):
     return previous
 
 
+def _forget_pool():
+    # A forked child has none of the parent's threads: it starts a pool of its own.
+    _pool["executor"] = None
+    _pool["workers"] = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _executor(workers):
     with _lock:
         if _pool["executor"] is None or _pool["workers"] < workers:

@@ -109,3 +109,27 @@ def test_thread_settings_are_checked(threads, monkeypatch):
     monkeypatch.setenv("SYMGRAD_NUM_THREADS", "many")
     with pytest.raises(ValueError, match="SYMGRAD_NUM_THREADS"):
         parallel.num_threads()
+
+
+_INHERITED = {}
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_runs_threaded_calls(threads):
+    import multiprocessing
+
+    step, shape = _model()
+    arguments = _arguments(shape, parallel.MIN_PARALLEL_ELEMENTS // 7, seed=1)
+    threads(2)
+    want_value, _ = step(*arguments)          # the parent's pool now has threads
+    _INHERITED.update(step=step, arguments=arguments)
+    try:
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            got_value = pool.apply_async(_call_in_child).get(timeout=60)
+    finally:
+        _INHERITED.clear()
+    assert got_value == want_value
+
+
+def _call_in_child():
+    return float(_INHERITED["step"](*_INHERITED["arguments"])[0])
