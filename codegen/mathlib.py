@@ -1,20 +1,21 @@
-"""One table from IR op to LLVM instructions, intrinsics or libm routines.
+"""One table from IR op to LLVM instructions, intrinsics or symgrad's own routines.
 
 Each lowering function has the signature ``lower_x(builder, node, operands, math)``: it receives
 the IRBuilder, the IR node (for its dtype and constant operands) and the already lowered operand
-values, and returns the LLVM value of the node.  ``math`` declares intrinsics and libm routines
-in the module being built.
+values, and returns the LLVM value of the node.  ``math`` declares intrinsics (``sin``, ``cos``
+and ``pow`` among them, which LLVM lowers to libm calls) and defines the vectorisable routines
+of :mod:`codegen.vecmath` in the module being built.
 """
 
 from llvmlite import ir as llvm_ir
 
 from codegen import vecmath
-from codegen.types import INTRINSIC_SUFFIX, LIBM_SUFFIX, llvm_type
+from codegen.types import INTRINSIC_SUFFIX, llvm_type
 from symgrad.ops import Op
 
 
 class MathDeclarations:
-    """Declares (once per module) the intrinsics and libm routines that lowering calls."""
+    """Declares (once per module) the intrinsics and routines that lowering calls."""
 
     def __init__(self, module):
         self.module = module
@@ -30,9 +31,6 @@ class MathDeclarations:
 
     def intrinsic(self, name, dtype, arity=1):
         return self._function(f"llvm.{name}.{INTRINSIC_SUFFIX[dtype]}", dtype, arity)
-
-    def libm(self, name, dtype, arity=1):
-        return self._function(f"{name}{LIBM_SUFFIX[dtype]}", dtype, arity)
 
     def routine(self, name, dtype):
         """One of symgrad's vectorisable routines (:mod:`codegen.vecmath`), defined on first

@@ -223,19 +223,21 @@ def schedule(function, blas=False):
     for step in steps:
         if step.kind != "copy":
             step.slots = [slots[id(node)] for node in step.nodes]
+    # Elementwise loops over at least one axis run in chunks; a reduction over their first
+    # axis gets a combine step after them.
     partials = []
-    chunked_steps = []
+    all_steps = []
     for step in steps:
-        chunked_steps.append(step)
+        all_steps.append(step)
         if step.kind != "elementwise" or not step.shape:
             continue
         step.chunked = True
         across = [node for node in step.nodes if node.op in REDUCTIONS and 0 in node.attrs]
         if across:
             partials.extend((node, step.shape) for node in across)
-            chunked_steps.append(Step("combine", step.shape, across,
-                                      slots=[slots[id(node)] for node in across]))
-    return Schedule(function, slots, temporaries, chunked_steps, views, partials)
+            all_steps.append(Step("combine", step.shape, across,
+                                  slots=[slots[id(node)] for node in across]))
+    return Schedule(function, slots, temporaries, all_steps, views, partials)
 
 
 def _group(order, stored, views, order_index):

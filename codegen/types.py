@@ -11,9 +11,8 @@ FLOAT_TYPES = {
     "float32": llvm_ir.FloatType(),
 }
 
-# Suffix of overloaded intrinsic names (llvm.exp.f64) and of libm names (expf).
+# Suffix of overloaded intrinsic names (llvm.sin.f64).
 INTRINSIC_SUFFIX = {"float64": "f64", "float32": "f32"}
-LIBM_SUFFIX = {"float64": "", "float32": "f"}
 
 
 def llvm_type(dtype):
