@@ -180,11 +180,50 @@ class Kernel:
 
     @staticmethod
     def _run(variant, count, buffers, outputs):
-        pointers = (ctypes.c_void_p * max(len(buffers), 1))(
-            *[buffer.ctypes.data for buffer, _ in buffers])
-        strides = (ctypes.c_int64 * max(len(buffers), 1))(*[stride for _, stride in buffers])
-        results = (ctypes.c_void_p * len(outputs))(*[output.ctypes.data for output in outputs])
-        variant.entry(count, pointers, strides, results)
+        """Run the element loop over ``count`` elements.
+
+        The loop vectorises when every input has unit stride, so an input broadcast from one
+        value (stride 0) is read from a block of copies instead, and the loop runs block by
+        block.  A large call shares the blocks among threads.  Every element is computed
+        alone, so the results depend on neither.
+        """
+        width = max(len(buffers), 1)
+        itemsize = outputs[0].itemsize
+        broadcast = any(stride == 0 for _, stride in buffers) and count > 1
+        block = parallel.MAP_BLOCK
+        keep = []
+        inputs, strides = [], []
+        for buffer, stride in buffers:
+            if broadcast and stride == 0:
+                copies = np.full(min(count, block), buffer.reshape(-1)[0])
+                keep.append(copies)
+                inputs.append((copies.ctypes.data, 0))
+                strides.append(1)
+            else:
+                inputs.append((buffer.ctypes.data, stride * itemsize))
+                strides.append(stride)
+        strides = (ctypes.c_int64 * width)(*strides)
+        results = [output.ctypes.data for output in outputs]
+
+        def run_elements(first, last):
+            pointers = (ctypes.c_void_p * width)(*[base + first * step for base, step in inputs])
+            targets = (ctypes.c_void_p * len(results))(*[base + first * itemsize
+                                                         for base in results])
+            variant.entry(last - first, pointers, strides, targets)
+
+        def run_blocks(first, last):
+            if not broadcast:
+                run_elements(first * block, min(last * block, count))
+                return
+            for start in range(first * block, min(last * block, count), block):
+                run_elements(start, min(start + block, count))
+
+        blocks = -(-count // block)
+        threads = parallel.num_threads()
+        if threads == 1 or count < parallel.MIN_PARALLEL_MAP_ELEMENTS:
+            run_blocks(0, blocks)
+        else:
+            parallel.run_chunks(run_blocks, blocks, threads)
 
 
 class TensorKernel:

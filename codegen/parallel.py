@@ -1,4 +1,4 @@
-"""Threads over the batch for large tensor kernels.
+"""Threads over the batch for large kernels.
 
 A tensor kernel's elementwise steps run in chunks of rows (:func:`codegen.schedule.chunking`),
 and each step is also a native function of its own.  When a call has enough work, the kernel
@@ -6,6 +6,9 @@ runs its steps one after the other from Python, handing the chunks of each step 
 threads (the native calls release the GIL).  The chunks are fixed by the sizes alone and
 partial sums are added in chunk order, so the results are the same, bit for bit, whatever the
 number of threads.
+
+An elementwise kernel (compiled from a scalar formula) computes every element alone: a large
+call hands contiguous blocks of elements to the threads.
 
 The number of threads is ``$SYMGRAD_NUM_THREADS`` if set, else the number of CPUs this
 process may use; :func:`set_num_threads` changes it.
@@ -15,9 +18,15 @@ import concurrent.futures
 import os
 import threading
 
-#: A call runs step by step on threads only when its chunked steps have at least this many
-#: elements together (below, one native call costs less than the steps' dispatch saves).
+#: A tensor kernel call runs step by step on threads only when its chunked steps have at
+#: least this many elements together (below, one native call costs less than the steps'
+#: dispatch saves).
 MIN_PARALLEL_ELEMENTS = 1 << 18
+
+#: An elementwise (scalar) kernel shares its elements among threads, in blocks of MAP_BLOCK,
+#: from this many elements.
+MIN_PARALLEL_MAP_ELEMENTS = 1 << 15
+MAP_BLOCK = 1 << 13
 
 _settings = {"threads": None}
 _pool = {"executor": None, "workers": 0}

@@ -133,3 +133,36 @@ def test_a_forked_child_runs_threaded_calls(threads):
 
 def _call_in_child():
     return float(_INHERITED["step"](*_INHERITED["arguments"])[0])
+
+
+@pytest.mark.parametrize("count", [parallel.MIN_PARALLEL_MAP_ELEMENTS + 4097, 3, 1])
+def test_elementwise_kernels_with_broadcast_arguments_and_threads(threads, count):
+    # A scalar broadcast to every element is read from a block of copies (so that the loop
+    # vectorises); blocks are shared among threads: results equal the reference interpreter
+    # and do not depend on the number of threads.
+    import sympy
+
+    x, y, z = sg.symbols("x y z")
+    f = sympy.tanh(x) * sympy.exp(-y**2) + sympy.log(1 + x**2) * z
+    kernel = sg.compile(f, wrt=[x, y], inputs=[z])
+    rng = np.random.default_rng(count)
+    xs = rng.normal(size=count)
+    arguments = [(xs, 0.25, 2.0), (xs, rng.normal(size=count), np.float64(-1.5)),
+                 (xs[::-1], np.array([0.5]), rng.normal(size=count)),
+                 (xs.astype(np.float32), np.float32(0.5), np.float32(3.0))]
+    for args in arguments:
+        results = {}
+        for thread_count in (1, 2, 3):
+            threads(thread_count)
+            results[thread_count] = kernel(*args)
+        value, grads = results[1]
+        for other_value, other_grads in results.values():
+            np.testing.assert_array_equal(other_value, value)
+            for got, want in zip(other_grads, grads):
+                np.testing.assert_array_equal(got, want)
+        dtype = np.asarray(value).dtype
+        reference = evaluate(kernel.function.with_dtype(dtype.name),
+                             *[np.broadcast_to(np.asarray(a, dtype), (count,)) for a in args])
+        tolerance = 1e-13 if dtype == np.float64 else 1e-5
+        for got, want in zip([value, *grads], reference):
+            np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
