@@ -29,11 +29,22 @@ from codegen.types import INDEX, POINTER
 
 _TYPE_OFFSET = 8            # PyObject: ob_refcnt, then ob_type
 _FLOAT_VALUE_OFFSET = 16    # PyFloatObject: PyObject header, then ob_fval
-_ARRAY_DATA_OFFSET = 16     # numpy's PyArrayObject_fields: PyObject header, then data
+# numpy's PyArrayObject_fields: the PyObject header, then data, nd, dimensions, strides, base,
+# descr, flags (checked against the running numpy by available()).
+_ARRAY_DATA_OFFSET = 16
+_ARRAY_ND_OFFSET = 24
+_ARRAY_DIMENSIONS_OFFSET = 32
+_ARRAY_DESCR_OFFSET = 56
+_ARRAY_FLAGS_OFFSET = 64
+_C_CONTIGUOUS = 0x0001
 _METH_FASTCALL_KEYWORDS = 0x0080 | 0x0002
 METH_FASTCALL = 0x0080
 _SYMBOLS = ("PyFloat_FromDouble", "PyTuple_New", "PyTuple_SetItem", "PyObject_Vectorcall",
-            "PyFloat_Type", "Py_IncRef", "PyEval_SaveThread", "PyEval_RestoreThread")
+            "PyFloat_Type", "Py_IncRef", "PyEval_SaveThread", "PyEval_RestoreThread",
+            "PyLong_FromLongLong")
+# The objects a check entry compares with, registered by address under these names.
+_OBJECT_SYMBOLS = {"symgrad.ndarray": np.ndarray, "symgrad.descr.float64": np.dtype("float64"),
+                   "symgrad.descr.float32": np.dtype("float32")}
 
 
 class _MethodDef(ctypes.Structure):
@@ -60,13 +71,35 @@ def available():
         return False
     if addresses["PyFloat_Type"] != id(float):
         return False
-    array = np.arange(3.0)
-    if ctypes.c_void_p.from_address(id(array) + _ARRAY_DATA_OFFSET).value != array.ctypes.data:
+    if not _array_layout_matches():
         return False
     for name, address in addresses.items():
         llvm.add_symbol(name, address)
     llvm.add_symbol("_Py_NoneStruct", id(None))
+    for name, value in _OBJECT_SYMBOLS.items():
+        llvm.add_symbol(name, id(value))
     return True
+
+
+def _array_layout_matches():
+    """Whether numpy arrays have the field offsets the entries read."""
+    def field(array, offset, ctype):
+        return ctype.from_address(id(array) + offset).value
+    for array in (np.arange(6.0).reshape(2, 3), np.arange(6.0, dtype=np.float32)[::2],
+                  np.zeros((3, 1, 2)).T):
+        if field(array, _ARRAY_DATA_OFFSET, ctypes.c_void_p) != array.ctypes.data:
+            return False
+        if field(array, _ARRAY_ND_OFFSET, ctypes.c_int) != array.ndim:
+            return False
+        dimensions = field(array, _ARRAY_DIMENSIONS_OFFSET, ctypes.c_void_p)
+        if tuple((ctypes.c_int64 * array.ndim).from_address(dimensions)) != array.shape:
+            return False
+        if field(array, _ARRAY_DESCR_OFFSET, ctypes.c_void_p) != id(array.dtype):
+            return False
+        flags = field(array, _ARRAY_FLAGS_OFFSET, ctypes.c_int)
+        if bool(flags & _C_CONTIGUOUS) != array.flags.c_contiguous:
+            return False
+    return all(np.zeros(1, dtype).dtype is np.dtype(dtype) for dtype in ("float64", "float32"))
 
 
 def add_fast_entry(module, element, num_inputs, num_outputs, name):
@@ -177,6 +210,82 @@ def add_buffers_entry(module, kernel, num_buffers, name):
     builder.call(restore, [state])
     builder.call(incref, [none])
     builder.ret(none)
+    return fast
+
+
+def add_check_entry(module, layouts, size_count, dtype, name):
+    """Add ``name`` (a ``METH_FASTCALL`` function) to ``module``: called with one argument per
+    kernel input, it returns the tuple of symbolic sizes when every argument is a numpy array
+    (exactly ``ndarray``) of ``dtype``, C-contiguous, of the declared shape (``layouts``:
+    numbers, or the index of a symbolic size), with the symbolic sizes consistent; None in
+    every other case, which the Python checks then handle and report."""
+    byte, int32 = llvm_ir.IntType(8), llvm_ir.IntType(32)
+    fast = llvm_ir.Function(module, llvm_ir.FunctionType(POINTER, [POINTER, POINTER, INDEX]),
+                            name=name)
+    _, args, nargs = fast.args
+
+    def external(symbol):
+        variable = llvm_ir.GlobalVariable(module, byte, symbol)
+        variable.linkage = "external"
+        return variable
+    ndarray = external("symgrad.ndarray")
+    descr = external(f"symgrad.descr.{dtype}")
+    none = module.globals.get("_Py_NoneStruct") or external("_Py_NoneStruct")
+    incref = module.globals.get("Py_IncRef") or llvm_ir.Function(
+        module, llvm_ir.FunctionType(llvm_ir.VoidType(), [POINTER]), "Py_IncRef")
+    tuple_new = module.globals.get("PyTuple_New") or llvm_ir.Function(
+        module, llvm_ir.FunctionType(POINTER, [INDEX]), "PyTuple_New")
+    tuple_set = module.globals.get("PyTuple_SetItem") or llvm_ir.Function(
+        module, llvm_ir.FunctionType(int32, [POINTER, INDEX, POINTER]), "PyTuple_SetItem")
+    from_long = llvm_ir.Function(module, llvm_ir.FunctionType(POINTER, [INDEX]),
+                                 "PyLong_FromLongLong")
+
+    entry = fast.append_basic_block("entry")
+    fail = fast.append_basic_block("fail")
+    builder = llvm_ir.IRBuilder(fail)
+    builder.call(incref, [none])
+    builder.ret(none)
+
+    builder = llvm_ir.IRBuilder(entry)
+    sizes = builder.alloca(INDEX, size=INDEX(max(size_count, 1)))
+    known = [False] * size_count
+
+    def require(condition):
+        following = fast.append_basic_block("ok")
+        builder.cbranch(condition, following, fail)
+        builder.position_at_end(following)
+
+    def field(obj, offset, typ):
+        return builder.load(builder.gep(obj, [INDEX(offset)], source_etype=byte), typ=typ)
+
+    require(builder.icmp_signed("==", nargs, INDEX(len(layouts))))
+    for index, layout in enumerate(layouts):
+        obj = builder.load(builder.gep(args, [INDEX(index)], source_etype=POINTER), typ=POINTER)
+        require(builder.icmp_unsigned("==", field(obj, _TYPE_OFFSET, POINTER), ndarray))
+        require(builder.icmp_unsigned("==", field(obj, _ARRAY_DESCR_OFFSET, POINTER), descr))
+        flags = field(obj, _ARRAY_FLAGS_OFFSET, int32)
+        require(builder.icmp_unsigned("!=", builder.and_(flags, int32(_C_CONTIGUOUS)),
+                                      int32(0)))
+        require(builder.icmp_signed("==", field(obj, _ARRAY_ND_OFFSET, int32),
+                                    int32(len(layout))))
+        dimensions = field(obj, _ARRAY_DIMENSIONS_OFFSET, POINTER)
+        for axis, expected in enumerate(layout):
+            actual = builder.load(builder.gep(dimensions, [INDEX(axis)], source_etype=INDEX),
+                                  typ=INDEX)
+            if expected >= 0:
+                require(builder.icmp_signed("==", actual, INDEX(expected)))
+                continue
+            slot = builder.gep(sizes, [INDEX(~expected)], source_etype=INDEX)
+            if known[~expected]:
+                require(builder.icmp_signed("==", actual, builder.load(slot, typ=INDEX)))
+            else:
+                builder.store(actual, slot)
+                known[~expected] = True
+    result = builder.call(tuple_new, [INDEX(size_count)])
+    for index in range(size_count):
+        value = builder.load(builder.gep(sizes, [INDEX(index)], source_etype=INDEX), typ=INDEX)
+        builder.call(tuple_set, [result, INDEX(index), builder.call(from_long, [value])])
+    builder.ret(result)
     return fast
 
 

@@ -274,10 +274,13 @@ class TensorKernel:
         self.compiled = self._compile(fast_entry=fast)
         self._entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(
             self.compiled.address(name))
-        self._fast = None
+        self._fast = self._check_native = None
         if fast:
             self._fast, self._fast_keepalive = fastcall.make_callable(
                 self.compiled.address(f"{name}.fast"), None, name, flags=fastcall.METH_FASTCALL)
+            self._check_native, self._check_keepalive = fastcall.make_callable(
+                self.compiled.address(f"{name}.check"), None, f"{name}.check",
+                flags=fastcall.METH_FASTCALL)
 
     def _compile(self, **options):
         """The kernel's module (``fast_entry``), or its steps alone (``steps_only``)."""
@@ -362,9 +365,13 @@ class TensorKernel:
 
     def run(self, values):
         """Check one value per function input (in order) and run the kernel: the outputs."""
-        values = list(values)
-        sizes = self._sizes_if_ready(values)
-        if sizes is None:       # something to convert, or an error to report
+        # Arrays exactly as the kernel wants them are checked natively; then Python floats
+        # for scalars, quickly; anything else by the full checks, which convert and report.
+        sizes = self._check_native(*values) if self._check_native is not None else None
+        if sizes is None:
+            values = list(values)
+            sizes = self._sizes_if_ready(values)
+        if sizes is None:
             found = {}
             values = [self._check(node, value, found)
                       for node, value in zip(self.function.inputs, values)]

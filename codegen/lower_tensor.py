@@ -13,7 +13,7 @@ loop nest; elementwise work is fused into the loops that need it.
 from llvmlite import ir as llvm_ir
 
 from codegen.blas import find_gemm
-from codegen.fastcall import add_buffers_entry
+from codegen.fastcall import add_buffers_entry, add_check_entry
 from codegen.mathlib import LOWERING_RULES, MathDeclarations
 from codegen.schedule import CHUNK_ELEMENTS, IMMEDIATE_OPS, schedule
 from codegen.types import INDEX, POINTER, llvm_type
@@ -535,7 +535,8 @@ def lower_tensor_function(function, name="symgrad_kernel", use_blas=True, fast_e
 
     ``planned`` is the result of :func:`plan_tensor_function` where already computed
     (``use_blas`` then does not matter).  With ``fast_entry``, the module also holds
-    ``NAME.fast``, the direct entry from Python (:func:`codegen.fastcall.add_buffers_entry`).
+    ``NAME.fast``, the direct entry from Python (:func:`codegen.fastcall.add_buffers_entry`), and
+    ``NAME.check``, which checks the arguments (:func:`codegen.fastcall.add_check_entry`).
     With ``steps_only``, it holds the step functions ``NAME.stepK`` alone, for threads.
     """
     plan, gemm = planned if planned is not None else plan_tensor_function(function, use_blas)
@@ -544,4 +545,10 @@ def lower_tensor_function(function, name="symgrad_kernel", use_blas=True, fast_e
     kernel = lowering.run(steps_only)
     if fast_entry and not steps_only:
         add_buffers_entry(module, kernel, lowering.buffer_count, f"{name}.fast")
+        names = function.size_names
+        layouts = [tuple(~names.index(d) if isinstance(d, str) else d for d in node.shape)
+                   for node in function.inputs]
+        dtypes = {n.dtype for n in function.nodes} - {"bool"}
+        add_check_entry(module, layouts, len(names), dtypes.pop() if dtypes else "float64",
+                        f"{name}.check")
     return module, plan

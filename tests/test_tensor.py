@@ -602,6 +602,37 @@ def test_direct_entry_and_ctypes_entry_agree(classifier):
         np.testing.assert_array_equal(got, want)
 
 
+def test_native_argument_check_accepts_only_what_the_kernel_reads_directly(classifier):
+    step, (w, b), x, t = classifier
+    check = step._check_native
+    if check is None:
+        pytest.skip("this interpreter has no direct entry (codegen.fastcall.available)")
+    assert check(w, b, x, t) == (5,)
+    assert check(w, b, x[:0], t[:0]) == (0,)
+
+    class Subclass(np.ndarray):
+        pass
+    rejected = [
+        (w, b, x, t[:4]),                               # sizes of n disagree
+        (w.T.copy(), b, x, t),                          # a static size differs
+        (w, b[None], x, t),                             # another number of dimensions
+        (np.asfortranarray(w), b, x, t),                # not C-contiguous
+        (w, b, x[::2], t[::2]),                         # strided
+        (w.astype(np.float32), b, x, t),                # another dtype
+        (w, b.astype(">f8"), x, t),                     # another byte order
+        (w.view(Subclass), b, x, t),                    # not exactly an ndarray
+        (w.tolist(), b, x, t), (w, 1.0, x, t), (w, None, x, t),
+        (w, b, x), (w, b, x, t, t),                     # another number of arguments
+    ]
+    for arguments in rejected:
+        assert check(*arguments) is None
+    # What the native check declines, the Python checks accept or report.
+    want_value, _ = step([w, b], x, t)
+    assert step([np.asfortranarray(w), b], x, t)[0] == want_value
+    with pytest.raises(ValueError, match="size 'n'"):
+        step([w, b], x, t[:4])
+
+
 def test_params_as_dict_give_grads_as_dict(classifier):
     step, params, x, t = classifier
     value, grads = step({"b": params[1], "W": params[0]}, X=x, T=t)
