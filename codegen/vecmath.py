@@ -184,7 +184,10 @@ def emit_log1p(e, x):
     log_u = e.math.routine("log", e.dtype)
     log_u = b.call(log_u, [u])
     # The rounding error of u, (u - 1) - x, corrected to first order; not where u is 0 or inf.
-    correction = b.fdiv(b.fsub(b.fsub(u, e.const(1.0)), x), u)
+    # Multiplied by 1/u rather than divided by u: the correction is below an ulp of the result,
+    # and 1/(1 + x) is the sigmoid's own quotient (softplus and sigmoid of one argument, as in
+    # a softplus and its derivative, then share one division).
+    correction = b.fmul(b.fsub(b.fsub(u, e.const(1.0)), x), b.fdiv(e.const(1.0), u))
     finite = b.and_(b.fcmp_ordered(">", u, e.const(0.0)),
                     b.fcmp_ordered("<", u, e.const(float("inf"))))
     result = b.fsub(log_u, b.select(finite, correction, e.const(0.0)))
