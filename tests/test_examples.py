@@ -42,3 +42,15 @@ def test_mlp_gradients():
     assert "\\delta_{1} &= \\left(\\delta_{2} W_{2}\\right) \\circ" in output
     assert "finite-difference check (every entry): True" in output
     assert "MLP 784-256-128-10 (235146 weights, float32)" in output
+
+
+def test_benchmark_runs_and_every_result_checks():
+    # Timings are not asserted (benchmarks print tables, tests do not time); what is asserted
+    # is that the script runs and that every implementation's result matched the reference.
+    output = run_example("benchmark.py", "--quick", "w1", "w4")
+    assert "W1 scalar call" in output and "W4 tiny network" in output
+    rows = [line for line in output.splitlines() if line.strip().startswith(
+        ("symgrad", "hand-written Python", "sympy.lambdify", "torch", "JAX"))]
+    assert len(rows) >= 4
+    assert all(line.rstrip().endswith("ok") for line in rows), output
+    assert "MISMATCH" not in output
