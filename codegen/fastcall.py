@@ -1,4 +1,4 @@
-"""A direct entry from Python into a scalar kernel, without ctypes.
+"""Direct entries from Python into the kernels, without ctypes.
 
 For a kernel of scalar arguments, :func:`add_fast_entry` emits a CPython ``METH_FASTCALL``
 function in the kernel's own LLVM module: when every argument is a Python ``float`` it reads
@@ -8,13 +8,16 @@ call to the general Python path, which checks and reports.  :func:`make_callable
 native function in a builtin function object, so a call costs about as much as calling a
 builtin.
 
-For a tensor kernel, :func:`add_buffers_entry` emits the same kind of entry taking the
-kernel's buffers as numpy arrays, already checked in Python: it replaces building a ctypes
-pointer array (about a microsecond per array) by one load per array.
+For a tensor kernel, :func:`add_check_entry` emits an entry that checks the arguments (numpy
+arrays of the kernel's dtype, C-contiguous, of the declared shapes, symbolic sizes consistent)
+and returns the symbolic sizes, or None for anything else, which the Python checks then
+convert or report; :func:`add_buffers_entry` emits the entry that runs the kernel on its
+buffers, given as numpy arrays: one load per array instead of a ctypes pointer array (about a
+microsecond per array).
 
-The object layout it reads (``ob_type``, a float's value, a numpy array's data pointer) is
-checked against the running interpreter by :func:`available`; where it differs, kernels keep
-the general path only.
+The object layout these read (``ob_type``, a float's value, a numpy array's data pointer,
+dimensions, dtype and flags) is checked against the running interpreter and numpy by
+:func:`available`; where it differs, kernels keep the general path only.
 """
 
 import ctypes
