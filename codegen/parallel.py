@@ -81,8 +81,8 @@ if hasattr(os, "register_at_fork"):
 def _executor(workers):
     with _lock:
         if _pool["executor"] is None or _pool["workers"] < workers:
-            if _pool["executor"] is not None:
-                _pool["executor"].shutdown(wait=False)
+            # A larger pool replaces the old one, which is not shut down: a call still using
+            # it finishes there, and its idle threads end when it is collected.
             _pool["executor"] = concurrent.futures.ThreadPoolExecutor(
                 workers, thread_name_prefix="symgrad")
             _pool["workers"] = workers
