@@ -10,9 +10,10 @@ Method (the classical one, as in fdlibm and Cody & Waite):
 
 * ``exp``: ``x = k ln2 + r`` with ``k = rint(x / ln2)`` and ``|r| <= ln2 / 2`` (``ln2`` split
   in a high part whose products with ``k`` are exact and a low part); ``exp(r)`` by its Taylor
-  polynomial (degree 13 in float64, 7 in float32, truncation far below half an ulp); the
-  result is scaled by ``2**k`` in two steps so that subnormal results round once and overflow
-  gives inf.
+  polynomial (degree 13 in float64, 7 in float32, truncation far below half an ulp), its tail
+  evaluated by Estrin's scheme (short dependency chains: these loops are bound by latency)
+  and its last two steps by exact multiply-adds; the result is scaled by ``2**k`` in two
+  steps so that subnormal results round once and overflow gives inf.
 * ``expm1``: the same reduction; ``expm1(x) = 2**k expm1(r) + (2**k - 1)``, so no cancellation
   for small ``x``.
 * ``log``: ``x = 2**e m`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` read from the bits (subnormal
@@ -98,6 +99,22 @@ class _Emitter:
             result = self.call("fmuladd", result, x, self.const(c))
         return result
 
+    def estrin(self, x, coefficients):
+        """The polynomial c[0] + c[1] x + ... by Estrin's scheme: pairs c[i] + c[i+1] x, then
+        pairs of those with x^2, x^4, ...  A chain of log2(degree) multiply-adds instead of
+        Horner's degree: the latency, not the operation count, bounds these loops."""
+        terms = [self.const(c) for c in coefficients]
+        power = x
+        while len(terms) > 1:
+            paired = [self.call("fmuladd", terms[i + 1], power, terms[i])
+                      for i in range(0, len(terms) - 1, 2)]
+            if len(terms) % 2:
+                paired.append(terms[-1])
+            terms = paired
+            if len(terms) > 1:
+                power = self.b.fmul(power, power)
+        return terms[0]
+
     def is_nan(self, x):
         return self.b.fcmp_unordered("uno", x, x)
 
@@ -129,7 +146,10 @@ def _taylor(first, degree):
 
 def emit_exp(e, x):
     _, k, r = e.reduce(x, e.fmt.exp_low, e.fmt.exp_high)
-    result = e.scale(e.horner(r, _taylor(0, e.fmt.exp_degree)), k)
+    # 1 + r (1 + r Q(r)), Q(r) = 1/2 + r/6 + ... by Estrin's scheme: the two last steps, where
+    # the result takes its value, are exact multiply-adds, as in Horner's scheme.
+    inner = e.call("fmuladd", e.estrin(r, _taylor(2, e.fmt.exp_degree)), r, e.const(1.0))
+    result = e.scale(e.call("fmuladd", inner, r, e.const(1.0)), k)
     return e.b.select(e.is_nan(x), x, result)
 
 
@@ -137,7 +157,7 @@ def emit_expm1(e, x):
     b = e.b
     _, k, r = e.reduce(x, e.fmt.expm1_low, e.fmt.exp_high)
     # expm1(r) = r + r^2 (1/2 + r/6 + ...): exact for r = x when k = 0.
-    small = b.fadd(r, b.fmul(b.fmul(r, r), e.horner(r, _taylor(2, e.fmt.exp_degree))))
+    small = b.fadd(r, b.fmul(b.fmul(r, r), e.estrin(r, _taylor(2, e.fmt.exp_degree))))
     limit = e.iconst(e.fmt.expm1_direct)
     direct_k = b.select(b.icmp_signed(">", k, limit), limit, k)
     two_k = e.power_of_two(direct_k)
@@ -168,7 +188,7 @@ def emit_log(e, x):
     s = b.fdiv(f, b.fadd(e.const(2.0), f))
     z = b.fmul(s, s)
     series = [2.0 / (2 * n + 1) for n in range(1, fmt.log_terms + 1)]
-    big_r = b.fmul(z, e.horner(z, series))
+    big_r = b.fmul(z, e.estrin(z, series))
     # k ln2_high - ((f^2/2 - (s (f^2/2 + R) + k ln2_low)) - f)
     inner = b.fadd(b.fmul(s, b.fadd(half_f2, big_r)), b.fmul(k, e.const(fmt.ln2_low)))
     result = b.fsub(b.fmul(k, e.const(fmt.ln2_high)), b.fsub(b.fsub(half_f2, inner), f))
