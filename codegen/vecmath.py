@@ -153,11 +153,17 @@ def emit_exp(e, x):
     return e.b.select(e.is_nan(x), x, result)
 
 
-def emit_expm1(e, x):
+def emit_expm1(e, x, nonpositive=False):
+    """expm1; ``nonpositive``: for x <= 0 or NaN only (as tanh uses it), where neither the
+    large-argument path nor the zero's sign matters."""
     b = e.b
     _, k, r = e.reduce(x, e.fmt.expm1_low, e.fmt.exp_high)
     # expm1(r) = r + r^2 (1/2 + r/6 + ...): exact for r = x when k = 0.
     small = b.fadd(r, b.fmul(b.fmul(r, r), e.estrin(r, _taylor(2, e.fmt.exp_degree))))
+    if nonpositive:
+        two_k = e.power_of_two(k)
+        result = e.call("fmuladd", two_k, small, b.fsub(two_k, e.const(1.0)))
+        return b.select(e.is_nan(x), x, result)
     limit = e.iconst(e.fmt.expm1_direct)
     direct_k = b.select(b.icmp_signed(">", k, limit), limit, k)
     two_k = e.power_of_two(direct_k)
@@ -170,11 +176,17 @@ def emit_expm1(e, x):
     return b.select(keep, x, result)
 
 
-def emit_log(e, x):
+def emit_log(e, x, unit=False):
+    """log; ``unit``: for x in [1, 2] only (as log1p of [0, 1] uses it): no subnormal
+    scaling, no special values."""
     b, fmt = e.b, e.fmt
-    subnormal = b.fcmp_ordered("<", x, e.const(2.0 ** (1 - fmt.bias)))
-    scaled = b.select(subnormal, b.fmul(x, e.const(2.0 ** fmt.subnormal_shift)), x)
-    exponent_shift = b.select(subnormal, e.const(-float(fmt.subnormal_shift)), e.const(0.0))
+    if unit:
+        scaled, exponent_shift = x, e.const(0.0)
+    else:
+        subnormal = b.fcmp_ordered("<", x, e.const(2.0 ** (1 - fmt.bias)))
+        scaled = b.select(subnormal, b.fmul(x, e.const(2.0 ** fmt.subnormal_shift)), x)
+        exponent_shift = b.select(subnormal, e.const(-float(fmt.subnormal_shift)),
+                                  e.const(0.0))
     # Shift the bits so that the exponent field counts from sqrt(1/2): m in [sqrt(1/2), sqrt(2)).
     one_bits = fmt.bias << fmt.mantissa
     bits = b.add(b.bitcast(scaled, e.int), e.iconst(one_bits - fmt.sqrt_half_bits))
@@ -192,22 +204,28 @@ def emit_log(e, x):
     # k ln2_high - ((f^2/2 - (s (f^2/2 + R) + k ln2_low)) - f)
     inner = b.fadd(b.fmul(s, b.fadd(half_f2, big_r)), b.fmul(k, e.const(fmt.ln2_low)))
     result = b.fsub(b.fmul(k, e.const(fmt.ln2_high)), b.fsub(b.fsub(half_f2, inner), f))
+    if unit:
+        return result
     result = b.select(b.fcmp_ordered("==", x, e.const(float("inf"))), x, result)
     result = b.select(b.fcmp_ordered("==", x, e.const(0.0)), e.const(float("-inf")), result)
     result = b.select(b.fcmp_ordered("<", x, e.const(0.0)), e.const(float("nan")), result)
     return b.select(e.is_nan(x), x, result)
 
 
-def emit_log1p(e, x):
+def emit_log1p(e, x, unit=False):
+    """log1p; ``unit``: for x in [0, 1] only (as softplus uses it), without the guards for
+    u = 1 + x at 0 or inf and for the sign of zero.  NaN gives some number there: softplus
+    adds max(x, 0), NaN already."""
     b = e.b
     u = b.fadd(e.const(1.0), x)
-    log_u = e.math.routine("log", e.dtype)
-    log_u = b.call(log_u, [u])
+    log_u = b.call(e.math.routine("log.unit" if unit else "log", e.dtype), [u])
     # The rounding error of u, (u - 1) - x, corrected to first order; not where u is 0 or inf.
     # Multiplied by 1/u rather than divided by u: the correction is below an ulp of the result,
     # and 1/(1 + x) is the sigmoid's own quotient (softplus and sigmoid of one argument, as in
     # a softplus and its derivative, then share one division).
     correction = b.fmul(b.fsub(b.fsub(u, e.const(1.0)), x), b.fdiv(e.const(1.0), u))
+    if unit:
+        return b.fsub(log_u, correction)
     finite = b.and_(b.fcmp_ordered(">", u, e.const(0.0)),
                     b.fcmp_ordered("<", u, e.const(float("inf"))))
     result = b.fsub(log_u, b.select(finite, correction, e.const(0.0)))
@@ -217,7 +235,8 @@ def emit_log1p(e, x):
 def emit_tanh(e, x):
     b = e.b
     magnitude = e.call("fabs", x)
-    t = b.call(e.math.routine("expm1", e.dtype), [b.fmul(e.const(-2.0), magnitude)])
+    t = b.call(e.math.routine("expm1.nonpositive", e.dtype),
+               [b.fmul(e.const(-2.0), magnitude)])
     positive = b.fdiv(b.fneg(t), b.fadd(t, e.const(2.0)))
     return e.call("copysign", positive, x)
 
@@ -235,14 +254,17 @@ def emit_softplus(e, x):
     b = e.b
     tail = b.call(e.math.routine("exp", e.dtype), [b.fneg(e.call("fabs", x))])
     positive = e.call("maximum", x, e.const(0.0))
-    return b.fadd(positive, b.call(e.math.routine("log1p", e.dtype), [tail]))
+    return b.fadd(positive, b.call(e.math.routine("log1p.unit", e.dtype), [tail]))
 
 
 ROUTINES = {
     "exp": emit_exp,
     "expm1": emit_expm1,
+    "expm1.nonpositive": lambda e, x: emit_expm1(e, x, nonpositive=True),
     "log": emit_log,
+    "log.unit": lambda e, x: emit_log(e, x, unit=True),
     "log1p": emit_log1p,
+    "log1p.unit": lambda e, x: emit_log1p(e, x, unit=True),
     "tanh": emit_tanh,
     "sigmoid": emit_sigmoid,
     "softplus": emit_softplus,
