@@ -160,14 +160,12 @@ def emit_expm1(e, x, nonpositive=False):
     _, k, r = e.reduce(x, e.fmt.expm1_low, e.fmt.exp_high)
     # expm1(r) = r + r^2 (1/2 + r/6 + ...): exact for r = x when k = 0.
     small = b.fadd(r, b.fmul(b.fmul(r, r), e.estrin(r, _taylor(2, e.fmt.exp_degree))))
-    if nonpositive:
-        two_k = e.power_of_two(k)
-        result = e.call("fmuladd", two_k, small, b.fsub(two_k, e.const(1.0)))
-        return b.select(e.is_nan(x), x, result)
     limit = e.iconst(e.fmt.expm1_direct)
-    direct_k = b.select(b.icmp_signed(">", k, limit), limit, k)
+    direct_k = k if nonpositive else b.select(b.icmp_signed(">", k, limit), limit, k)
     two_k = e.power_of_two(direct_k)
     direct = e.call("fmuladd", two_k, small, b.fsub(two_k, e.const(1.0)))
+    if nonpositive:
+        return b.select(e.is_nan(x), x, direct)
     # Beyond 2**expm1_direct the -1 is below a hundredth of an ulp: exp(x) itself.
     large = e.scale(b.fadd(small, e.const(1.0)), k)
     result = b.select(b.icmp_signed(">", k, limit), large, direct)
