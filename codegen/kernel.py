@@ -261,6 +261,7 @@ class TensorKernel:
         self._layouts = [tuple(node.shape) for node in function.inputs]
         self._size_names = function.size_names
         self._output_shapes = [self._template(n.shape) for n in function.outputs]
+        self._dtypes = [self._numpy_dtype] * len(function.outputs)
         self._workspaces = {}
         fast = fastcall.available()
         self.schedule, _ = self._planned = plan_tensor_function(function)
@@ -357,11 +358,12 @@ class TensorKernel:
 
     def __call__(self, params, *args, **kwargs):
         outputs = self.run(self._arrays(params, args, kwargs))
-        value = outputs[0][()] if outputs[0].ndim == 0 else outputs[0]
-        grads = outputs[1:]
+        value = outputs[0]
+        if not value.shape:
+            value = value[()]
         if isinstance(params, dict):
-            return value, dict(zip(self.param_names, grads))
-        return value, tuple(grads)
+            return value, dict(zip(self.param_names, outputs[1:]))
+        return value, tuple(outputs[1:])
 
     def run(self, values):
         """Check one value per function input (in order) and run the kernel: the outputs."""
@@ -376,10 +378,10 @@ class TensorKernel:
             values = [self._check(node, value, found)
                       for node, value in zip(self.function.inputs, values)]
             sizes = tuple(found[name][0] for name in self._size_names)
-        workspace = self._take_workspace(sizes)
+        kept = self._workspaces.get(sizes)
+        workspace = kept.pop() if kept else self._new_workspace(sizes)
         size_array, temporaries, large, output_shapes = workspace
-        dtype = self._numpy_dtype
-        outputs = [np.empty(shape, dtype) for shape in output_shapes]
+        outputs = list(map(np.empty, output_shapes, self._dtypes))
         if large:
             # A large call runs step by step, even on one thread: the same native code on the
             # same chunks whatever the number of threads, hence the same results.
@@ -391,7 +393,10 @@ class TensorKernel:
             buffers = [*values, *outputs, *temporaries]
             pointers = (ctypes.c_void_p * len(buffers))(*[b.ctypes.data for b in buffers])
             self._entry(size_array.ctypes.data, pointers)
-        self._give_back_workspace(sizes, workspace)
+        if kept is not None and len(kept) < self._WORKSPACES_PER_SIZE:
+            kept.append(workspace)
+        else:
+            self._give_back_workspace(sizes, workspace)
         return outputs
 
     def _run_threaded(self, threads, sizes, size_array, buffers):
@@ -451,14 +456,10 @@ class TensorKernel:
     def _concrete(template, sizes):
         return tuple(sizes[~d] if d < 0 else d for d in template)
 
-    def _take_workspace(self, sizes):
-        """``(size array, temporaries, large, output shapes)`` for these sizes: a kept one, or
-        a new one (``large``: the call runs step by step on threads).  The kernel writes every
-        element of a temporary before reading it, so reuse is safe."""
-        try:
-            return self._workspaces[sizes].pop()
-        except (KeyError, IndexError):
-            pass
+    def _new_workspace(self, sizes):
+        """``(size array, temporaries, large, output shapes)`` for these sizes (``large``: the
+        call runs step by step on threads).  Workspaces are kept for reuse per set of sizes:
+        the kernel writes every element of a temporary before reading it."""
         temporaries = [np.empty(self._concrete(shape, sizes), self._numpy_dtype)
                        for shape in self._temporary_shapes]
         for step_shape, shape in self._partial_shapes:

@@ -10,6 +10,8 @@ temporaries of the schedule (:mod:`codegen.schedule`).  Every loop of the schedu
 loop nest; elementwise work is fused into the loops that need it.
 """
 
+import math
+
 from llvmlite import ir as llvm_ir
 
 from codegen.blas import find_gemm
@@ -29,6 +31,11 @@ STEP_LOWERING = {
     Op.TRANSPOSE: "strided view",
     Op.RESHAPE: "strided view",
 }
+
+
+# A matrix product whose fixed dimensions multiply to at most this is a loop nest, not a
+# BLAS call (see _Lowering.blas_matmul).
+TINY_PRODUCT = 64
 
 
 class TensorLoweringError(NotImplementedError):
@@ -384,9 +391,15 @@ class _Lowering:
         return None
 
     def blas_matmul(self, node, slot):
-        """C = A @ B through cblas_?gemm; False when an operand is not laid out for it."""
+        """C = A @ B through cblas_?gemm; False when an operand is not laid out for it, or when
+        the product is tiny: every dimension but (at most) one is a small number, as in the
+        layers of a 2-4-1 network, where a loop nest costs less than a call into the BLAS."""
         left, right = (self.blas_operand(a) for a in node.args)
         if self.gemm is None or left is None or right is None:
+            return False
+        dimensions = (node.shape[0], node.args[0].shape[1], node.shape[1])
+        numbers = [d for d in dimensions if not isinstance(d, str)]
+        if len(numbers) >= 2 and math.prod(numbers) <= TINY_PRODUCT:
             return False
         element = llvm_type(node.dtype)
         integer = llvm_ir.IntType(64 if self.gemm.ilp64 else 32)
