@@ -379,7 +379,10 @@ class TensorKernel:
                       for node, value in zip(self.function.inputs, values)]
             sizes = tuple(found[name][0] for name in self._size_names)
         kept = self._workspaces.get(sizes)
-        workspace = kept.pop() if kept else self._new_workspace(sizes)
+        try:
+            workspace = kept.pop()          # atomic: another thread may empty the list first
+        except (AttributeError, IndexError):
+            workspace = self._new_workspace(sizes)
         size_array, temporaries, large, output_shapes = workspace
         outputs = list(map(np.empty, output_shapes, self._dtypes))
         if large:
