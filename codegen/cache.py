@@ -86,8 +86,9 @@ def fingerprint(function, *details):
 
 
 def cache_key(identity, host, settings):
-    """The hex key of a module: a hash of what determines it (``identity``: its symgrad IR
-    fingerprint, or its LLVM IR), the code generator, the host and the compiler settings."""
+    """The hex key of a module: a hash of what determines it (``identity``: the
+    :func:`fingerprint` of its symgrad IR), the code generator, the host and the compiler
+    settings."""
     triple, cpu, features = host
     parts = {
         "format": FORMAT, "llvmlite": llvmlite.__version__,

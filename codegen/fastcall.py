@@ -105,6 +105,23 @@ def _array_layout_matches():
     return all(np.zeros(1, dtype).dtype is np.dtype(dtype) for dtype in ("float64", "float32"))
 
 
+def _c_function(module, name, result, arguments):
+    """The C-API function ``name`` declared in ``module`` (once, whichever entry asks first)."""
+    function = module.globals.get(name)
+    if function is None:
+        function = llvm_ir.Function(module, llvm_ir.FunctionType(result, arguments), name)
+    return function
+
+
+def _c_object(module, name):
+    """The C-API object (or registered object) ``name``, declared in ``module`` once."""
+    variable = module.globals.get(name)
+    if variable is None:
+        variable = llvm_ir.GlobalVariable(module, llvm_ir.IntType(8), name)
+        variable.linkage = "external"
+    return variable
+
+
 def add_fast_entry(module, element, num_inputs, num_outputs, name):
     """Add ``name`` (a ``METH_FASTCALL | METH_KEYWORDS`` function) to ``module``: it calls
     ``element(0, inputs, strides, outputs)`` on float arguments, else the Python fallback
@@ -114,17 +131,14 @@ def add_fast_entry(module, element, num_inputs, num_outputs, name):
     fast = llvm_ir.Function(module, signature, name=name)
     fallback_self, args, nargs, kwnames = fast.args
     declare = {
-        "from_double": llvm_ir.Function(module, llvm_ir.FunctionType(POINTER, [double]),
-                                        "PyFloat_FromDouble"),
-        "tuple_new": llvm_ir.Function(module, llvm_ir.FunctionType(POINTER, [INDEX]),
-                                      "PyTuple_New"),
-        "tuple_set": llvm_ir.Function(module, llvm_ir.FunctionType(
-            llvm_ir.IntType(32), [POINTER, INDEX, POINTER]), "PyTuple_SetItem"),
-        "vectorcall": llvm_ir.Function(module, llvm_ir.FunctionType(
-            POINTER, [POINTER, POINTER, INDEX, POINTER]), "PyObject_Vectorcall"),
+        "from_double": _c_function(module, "PyFloat_FromDouble", POINTER, [double]),
+        "tuple_new": _c_function(module, "PyTuple_New", POINTER, [INDEX]),
+        "tuple_set": _c_function(module, "PyTuple_SetItem", llvm_ir.IntType(32),
+                                 [POINTER, INDEX, POINTER]),
+        "vectorcall": _c_function(module, "PyObject_Vectorcall", POINTER,
+                                  [POINTER, POINTER, INDEX, POINTER]),
     }
-    float_type = llvm_ir.GlobalVariable(module, llvm_ir.IntType(8), "PyFloat_Type")
-    float_type.linkage = "external"
+    float_type = _c_object(module, "PyFloat_Type")
 
     entry = fast.append_basic_block("entry")
     general = fast.append_basic_block("general")
@@ -190,13 +204,10 @@ def add_buffers_entry(module, kernel, num_buffers, name):
     signature = llvm_ir.FunctionType(POINTER, [POINTER, POINTER, INDEX])
     fast = llvm_ir.Function(module, signature, name=name)
     _, args, _ = fast.args
-    save = llvm_ir.Function(module, llvm_ir.FunctionType(POINTER, []), "PyEval_SaveThread")
-    restore = llvm_ir.Function(module, llvm_ir.FunctionType(llvm_ir.VoidType(), [POINTER]),
-                               "PyEval_RestoreThread")
-    incref = llvm_ir.Function(module, llvm_ir.FunctionType(llvm_ir.VoidType(), [POINTER]),
-                              "Py_IncRef")
-    none = llvm_ir.GlobalVariable(module, byte, "_Py_NoneStruct")
-    none.linkage = "external"
+    save = _c_function(module, "PyEval_SaveThread", POINTER, [])
+    restore = _c_function(module, "PyEval_RestoreThread", llvm_ir.VoidType(), [POINTER])
+    incref = _c_function(module, "Py_IncRef", llvm_ir.VoidType(), [POINTER])
+    none = _c_object(module, "_Py_NoneStruct")
     builder = llvm_ir.IRBuilder(fast.append_basic_block("entry"))
 
     def data(index):
@@ -227,21 +238,13 @@ def add_check_entry(module, layouts, size_count, dtype, name):
                             name=name)
     _, args, nargs = fast.args
 
-    def external(symbol):
-        variable = llvm_ir.GlobalVariable(module, byte, symbol)
-        variable.linkage = "external"
-        return variable
-    ndarray = external("symgrad.ndarray")
-    descr = external(f"symgrad.descr.{dtype}")
-    none = module.globals.get("_Py_NoneStruct") or external("_Py_NoneStruct")
-    incref = module.globals.get("Py_IncRef") or llvm_ir.Function(
-        module, llvm_ir.FunctionType(llvm_ir.VoidType(), [POINTER]), "Py_IncRef")
-    tuple_new = module.globals.get("PyTuple_New") or llvm_ir.Function(
-        module, llvm_ir.FunctionType(POINTER, [INDEX]), "PyTuple_New")
-    tuple_set = module.globals.get("PyTuple_SetItem") or llvm_ir.Function(
-        module, llvm_ir.FunctionType(int32, [POINTER, INDEX, POINTER]), "PyTuple_SetItem")
-    from_long = llvm_ir.Function(module, llvm_ir.FunctionType(POINTER, [INDEX]),
-                                 "PyLong_FromLongLong")
+    ndarray = _c_object(module, "symgrad.ndarray")
+    descr = _c_object(module, f"symgrad.descr.{dtype}")
+    none = _c_object(module, "_Py_NoneStruct")
+    incref = _c_function(module, "Py_IncRef", llvm_ir.VoidType(), [POINTER])
+    tuple_new = _c_function(module, "PyTuple_New", POINTER, [INDEX])
+    tuple_set = _c_function(module, "PyTuple_SetItem", int32, [POINTER, INDEX, POINTER])
+    from_long = _c_function(module, "PyLong_FromLongLong", POINTER, [INDEX])
 
     entry = fast.append_basic_block("entry")
     fail = fast.append_basic_block("fail")

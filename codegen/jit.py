@@ -40,9 +40,9 @@ class CompiledModule:
     build : callable
         ``build()`` returns the llvmlite ``ir.Module``; called only when the module is not in
         the disk cache, or when its text is asked for.
-    identity : str, optional
+    identity : str
         A text that determines the module (:func:`codegen.cache.fingerprint` of the IR it is
-        lowered from): the cache key, so that a hit skips lowering.  Default: the LLVM IR.
+        lowered from): the cache key, so that a hit skips lowering.
     opt_level : int
         Level of the LLVM IR optimisation pipeline (0-3).
     codegen_opt_level : int, optional
@@ -64,7 +64,7 @@ class CompiledModule:
         Whether the native code came from the disk cache (:mod:`codegen.cache`).
     """
 
-    def __init__(self, build, identity=None, opt_level=3, codegen_opt_level=None, unroll=True):
+    def __init__(self, build, identity, opt_level=3, codegen_opt_level=None, unroll=True):
         if codegen_opt_level is None:
             codegen_opt_level = opt_level
         self._build = build
@@ -72,19 +72,14 @@ class CompiledModule:
         self._codegen_opt_level = codegen_opt_level
         self._asm = None
         self.from_cache = False
-        settings = [opt_level, codegen_opt_level, unroll]
         caching = cache.cache_dir() is not None
-        if caching and identity is not None:
-            key = cache.cache_key(identity, _host_description(), settings)
-            if self._load_cached(key):
-                return
-        text = self.llvm_ir
-        if caching and identity is None:
-            key = cache.cache_key(text, _host_description(), settings)
+        if caching:
+            key = cache.cache_key(identity, _host_description(),
+                                  [opt_level, codegen_opt_level, unroll])
             if self._load_cached(key):
                 return
         machine = host_target_machine(codegen_opt_level)
-        parsed = llvm.parse_assembly(text)
+        parsed = llvm.parse_assembly(self.llvm_ir)
         parsed.verify()
         tuning = llvm.create_pipeline_tuning_options(speed_level=opt_level)
         tuning.loop_unrolling = unroll
