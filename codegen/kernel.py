@@ -191,7 +191,7 @@ class Kernel:
         itemsize = outputs[0].itemsize
         broadcast = any(stride == 0 for _, stride in buffers) and count > 1
         block = parallel.MAP_BLOCK
-        keep = []
+        keep = []          # the copies: alive until the native calls are done
         inputs, strides = [], []
         for buffer, stride in buffers:
             if broadcast and stride == 0:
