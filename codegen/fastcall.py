@@ -22,6 +22,9 @@ dimensions, dtype and flags) is checked against the running interpreter and nump
 
 import ctypes
 import functools
+import importlib
+import pathlib
+import re
 import sys
 
 import llvmlite.binding as llvm
@@ -44,7 +47,7 @@ _METH_FASTCALL_KEYWORDS = 0x0080 | 0x0002
 METH_FASTCALL = 0x0080
 _SYMBOLS = ("PyFloat_FromDouble", "PyTuple_New", "PyTuple_SetItem", "PyObject_Vectorcall",
             "PyFloat_Type", "Py_IncRef", "PyEval_SaveThread", "PyEval_RestoreThread",
-            "PyLong_FromLongLong")
+            "PyLong_FromLongLong", "Py_DecRef", "PyMem_RawMalloc", "PyMem_RawFree")
 # The objects a check entry compares with, registered by address under these names.
 _OBJECT_SYMBOLS = {"symgrad.ndarray": np.ndarray, "symgrad.descr.float64": np.dtype("float64"),
                    "symgrad.descr.float32": np.dtype("float32")}
@@ -82,6 +85,56 @@ def available():
     for name, value in _OBJECT_SYMBOLS.items():
         llvm.add_symbol(name, id(value))
     return True
+
+
+@functools.lru_cache(maxsize=None)
+def array_new_index():
+    """The index of ``PyArray_New`` in numpy's C-API table, or None where it is not known.
+
+    Read from the C header of the running numpy (its wheels ship them), with the function's
+    exact signature, then checked by allocating one array through the table.  The table is
+    registered with the JIT as ``symgrad.numpy_api``."""
+    if not available():
+        return None
+    header = pathlib.Path(np.get_include(), "numpy", "__multiarray_api.h")
+    try:
+        text = header.read_text()
+    except OSError:
+        return None
+    match = re.search(r"#define PyArray_New \\\s*\(\*\(PyObject \* \(\*\)\(PyTypeObject \*, int, "
+                      r"npy_intp const \*, int, npy_intp const \*, void \*, int, int, "
+                      r"PyObject \*\)\) \\\s*PyArray_API\[(\d+)\]\)", text)
+    capsule = None
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):
+        try:
+            capsule = importlib.import_module(module)._ARRAY_API
+            break
+        except (ImportError, AttributeError):
+            continue
+    if match is None or capsule is None:
+        return None
+    index = int(match.group(1))
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object,
+                                                                  ctypes.c_char_p]
+    try:
+        table = get_pointer(capsule, None)
+    except ValueError:
+        return None
+    address = ctypes.c_void_p.from_address(table + index * ctypes.sizeof(ctypes.c_void_p))
+    new = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.c_int,
+                            ctypes.POINTER(ctypes.c_int64), ctypes.c_int, ctypes.c_void_p,
+                            ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                            ctypes.c_void_p)(address.value)
+    for dtype in ("float64", "float32"):
+        array = new(id(np.ndarray), 2, (ctypes.c_int64 * 2)(3, 5), np.dtype(dtype).num,
+                    None, None, 0, 0, None)
+        if type(array) is not np.ndarray or array.shape != (3, 5) or \
+                array.dtype != np.dtype(dtype) or not array.flags.c_contiguous or \
+                not array.flags.writeable or not array.flags.owndata:
+            return None
+    llvm.add_symbol("symgrad.numpy_api", table)
+    return index
 
 
 def _array_layout_matches():
@@ -227,24 +280,19 @@ def add_buffers_entry(module, kernel, num_buffers, name):
     return fast
 
 
-def add_check_entry(module, layouts, size_count, dtype, name):
-    """Add ``name`` (a ``METH_FASTCALL`` function) to ``module``: called with one argument per
-    kernel input, it returns the tuple of symbolic sizes when every argument is a numpy array
-    (exactly ``ndarray``) of ``dtype``, C-contiguous, of the declared shape (``layouts``:
-    numbers, or the index of a symbolic size), with the symbolic sizes consistent; None in
-    every other case, which the Python checks then handle and report."""
+def _check_arguments(fast, layouts, size_count, dtype):
+    """Emit, into ``fast(self, args, nargs)``, the checks of its arguments: numpy arrays
+    (exactly ``ndarray``) of ``dtype``, C-contiguous, of the declared shapes (``layouts``:
+    numbers, or the index of a symbolic size), the symbolic sizes consistent.  Any failed check
+    returns None.  Returns ``(builder, sizes)``: the builder after the checks, and a stack array
+    of the symbolic sizes found."""
+    module = fast.module
     byte, int32 = llvm_ir.IntType(8), llvm_ir.IntType(32)
-    fast = llvm_ir.Function(module, llvm_ir.FunctionType(POINTER, [POINTER, POINTER, INDEX]),
-                            name=name)
     _, args, nargs = fast.args
-
     ndarray = _c_object(module, "symgrad.ndarray")
     descr = _c_object(module, f"symgrad.descr.{dtype}")
     none = _c_object(module, "_Py_NoneStruct")
     incref = _c_function(module, "Py_IncRef", llvm_ir.VoidType(), [POINTER])
-    tuple_new = _c_function(module, "PyTuple_New", POINTER, [INDEX])
-    tuple_set = _c_function(module, "PyTuple_SetItem", int32, [POINTER, INDEX, POINTER])
-    from_long = _c_function(module, "PyLong_FromLongLong", POINTER, [INDEX])
 
     entry = fast.append_basic_block("entry")
     fail = fast.append_basic_block("fail")
@@ -287,10 +335,129 @@ def add_check_entry(module, layouts, size_count, dtype, name):
             else:
                 builder.store(actual, slot)
                 known[~expected] = True
+    builder.require = require
+    return builder, sizes
+
+
+def add_check_entry(module, layouts, size_count, dtype, name):
+    """Add ``name`` (a ``METH_FASTCALL`` function) to ``module``: called with one argument per
+    kernel input, it returns the tuple of symbolic sizes when every argument is a numpy array
+    (exactly ``ndarray``) of ``dtype``, C-contiguous, of the declared shape (``layouts``:
+    numbers, or the index of a symbolic size), with the symbolic sizes consistent; None in
+    every other case, which the Python checks then handle and report."""
+    fast = llvm_ir.Function(module, llvm_ir.FunctionType(POINTER, [POINTER, POINTER, INDEX]),
+                            name=name)
+    tuple_new = _c_function(module, "PyTuple_New", POINTER, [INDEX])
+    tuple_set = _c_function(module, "PyTuple_SetItem", llvm_ir.IntType(32),
+                            [POINTER, INDEX, POINTER])
+    from_long = _c_function(module, "PyLong_FromLongLong", POINTER, [INDEX])
+    builder, sizes = _check_arguments(fast, layouts, size_count, dtype)
     result = builder.call(tuple_new, [INDEX(size_count)])
     for index in range(size_count):
         value = builder.load(builder.gep(sizes, [INDEX(index)], source_etype=INDEX), typ=INDEX)
         builder.call(tuple_set, [result, INDEX(index), builder.call(from_long, [value])])
+    builder.ret(result)
+    return fast
+
+
+# Temporaries of a call entry start at multiples of this many bytes.
+_WORKSPACE_ALIGNMENT = 64
+
+
+def add_call_entry(module, kernel, name, layouts, size_count, dtype, outputs, workspace,
+                   array_new):
+    """Add ``name`` (a ``METH_FASTCALL`` function) to ``module``: the whole call of a small
+    tensor kernel ``kernel(sizes, buffers)`` in native code.  Called with one argument per
+    kernel input, it checks them as :func:`add_check_entry` does, allocates the outputs
+    (numpy arrays, through numpy's ``PyArray_New``, the ``array_new``-th function of its C-API
+    table) and the temporaries (one block), runs the kernel with the GIL released and returns
+    the tuple of outputs.  It returns None, having run nothing, for arguments it declines and
+    for calls of at least ``parallel.MIN_PARALLEL_ELEMENTS`` elements (those run on threads),
+    which the Python path then handles.
+
+    ``outputs``: the output shapes (numbers, or ``~index`` of a symbolic size);
+    ``workspace(builder, size)``: ``(element counts of the temporaries, elements of the chunked
+    steps)`` as LLVM values, ``size(index)`` being the value of a symbolic size."""
+    from codegen.parallel import MIN_PARALLEL_ELEMENTS
+    byte, int32 = llvm_ir.IntType(8), llvm_ir.IntType(32)
+    element = {"float64": 8, "float32": 4}[dtype]
+    fast = llvm_ir.Function(module, llvm_ir.FunctionType(POINTER, [POINTER, POINTER, INDEX]),
+                            name=name)
+    _, args, _ = fast.args
+    null = llvm_ir.Constant(POINTER, None)
+    raw_malloc = _c_function(module, "PyMem_RawMalloc", POINTER, [INDEX])
+    raw_free = _c_function(module, "PyMem_RawFree", llvm_ir.VoidType(), [POINTER])
+    decref = _c_function(module, "Py_DecRef", llvm_ir.VoidType(), [POINTER])
+    save = _c_function(module, "PyEval_SaveThread", POINTER, [])
+    restore = _c_function(module, "PyEval_RestoreThread", llvm_ir.VoidType(), [POINTER])
+    tuple_new = _c_function(module, "PyTuple_New", POINTER, [INDEX])
+    tuple_set = _c_function(module, "PyTuple_SetItem", int32, [POINTER, INDEX, POINTER])
+    ndarray = _c_object(module, "symgrad.ndarray")
+    api = _c_object(module, "symgrad.numpy_api")
+    new_type = llvm_ir.FunctionType(POINTER, [POINTER, int32, POINTER, int32, POINTER, POINTER,
+                                              int32, int32, POINTER])
+
+    builder, sizes = _check_arguments(fast, layouts, size_count, dtype)
+
+    def size(index):
+        return builder.load(builder.gep(sizes, [INDEX(index)], source_etype=INDEX), typ=INDEX)
+    counts, work = workspace(builder, size)
+    builder.require(builder.icmp_signed("<", work, INDEX(MIN_PARALLEL_ELEMENTS)))
+
+    # The temporaries: one block, each at an aligned offset.
+    offsets, total = [], INDEX(0)
+    for count in counts:
+        offsets.append(total)
+        bytes_ = builder.mul(count, INDEX(element))
+        total = builder.add(total, builder.and_(builder.add(bytes_, INDEX(_WORKSPACE_ALIGNMENT - 1)),
+                                                INDEX(-_WORKSPACE_ALIGNMENT)))
+    block = builder.call(raw_malloc, [builder.add(total, INDEX(_WORKSPACE_ALIGNMENT))])
+    builder.require(builder.icmp_unsigned("!=", block, null))  # the Python path reports it
+    address = builder.ptrtoint(block, INDEX)
+    base = builder.and_(builder.add(address, INDEX(_WORKSPACE_ALIGNMENT - 1)),
+                        INDEX(-_WORKSPACE_ALIGNMENT))
+    base = builder.gep(block, [builder.sub(base, address)], source_etype=byte)
+
+    # The outputs, as numpy arrays; a failed allocation raises (MemoryError) after cleaning up.
+    array_new_function = builder.load(builder.gep(api, [INDEX(array_new)], source_etype=POINTER),
+                                      typ=new_type.as_pointer())
+    dimensions = builder.alloca(INDEX, size=INDEX(max((len(s) for s in outputs), default=1) or 1))
+    arrays = []
+    for shape in outputs:
+        for axis, extent in enumerate(shape):
+            builder.store(size(~extent) if extent < 0 else INDEX(extent),
+                          builder.gep(dimensions, [INDEX(axis)], source_etype=INDEX))
+        array = builder.call(array_new_function, [
+            ndarray, int32(len(shape)), dimensions, int32(np.dtype(dtype).num), null, null,
+            int32(0), int32(0), null])
+        allocated = fast.append_basic_block("allocated")
+        failed = fast.append_basic_block("allocation_failed")
+        builder.cbranch(builder.icmp_unsigned("!=", array, null), allocated, failed)
+        builder.position_at_end(failed)
+        for earlier in arrays:
+            builder.call(decref, [earlier])
+        builder.call(raw_free, [block])
+        builder.ret(null)
+        builder.position_at_end(allocated)
+        arrays.append(array)
+
+    def data(obj):
+        return builder.load(builder.gep(obj, [INDEX(_ARRAY_DATA_OFFSET)], source_etype=byte),
+                            typ=POINTER)
+    objects = [builder.load(builder.gep(args, [INDEX(index)], source_etype=POINTER),
+                            typ=POINTER) for index in range(len(layouts))]
+    pointers = [data(obj) for obj in objects + arrays]
+    pointers += [builder.gep(base, [offset], source_etype=byte) for offset in offsets]
+    buffers = builder.alloca(POINTER, size=INDEX(max(len(pointers), 1)))
+    for index, pointer in enumerate(pointers):
+        builder.store(pointer, builder.gep(buffers, [INDEX(index)], source_etype=POINTER))
+    state = builder.call(save, [])
+    builder.call(kernel, [sizes, buffers])
+    builder.call(restore, [state])
+    builder.call(raw_free, [block])
+    result = builder.call(tuple_new, [INDEX(len(arrays))])
+    for index, array in enumerate(arrays):
+        builder.call(tuple_set, [result, INDEX(index), array])
     builder.ret(result)
     return fast
 

@@ -272,16 +272,20 @@ class TensorKernel:
                              for step in self.schedule.steps]
         self._chunked_shapes = [shape for shape in self._step_shapes if shape is not None]
         self._step_entries = None
-        self.compiled = self._compile(fast_entry=fast)
+        self.compiled = self._compile(fast_entry=fast, array_new=fastcall.array_new_index())
         self._entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(
             self.compiled.address(name))
-        self._fast = self._check_native = None
+        self._fast = self._check_native = self._call_native = None
         if fast:
             self._fast, self._fast_keepalive = fastcall.make_callable(
                 self.compiled.address(f"{name}.fast"), None, name, flags=fastcall.METH_FASTCALL)
             self._check_native, self._check_keepalive = fastcall.make_callable(
                 self.compiled.address(f"{name}.check"), None, f"{name}.check",
                 flags=fastcall.METH_FASTCALL)
+            if fastcall.array_new_index() is not None:
+                self._call_native, self._call_keepalive = fastcall.make_callable(
+                    self.compiled.address(f"{name}.call"), None, f"{name}.call",
+                    flags=fastcall.METH_FASTCALL)
 
     def _compile(self, **options):
         """The kernel's module (``fast_entry``), or its steps alone (``steps_only``)."""
@@ -357,7 +361,12 @@ class TensorKernel:
         return np.ascontiguousarray(array)
 
     def __call__(self, params, *args, **kwargs):
-        outputs = self.run(self._arrays(params, args, kwargs))
+        outputs = None
+        if self._call_native is not None and type(params) in (list, tuple) and not kwargs \
+                and len(params) == self.num_params:
+            outputs = self._call_native(*params, *args)     # None: not for this path
+        if outputs is None:
+            outputs = self.run(self._arrays(params, args, kwargs))
         value = outputs[0]
         if not value.shape:
             value = value[()]
@@ -367,6 +376,12 @@ class TensorKernel:
 
     def run(self, values):
         """Check one value per function input (in order) and run the kernel: the outputs."""
+        if self._call_native is not None:
+            # Arrays exactly as the kernel wants them, in a call too small for threads: all in
+            # native code (checks, outputs, temporaries, the kernel).
+            outputs = self._call_native(*values)
+            if outputs is not None:
+                return outputs
         # Arrays exactly as the kernel wants them are checked natively; then Python floats
         # for scalars, quickly; anything else by the full checks, which convert and report.
         sizes = self._check_native(*values) if self._check_native is not None else None

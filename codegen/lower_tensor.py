@@ -15,7 +15,7 @@ import math
 from llvmlite import ir as llvm_ir
 
 from codegen.blas import find_gemm
-from codegen.fastcall import add_buffers_entry, add_check_entry
+from codegen.fastcall import add_buffers_entry, add_call_entry, add_check_entry
 from codegen.mathlib import LOWERING_RULES, MathDeclarations
 from codegen.schedule import CHUNK_ELEMENTS, IMMEDIATE_OPS, schedule
 from codegen.types import INDEX, POINTER, llvm_type
@@ -44,6 +44,42 @@ class TensorLoweringError(NotImplementedError):
 
 def _zero_index():
     return INDEX(0)
+
+
+def _chunking(builder, rows, row_size):
+    """:func:`codegen.schedule.chunking` in LLVM: ``(rows per chunk, number of chunks)``."""
+    row_size = builder.select(builder.icmp_signed(">", row_size, INDEX(1)), row_size, INDEX(1))
+    per_chunk = builder.sdiv(INDEX(CHUNK_ELEMENTS), row_size)
+    per_chunk = builder.select(builder.icmp_signed(">", per_chunk, INDEX(1)), per_chunk,
+                               INDEX(1))
+    count = builder.sdiv(builder.add(rows, builder.sub(per_chunk, INDEX(1))), per_chunk)
+    return per_chunk, count
+
+
+def _workspace(function, plan):
+    """For :func:`codegen.fastcall.add_call_entry`: emits the element counts of the
+    temporaries (the schedule's, then the partials of reductions over chunks, as
+    ``TensorKernel._new_workspace`` allocates them) and the elements of the chunked steps."""
+    names = function.size_names
+
+    def emit(builder, size):
+        def count(shape):
+            total = INDEX(1)
+            for extent in shape:
+                total = builder.mul(total, size(names.index(extent))
+                                    if isinstance(extent, str) else INDEX(extent))
+            return total
+        counts = [count(node.shape) for node in plan.temporaries]
+        for node, step_shape in plan.partials:
+            rows = count(step_shape[:1])
+            _, chunks = _chunking(builder, rows, count(step_shape[1:]))
+            counts.append(builder.mul(chunks, count(node.shape)))
+        work = INDEX(0)
+        for step in plan.steps:
+            if step.chunked:
+                work = builder.add(work, count(step.shape))
+        return counts, work
+    return emit
 
 
 class _Loaded(dict):
@@ -158,15 +194,8 @@ class _Lowering:
     def chunks(self, shape, builder):
         """``(rows per chunk, number of chunks)`` of a chunked step over ``shape``, as
         :func:`codegen.schedule.chunking` computes them."""
-        row_size = self.element_count(shape[1:], builder)
-        row_size = builder.select(builder.icmp_signed(">", row_size, INDEX(1)), row_size,
-                                  INDEX(1))
-        per_chunk = builder.sdiv(INDEX(CHUNK_ELEMENTS), row_size)
-        per_chunk = builder.select(builder.icmp_signed(">", per_chunk, INDEX(1)), per_chunk,
-                                   INDEX(1))
-        rows = self.extent(shape[0])
-        count = builder.sdiv(builder.add(rows, builder.sub(per_chunk, INDEX(1))), per_chunk)
-        return per_chunk, count
+        return _chunking(builder, self.extent(shape[0]),
+                         self.element_count(shape[1:], builder))
 
     def access(self, node):
         """(base pointer, strides) through which ``node``'s elements are read."""
@@ -543,13 +572,15 @@ def plan_tensor_function(function, use_blas=True):
 
 
 def lower_tensor_function(function, name="symgrad_kernel", use_blas=True, fast_entry=False,
-                          planned=None, steps_only=False):
+                          planned=None, steps_only=False, array_new=None):
     """Lower ``function`` to an LLVM module; returns ``(module, schedule)``.
 
     ``planned`` is the result of :func:`plan_tensor_function` where already computed
     (``use_blas`` then does not matter).  With ``fast_entry``, the module also holds
     ``NAME.fast``, the direct entry from Python (:func:`codegen.fastcall.add_buffers_entry`), and
-    ``NAME.check``, which checks the arguments (:func:`codegen.fastcall.add_check_entry`).
+    ``NAME.check``, which checks the arguments (:func:`codegen.fastcall.add_check_entry`);
+    with ``array_new`` too (see :func:`codegen.fastcall.array_new_index`), ``NAME.call``, the
+    whole call of a small kernel in native code (:func:`codegen.fastcall.add_call_entry`).
     With ``steps_only``, it holds the step functions ``NAME.stepK`` alone, for threads.
     """
     plan, gemm = planned if planned is not None else plan_tensor_function(function, use_blas)
@@ -562,6 +593,11 @@ def lower_tensor_function(function, name="symgrad_kernel", use_blas=True, fast_e
         layouts = [tuple(~names.index(d) if isinstance(d, str) else d for d in node.shape)
                    for node in function.inputs]
         dtypes = {n.dtype for n in function.nodes} - {"bool"}
-        add_check_entry(module, layouts, len(names), dtypes.pop() if dtypes else "float64",
-                        f"{name}.check")
+        dtype = dtypes.pop() if dtypes else "float64"
+        add_check_entry(module, layouts, len(names), dtype, f"{name}.check")
+        if array_new is not None:
+            outputs = [tuple(~names.index(d) if isinstance(d, str) else d for d in node.shape)
+                       for node in function.outputs]
+            add_call_entry(module, kernel, f"{name}.call", layouts, len(names), dtype, outputs,
+                           _workspace(function, plan), array_new)
     return module, plan

@@ -242,8 +242,10 @@ def test_forward_backward_and_loss_are_one_native_call():
     assert len(step.function.outputs) == 1 + 6
 
     calls = []
-    # The native entry in use: the direct one from Python where available, else ctypes.
-    attribute = "_fast" if step._fast is not None else "_entry"
+    # The native entry in use: the whole call in native code, else the direct entry from
+    # Python, else ctypes.
+    attribute = next(a for a in ("_call_native", "_fast", "_entry")
+                     if getattr(step, a) is not None)
     native = getattr(step, attribute)
 
     def counting(*args):

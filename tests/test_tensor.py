@@ -2,12 +2,15 @@
 the numpy reference interpreter and finite differences, symbolic batch sizes, dtypes, argument
 checking of tensor kernels, and gradcheck on tensor kernels."""
 
+import sys
+
 import numpy as np
 import pytest
 import sympy
 from hypothesis import Phase, given, settings, strategies as st
 
 import symgrad as sg
+from codegen import parallel
 from codegen.kernel import TensorKernel
 from symgrad import ir
 from symgrad.eval import evaluate
@@ -475,6 +478,9 @@ def test_wrong_params(classifier):
     step, (w, b), x, t = classifier
     _fails(TypeError, "2 arrays", lambda: step([w], X=x, T=t))
     _fails(TypeError, "2 arrays", lambda: step([w, b, b], X=x, T=t))
+    # Even where the arguments all together would fill the kernel's inputs by position.
+    _fails(TypeError, "2 arrays", lambda: step([w], b, x, t))
+    _fails(TypeError, "2 arrays", lambda: step([w, b, x], t))
     _fails(TypeError, "sequence", lambda: step(w, X=x, T=t))
     _fails(TypeError, "sequence", lambda: step(None, X=x, T=t))
     _fails(ValueError, "'W'.*\\(2, 3\\).*\\(3, 2\\)", lambda: step([w.T.copy(), b], X=x, T=t))
@@ -631,6 +637,67 @@ def test_native_argument_check_accepts_only_what_the_kernel_reads_directly(class
     assert step([np.asfortranarray(w), b], x, t)[0] == want_value
     with pytest.raises(ValueError, match="size 'n'"):
         step([w, b], x, t[:4])
+
+
+def test_native_call_declines_what_it_does_not_run(classifier):
+    # The whole call in native code takes arrays exactly as the kernel reads them, in calls
+    # too small for threads; for anything else it returns None and runs nothing.
+    step, (w, b), x, t = classifier
+    call = step._call_native
+    if call is None:
+        pytest.skip("no native call entry here (codegen.fastcall.array_new_index)")
+    value, grads = step([w, b], x, t)
+    outputs = call(w, b, x, t)
+    assert type(outputs) is tuple and len(outputs) == 3
+    assert outputs[0][()] == value
+    for got, want in zip(outputs[1:], grads):
+        np.testing.assert_array_equal(got, want)
+    for arguments in [(w, b, x, t[:4]), (np.asfortranarray(w), b, x, t),
+                      (w.astype(np.float32), b, x, t), (w.tolist(), b, x, t), (w, b, x)]:
+        assert call(*arguments) is None
+    n = parallel.MIN_PARALLEL_ELEMENTS          # work for threads: left to the Python path
+    big_x, big_t = np.zeros((n, 3)), np.zeros((n, 2))
+    big_t[:, 0] = 1
+    assert call(w, b, big_x, big_t) is None
+    assert step([w, b], big_x, big_t)[0] == pytest.approx(np.logaddexp(*b) - b[0])
+
+
+def test_native_call_outputs_are_fresh_arrays_and_leak_nothing():
+    # A kernel with partial sums over chunks of the batch (a reduction over n) and outputs of
+    # several shapes; the native call gives what the Python path gives, bit for bit.
+    W = sg.tensor("W", (4, 16))
+    X = sg.tensor("X", ("n", 16))
+    step = sg.compile((sg.tanh(X @ W.T) ** 2).sum() + (X * X).sum(), wrt=[W], inputs=[X])
+    function = sg.compile_function(
+        [sg.tanh(X).sum(axis=0), sg.elementwise(sympy.exp, X) * 2, (X * X).sum()], [X])
+    rng = np.random.default_rng(6)
+    w = rng.normal(size=(4, 16))
+    for n in [0, 1, 5, 3000]:                   # 3000 rows: several chunks, partial sums
+        x = rng.normal(size=(n, 16))
+        for kernel, arguments in ((step, ([w], x)), (function, (x,))):
+            if kernel._call_native is None:
+                pytest.skip("no native call entry here (codegen.fastcall.array_new_index)")
+            before = [sys.getrefcount(a) for a in (w, x)]
+            native = kernel(*arguments)
+            for _ in range(200):
+                kernel(*arguments)
+            assert [sys.getrefcount(a) for a in (w, x)] == before
+            call, kernel._call_native = kernel._call_native, None
+            try:
+                python = kernel(*arguments)
+            finally:
+                kernel._call_native = call
+            flat_native = [native[0], *native[1]] if kernel is step else list(native)
+            flat_python = [python[0], *python[1]] if kernel is step else list(python)
+            for got, want in zip(flat_native, flat_python):
+                np.testing.assert_array_equal(got, want)
+            outputs = list(kernel._call_native(*([w, x] if kernel is step else [x])))
+            # Each output referenced by the list alone (and getrefcount's argument).
+            counts = [sys.getrefcount(outputs[index]) for index in range(len(outputs))]
+            assert counts == [2] * len(outputs)
+            for array in outputs:
+                assert type(array) is np.ndarray and array.dtype == np.float64
+                assert array.flags.c_contiguous and array.flags.writeable and array.flags.owndata
 
 
 def test_params_as_dict_give_grads_as_dict(classifier):
