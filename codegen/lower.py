@@ -13,7 +13,7 @@ backward pass reuses the forward values from registers.
 from llvmlite import ir as llvm_ir
 
 from codegen.fastcall import add_fast_entry
-from codegen.mathlib import LOWERING_RULES, MathDeclarations
+from codegen.mathlib import LOWERING_RULES, MathDeclarations, fused_routine
 from codegen.types import INDEX, POINTER, llvm_type
 from symgrad.ops import Op
 
@@ -120,6 +120,12 @@ def _lower_element(function, element, math):
         elif node.op is Op.INPUT:
             raise LoweringError(f"input {node.attrs!r} is not an argument of the function")
         else:
+            fusion = fused_routine(node)
+            if fusion is not None:
+                routine, argument = fusion
+                values[id(node)] = builder.call(math.routine(routine, node.dtype),
+                                                [values[id(argument)]])
+                continue
             operands = [values[id(a)] for a in node.args]
             values[id(node)] = LOWERING_RULES[node.op](builder, node, operands, math)
     for index, node in enumerate(function.outputs):

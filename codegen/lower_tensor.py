@@ -16,7 +16,7 @@ from llvmlite import ir as llvm_ir
 
 from codegen.blas import find_gemm
 from codegen.fastcall import add_buffers_entry, add_call_entry, add_check_entry
-from codegen.mathlib import LOWERING_RULES, MathDeclarations
+from codegen.mathlib import LOWERING_RULES, MathDeclarations, fused_routine
 from codegen.schedule import CHUNK_ELEMENTS, IMMEDIATE_OPS, schedule
 from codegen.types import INDEX, POINTER, llvm_type
 from symgrad.ops import Op, REDUCTIONS, STRUCTURAL
@@ -290,6 +290,12 @@ class _Lowering:
         """Emit ``node``'s own operation from its operands' values."""
         if node.op in STRUCTURAL:
             return self.load(node, indices, self.view_access(node, self.access(node.args[0])))
+        fusion = fused_routine(node)
+        if fusion is not None and id(node.args[0]) in memo:
+            # The operand computed in this loop: its own operand is at hand here too.
+            routine, argument = fusion
+            return self.builder.call(self.math.routine(routine, node.dtype),
+                                     [self.value(argument, indices, memo)])
         operands = [self.value(arg, indices, memo) for arg in node.args]
         return LOWERING_RULES[node.op](self.builder, node, operands, self.math)
 

@@ -87,6 +87,21 @@ def lower_not(builder, node, operands, math):
     return builder.not_(operands[0])
 
 
+# Compositions lowered as one routine of the inner operation's argument, cheaper than the two
+# routines: (outer op, inner op) -> routine.
+FUSED_ROUTINES = {(Op.TANH, Op.SOFTPLUS): "tanh_softplus"}
+
+
+def fused_routine(node):
+    """``(routine, argument node)`` where ``node`` is one of :data:`FUSED_ROUTINES` (it is then
+    the routine of its operand's operand), else None."""
+    if node.args:
+        routine = FUSED_ROUTINES.get((node.op, node.args[0].op))
+        if routine is not None:
+            return routine, node.args[0].args[0]
+    return None
+
+
 LOWERING_RULES = {
     Op.NEG: lambda builder, node, operands, math: builder.fneg(operands[0]),
     Op.ADD: lambda builder, node, operands, math: builder.fadd(*operands),

@@ -255,6 +255,25 @@ def emit_softplus(e, x):
     return b.fadd(positive, b.call(e.math.routine("log1p.unit", e.dtype), [tail]))
 
 
+def emit_tanh_softplus(e, x):
+    """tanh(softplus(x)), as in mish, from E = exp(-|x|) alone: with u = 1 + exp(x),
+    tanh(log u) = (u^2 - 1) / (u^2 + 1), which is (1 + 2E) / (1 + 2E + 2E^2) for x >= 0 and
+    h / (1 + h), h = E + E^2 / 2, below; every term is positive, so nothing cancels, and one
+    division serves both sides.  E is the one softplus and sigmoid of x use (so a mish and
+    its derivative share one exp)."""
+    b = e.b
+    tail = b.call(e.math.routine("exp", e.dtype), [b.fneg(e.call("fabs", x))])
+    twice = b.fmul(e.const(2.0), tail)                          # exact
+    upper_numerator = b.fadd(e.const(1.0), twice)
+    upper_denominator = e.call("fmuladd", twice, tail, upper_numerator)
+    half = b.fmul(e.const(0.5), tail)                           # exact
+    lower_numerator = e.call("fmuladd", half, tail, tail)
+    lower_denominator = b.fadd(e.const(1.0), lower_numerator)
+    upper = b.fcmp_unordered(">=", x, e.const(0.0))
+    return b.fdiv(b.select(upper, upper_numerator, lower_numerator),
+                  b.select(upper, upper_denominator, lower_denominator))
+
+
 ROUTINES = {
     "exp": emit_exp,
     "expm1": emit_expm1,
@@ -266,6 +285,7 @@ ROUTINES = {
     "tanh": emit_tanh,
     "sigmoid": emit_sigmoid,
     "softplus": emit_softplus,
+    "tanh_softplus": emit_tanh_softplus,
 }
 
 
