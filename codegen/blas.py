@@ -1,10 +1,10 @@
 """Matrix products through a BLAS: the OpenBLAS that numpy's wheels ship.
 
-Kernels call ``cblas_?gemm`` for their matrix products when one is found (cache-blocked,
-vectorised and multi-threaded code that a loop nest does not match).  The library is located
-next to numpy, its symbol registered with the JIT, and it is checked on a small product
+With ``SYMGRAD_GEMM=blas`` (or where symgrad's own GEMM, :mod:`codegen.gemm`, is not used),
+kernels call ``cblas_?gemm`` for their matrix products when one is found.  The library is
+located next to numpy, its symbol registered with the JIT, and it is checked on a small product
 against numpy before it is trusted; without it, kernels keep their own loop nests.
-``SYMGRAD_BLAS=0`` switches it off (for comparisons).
+``SYMGRAD_BLAS=0`` switches matrix-product libraries off altogether (for comparisons).
 """
 
 import ctypes

@@ -8,12 +8,11 @@ call to the general Python path, which checks and reports.  :func:`make_callable
 native function in a builtin function object, so a call costs about as much as calling a
 builtin.
 
-For a tensor kernel, :func:`add_check_entry` emits an entry that checks the arguments (numpy
-arrays of the kernel's dtype, C-contiguous, of the declared shapes, symbolic sizes consistent)
-and returns the symbolic sizes, or None for anything else, which the Python checks then
-convert or report; :func:`add_buffers_entry` emits the entry that runs the kernel on its
-buffers, given as numpy arrays: one load per array instead of a ctypes pointer array (about a
-microsecond per array).
+For a tensor kernel, :func:`add_call_entry` emits the whole call of a small kernel in native
+code: it checks the arguments (numpy arrays of the kernel's dtype, C-contiguous, of the
+declared shapes, symbolic sizes consistent), allocates the outputs through numpy's C API and
+the temporaries, and runs the kernel with the GIL released; anything else it hands back to the
+Python path, which converts, reports or runs large calls on threads.
 
 The object layout these read (``ob_type``, a float's value, a numpy array's data pointer,
 dimensions, dtype and flags) is checked against the running interpreter and numpy by
@@ -159,7 +158,8 @@ def _array_layout_matches():
 
 
 def _c_function(module, name, result, arguments):
-    """The C-API function ``name`` declared in ``module`` (once, whichever entry asks first)."""
+    """The external function (C API, libc, LLVM intrinsic) ``name`` declared in ``module``
+    (once, whichever part of the module asks first)."""
     function = module.globals.get(name)
     if function is None:
         function = llvm_ir.Function(module, llvm_ir.FunctionType(result, arguments), name)
@@ -248,38 +248,6 @@ def add_fast_entry(module, element, num_inputs, num_outputs, name):
     return fast
 
 
-def add_buffers_entry(module, kernel, num_buffers, name):
-    """Add ``name`` (a ``METH_FASTCALL`` function) to ``module`` for a tensor kernel
-    ``kernel(sizes, buffers)``: called as ``name(sizes, buffer_0, ..., buffer_n-1)`` with numpy
-    arrays that the caller has checked (C-contiguous, the kernel's dtype and shapes), it reads
-    their data pointers, runs the kernel with the GIL released and returns None."""
-    byte = llvm_ir.IntType(8)
-    signature = llvm_ir.FunctionType(POINTER, [POINTER, POINTER, INDEX])
-    fast = llvm_ir.Function(module, signature, name=name)
-    _, args, _ = fast.args
-    save = _c_function(module, "PyEval_SaveThread", POINTER, [])
-    restore = _c_function(module, "PyEval_RestoreThread", llvm_ir.VoidType(), [POINTER])
-    incref = _c_function(module, "Py_IncRef", llvm_ir.VoidType(), [POINTER])
-    none = _c_object(module, "_Py_NoneStruct")
-    builder = llvm_ir.IRBuilder(fast.append_basic_block("entry"))
-
-    def data(index):
-        obj = builder.load(builder.gep(args, [INDEX(index)], source_etype=POINTER), typ=POINTER)
-        return builder.load(builder.gep(obj, [INDEX(_ARRAY_DATA_OFFSET)], source_etype=byte),
-                            typ=POINTER)
-    buffers = builder.alloca(POINTER, size=INDEX(max(num_buffers, 1)))
-    for index in range(num_buffers):
-        builder.store(data(index + 1), builder.gep(buffers, [INDEX(index)],
-                                                   source_etype=POINTER))
-    sizes = data(0)
-    state = builder.call(save, [])
-    builder.call(kernel, [sizes, buffers])
-    builder.call(restore, [state])
-    builder.call(incref, [none])
-    builder.ret(none)
-    return fast
-
-
 def _check_arguments(fast, layouts, size_count, dtype):
     """Emit, into ``fast(self, args, nargs)``, the checks of its arguments: numpy arrays
     (exactly ``ndarray``) of ``dtype``, C-contiguous, of the declared shapes (``layouts``:
@@ -339,45 +307,45 @@ def _check_arguments(fast, layouts, size_count, dtype):
     return builder, sizes
 
 
-def add_check_entry(module, layouts, size_count, dtype, name):
-    """Add ``name`` (a ``METH_FASTCALL`` function) to ``module``: called with one argument per
-    kernel input, it returns the tuple of symbolic sizes when every argument is a numpy array
-    (exactly ``ndarray``) of ``dtype``, C-contiguous, of the declared shape (``layouts``:
-    numbers, or the index of a symbolic size), with the symbolic sizes consistent; None in
-    every other case, which the Python checks then handle and report."""
-    fast = llvm_ir.Function(module, llvm_ir.FunctionType(POINTER, [POINTER, POINTER, INDEX]),
-                            name=name)
-    tuple_new = _c_function(module, "PyTuple_New", POINTER, [INDEX])
-    tuple_set = _c_function(module, "PyTuple_SetItem", llvm_ir.IntType(32),
-                            [POINTER, INDEX, POINTER])
-    from_long = _c_function(module, "PyLong_FromLongLong", POINTER, [INDEX])
-    builder, sizes = _check_arguments(fast, layouts, size_count, dtype)
-    result = builder.call(tuple_new, [INDEX(size_count)])
-    for index in range(size_count):
-        value = builder.load(builder.gep(sizes, [INDEX(index)], source_etype=INDEX), typ=INDEX)
-        builder.call(tuple_set, [result, INDEX(index), builder.call(from_long, [value])])
-    builder.ret(result)
-    return fast
-
-
 # Temporaries of a call entry start at multiples of this many bytes.
 _WORKSPACE_ALIGNMENT = 64
+
+
+def _workspace_slot(module, name):
+    """``NAME.workspace``: the block of temporaries a call entry keeps between calls."""
+    slot = llvm_ir.GlobalVariable(module, POINTER, f"{name}.workspace")
+    slot.linkage = "internal"
+    slot.initializer = llvm_ir.Constant(POINTER, None)
+    return slot
+
+
+def add_release_entry(module, name, call_name):
+    """Add ``void name()``: frees the block the call entry ``call_name`` keeps, if any (when
+    its kernel is collected)."""
+    function = llvm_ir.Function(module, llvm_ir.FunctionType(llvm_ir.VoidType(), []), name)
+    builder = llvm_ir.IRBuilder(function.append_basic_block("entry"))
+    null = llvm_ir.Constant(POINTER, None)
+    kept = builder.atomic_rmw("xchg", module.globals[f"{call_name}.workspace"], null,
+                              "seq_cst")
+    builder.call(_c_function(module, "PyMem_RawFree", llvm_ir.VoidType(), [POINTER]), [kept])
+    builder.ret_void()
+    return function
 
 
 def add_call_entry(module, kernel, name, layouts, size_count, dtype, outputs, workspace,
                    array_new):
     """Add ``name`` (a ``METH_FASTCALL`` function) to ``module``: the whole call of a small
     tensor kernel ``kernel(sizes, buffers)`` in native code.  Called with one argument per
-    kernel input, it checks them as :func:`add_check_entry` does, allocates the outputs
+    kernel input, it checks them (:func:`_check_arguments`), allocates the outputs
     (numpy arrays, through numpy's ``PyArray_New``, the ``array_new``-th function of its C-API
     table) and the temporaries (one block), runs the kernel with the GIL released and returns
     the tuple of outputs.  It returns None, having run nothing, for arguments it declines and
-    for calls of at least ``parallel.MIN_PARALLEL_ELEMENTS`` elements (those run on threads),
+    for calls of at least ``parallel.MIN_PARALLEL_ELEMENTS`` of work (those run on threads),
     which the Python path then handles.
 
     ``outputs``: the output shapes (numbers, or ``~index`` of a symbolic size);
-    ``workspace(builder, size)``: ``(element counts of the temporaries, elements of the chunked
-    steps)`` as LLVM values, ``size(index)`` being the value of a symbolic size."""
+    ``workspace(builder, size)``: ``(element counts of the temporaries, work of the call)`` as
+    LLVM values, ``size(index)`` being the value of a symbolic size."""
     from codegen.parallel import MIN_PARALLEL_ELEMENTS
     byte, int32 = llvm_ir.IntType(8), llvm_ir.IntType(32)
     element = {"float64": 8, "float32": 4}[dtype]
@@ -411,10 +379,47 @@ def add_call_entry(module, kernel, name, layouts, size_count, dtype, outputs, wo
         bytes_ = builder.mul(count, INDEX(element))
         total = builder.add(total, builder.and_(builder.add(bytes_, INDEX(_WORKSPACE_ALIGNMENT - 1)),
                                                 INDEX(-_WORKSPACE_ALIGNMENT)))
-    block = builder.call(raw_malloc, [builder.add(total, INDEX(_WORKSPACE_ALIGNMENT))])
-    builder.require(builder.icmp_unsigned("!=", block, null))  # the Python path reports it
+    # The block of the previous call is kept (in NAME.workspace; its first word holds its
+    # size) and reused when it is large enough: fresh memory costs page faults, and a call of
+    # a few hundred microseconds can spend a third of its time in them.
+    slot = _workspace_slot(module, name)
+    needed = builder.add(total, INDEX(2 * _WORKSPACE_ALIGNMENT))
+    kept = builder.atomic_rmw("xchg", slot, null, "seq_cst")
+    origin = builder.block
+    inspect = fast.append_basic_block("workspace.kept")
+    discard = fast.append_basic_block("workspace.small")
+    allocate = fast.append_basic_block("workspace.new")
+    ready = fast.append_basic_block("workspace.ready")
+    builder.cbranch(builder.icmp_unsigned("==", kept, null), allocate, inspect)
+    builder.position_at_end(inspect)
+    builder.cbranch(builder.icmp_signed(">=", builder.load(kept, typ=INDEX), needed), ready,
+                    discard)
+    builder.position_at_end(discard)
+    builder.call(raw_free, [kept])
+    builder.branch(allocate)
+    builder.position_at_end(allocate)
+    fresh = builder.call(raw_malloc, [needed])
+    builder.require(builder.icmp_unsigned("!=", fresh, null))  # the Python path reports it
+    builder.store(needed, fresh)
+    allocated_block = builder.block
+    builder.branch(ready)
+    builder.position_at_end(ready)
+    block = builder.phi(POINTER, name="workspace")
+    block.add_incoming(kept, inspect)
+    block.add_incoming(fresh, allocated_block)
+
+    def give_back():
+        """Keep the block for the next call (freeing one another thread kept meanwhile)."""
+        other = builder.atomic_rmw("xchg", slot, block, "seq_cst")
+        free = fast.append_basic_block("workspace.free")
+        done = fast.append_basic_block("workspace.kept_again")
+        builder.cbranch(builder.icmp_unsigned("!=", other, null), free, done)
+        builder.position_at_end(free)
+        builder.call(raw_free, [other])
+        builder.branch(done)
+        builder.position_at_end(done)
     address = builder.ptrtoint(block, INDEX)
-    base = builder.and_(builder.add(address, INDEX(_WORKSPACE_ALIGNMENT - 1)),
+    base = builder.and_(builder.add(address, INDEX(2 * _WORKSPACE_ALIGNMENT - 1)),
                         INDEX(-_WORKSPACE_ALIGNMENT))
     base = builder.gep(block, [builder.sub(base, address)], source_etype=byte)
 
@@ -436,7 +441,7 @@ def add_call_entry(module, kernel, name, layouts, size_count, dtype, outputs, wo
         builder.position_at_end(failed)
         for earlier in arrays:
             builder.call(decref, [earlier])
-        builder.call(raw_free, [block])
+        give_back()
         builder.ret(null)
         builder.position_at_end(allocated)
         arrays.append(array)
@@ -454,7 +459,7 @@ def add_call_entry(module, kernel, name, layouts, size_count, dtype, outputs, wo
     state = builder.call(save, [])
     builder.call(kernel, [sizes, buffers])
     builder.call(restore, [state])
-    builder.call(raw_free, [block])
+    give_back()
     result = builder.call(tuple_new, [INDEX(len(arrays))])
     for index, array in enumerate(arrays):
         builder.call(tuple_set, [result, INDEX(index), array])

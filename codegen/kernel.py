@@ -2,10 +2,11 @@
 
 import ctypes
 import math
+import weakref
 
 import numpy as np
 
-from codegen import cache, fastcall, parallel
+from codegen import cache, fastcall, parallel, workers
 from codegen.jit import CompiledModule
 from codegen.lower import is_large, lower_function
 from codegen.lower_tensor import lower_tensor_function, plan_tensor_function
@@ -271,24 +272,27 @@ class TensorKernel:
         self._step_shapes = [self._template(step.shape) if step.chunked else None
                              for step in self.schedule.steps]
         self._chunked_shapes = [shape for shape in self._step_shapes if shape is not None]
-        self._step_entries = None
-        self.compiled = self._compile(fast_entry=fast, array_new=fastcall.array_new_index())
+        self._products = [self._template((step.nodes[0].shape[0], step.nodes[0].args[0].shape[1],
+                                          step.nodes[0].shape[1]))
+                          for step in self.schedule.steps if step.kind == "matmul"]
+        # (The symbols the threads' code calls are registered before it is built or loaded.)
+        self.compiled = self._compile(fast_entry=fast, array_new=fastcall.array_new_index(),
+                                      yield_symbol=workers.symbols()[0])
+        self._parallel_address = self.compiled.address(f"{name}.parallel")
         self._entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(
             self.compiled.address(name))
-        self._fast = self._check_native = self._call_native = None
-        if fast:
-            self._fast, self._fast_keepalive = fastcall.make_callable(
-                self.compiled.address(f"{name}.fast"), None, name, flags=fastcall.METH_FASTCALL)
-            self._check_native, self._check_keepalive = fastcall.make_callable(
-                self.compiled.address(f"{name}.check"), None, f"{name}.check",
+        self._call_native = None
+        if fast and fastcall.array_new_index() is not None:
+            self._call_native, self._call_keepalive = fastcall.make_callable(
+                self.compiled.address(f"{name}.call"), None, f"{name}.call",
                 flags=fastcall.METH_FASTCALL)
-            if fastcall.array_new_index() is not None:
-                self._call_native, self._call_keepalive = fastcall.make_callable(
-                    self.compiled.address(f"{name}.call"), None, f"{name}.call",
-                    flags=fastcall.METH_FASTCALL)
+            # The temporaries the call entry keeps are freed with the kernel (the finalizer
+            # holds the module, so it is still there).
+            weakref.finalize(self, _release, ctypes.CFUNCTYPE(None)(
+                self.compiled.address(f"{name}.release")), self.compiled)
 
     def _compile(self, **options):
-        """The kernel's module (``fast_entry``), or its steps alone (``steps_only``)."""
+        """The kernel's module."""
         gemm = self._planned[1]
         return CompiledModule(
             lambda: lower_tensor_function(self.function, self.name, planned=self._planned,
@@ -382,12 +386,10 @@ class TensorKernel:
             outputs = self._call_native(*values)
             if outputs is not None:
                 return outputs
-        # Arrays exactly as the kernel wants them are checked natively; then Python floats
-        # for scalars, quickly; anything else by the full checks, which convert and report.
-        sizes = self._check_native(*values) if self._check_native is not None else None
-        if sizes is None:
-            values = list(values)
-            sizes = self._sizes_if_ready(values)
+        # Arrays exactly as the kernel wants them and Python floats for scalars are checked
+        # quickly; anything else by the full checks, which convert and report.
+        values = list(values)
+        sizes = self._sizes_if_ready(values)
         if sizes is None:
             found = {}
             values = [self._check(node, value, found)
@@ -401,12 +403,8 @@ class TensorKernel:
         size_array, temporaries, large, output_shapes = workspace
         outputs = list(map(np.empty, output_shapes, self._dtypes))
         if large:
-            # A large call runs step by step, even on one thread: the same native code on the
-            # same chunks whatever the number of threads, hence the same results.
             self._run_threaded(parallel.num_threads(), sizes, size_array,
                                [*values, *outputs, *temporaries])
-        elif self._fast is not None:
-            self._fast(size_array, *values, *outputs, *temporaries)
         else:
             buffers = [*values, *outputs, *temporaries]
             pointers = (ctypes.c_void_p * len(buffers))(*[b.ctypes.data for b in buffers])
@@ -418,27 +416,16 @@ class TensorKernel:
         return outputs
 
     def _run_threaded(self, threads, sizes, size_array, buffers):
-        """Run the steps one by one, the chunks of each shared among ``threads`` threads:
-        the same native code on the same chunks as a serial call, hence the same results."""
-        if self._step_entries is None:
-            self._steps_compiled = self._compile(steps_only=True)
-            signature = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                                         ctypes.c_int64)
-            self._step_entries = [
-                signature(self._steps_compiled.address(f"{self.name}.step{k}"))
-                for k in range(len(self.schedule.steps))]
-        size_pointer = size_array.ctypes.data
+        """Run ``NAME.parallel`` on ``threads`` threads at once (the calling thread is one, the
+        others :mod:`codegen.workers`): each takes its share of every step, the same native
+        code on fewer chunks or columns whatever the number of threads, hence the same
+        results."""
         pointers = (ctypes.c_void_p * len(buffers))(*[b.ctypes.data for b in buffers])
-        for shape, entry in zip(self._step_shapes, self._step_entries):
-            if shape is None:
-                entry(size_pointer, pointers, 0, 0)
-                continue
-            rows, *row = self._concrete(shape, sizes)
-            _, count = chunking(rows, math.prod(row))
-
-            def run_range(first, last, entry=entry):
-                entry(size_pointer, pointers, first, last)
-            parallel.run_chunks(run_range, count, threads)
+        barrier = np.zeros(16, np.int64)               # arrivals, then the generation
+        # Never more threads than CPUs: waiting threads spin.  (Results do not change.)
+        threads = max(1, min(threads, parallel.available_cpus()))
+        workers.run(self._parallel_address, size_array.ctypes.data, pointers, threads,
+                    barrier.ctypes.data)
 
     def _sizes_if_ready(self, values):
         """The symbolic sizes, when every value is already a C-contiguous array of the kernel's
@@ -485,9 +472,11 @@ class TensorKernel:
             _, count = chunking(rows, math.prod(row))
             temporaries.append(np.empty((count,) + self._concrete(shape, sizes),
                                         self._numpy_dtype))
-        chunked = sum(math.prod(self._concrete(shape, sizes)) for shape in self._chunked_shapes)
+        work = sum(math.prod(self._concrete(shape, sizes)) for shape in self._chunked_shapes)
+        work += sum(math.prod(self._concrete(shape, sizes))
+                    for shape in self._products) // parallel.MULTIPLY_ADDS_PER_ELEMENT
         return (np.array(sizes or (0,), np.int64), temporaries,
-                chunked >= parallel.MIN_PARALLEL_ELEMENTS,
+                work >= parallel.MIN_PARALLEL_ELEMENTS,
                 [self._concrete(shape, sizes) for shape in self._output_shapes])
 
     def _give_back_workspace(self, sizes, workspace):
@@ -514,6 +503,10 @@ class FunctionKernel(TensorKernel):
     def __repr__(self):
         return f"<symgrad.FunctionKernel ({', '.join(self.input_names)}) -> " \
                f"({', '.join(self.function.output_names)}) {self.dtype}>"
+
+
+def _release(release, compiled):
+    release()
 
 
 def _shape_text(shape):

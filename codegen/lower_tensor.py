@@ -11,11 +11,13 @@ loop nest; elementwise work is fused into the loops that need it.
 """
 
 import math
+import os
 
 from llvmlite import ir as llvm_ir
 
+from codegen import gemm as gemm_library, parallel, workers
 from codegen.blas import find_gemm
-from codegen.fastcall import add_buffers_entry, add_call_entry, add_check_entry
+from codegen.fastcall import add_call_entry, add_release_entry
 from codegen.mathlib import LOWERING_RULES, MathDeclarations, fused_routine
 from codegen.schedule import CHUNK_ELEMENTS, IMMEDIATE_OPS, schedule
 from codegen.types import INDEX, POINTER, llvm_type
@@ -59,7 +61,9 @@ def _chunking(builder, rows, row_size):
 def _workspace(function, plan):
     """For :func:`codegen.fastcall.add_call_entry`: emits the element counts of the
     temporaries (the schedule's, then the partials of reductions over chunks, as
-    ``TensorKernel._new_workspace`` allocates them) and the elements of the chunked steps."""
+    ``TensorKernel._new_workspace`` allocates them) and the work of a call (the elements of
+    the chunked steps and the multiply-adds of the products, as ``_new_workspace`` counts
+    them)."""
     names = function.size_names
 
     def emit(builder, size):
@@ -74,12 +78,57 @@ def _workspace(function, plan):
             rows = count(step_shape[:1])
             _, chunks = _chunking(builder, rows, count(step_shape[1:]))
             counts.append(builder.mul(chunks, count(node.shape)))
-        work = INDEX(0)
+        work, products = INDEX(0), INDEX(0)
         for step in plan.steps:
             if step.chunked:
                 work = builder.add(work, count(step.shape))
-        return counts, work
+            if step.kind == "matmul":
+                node = step.nodes[0]
+                products = builder.add(products, count(
+                    (node.shape[0], node.args[0].shape[1], node.shape[1])))
+        return counts, builder.add(work, builder.sdiv(
+            products, INDEX(parallel.MULTIPLY_ADDS_PER_ELEMENT)))
     return emit
+
+
+def _barrier_function(module, yield_symbol):
+    """``symgrad.barrier(barrier, threads)``: returns once ``threads`` threads have called it
+    (``barrier``: an arrival count, then 64 bytes on, a generation, both zero at first; not
+    read by a thread alone).
+    Waiting threads spin (:func:`codegen.workers.emit_spin`)."""
+    existing = module.globals.get("symgrad.barrier")
+    if existing is not None:
+        return existing
+    function = llvm_ir.Function(module, llvm_ir.FunctionType(llvm_ir.VoidType(),
+                                                             [POINTER, INDEX]), "symgrad.barrier")
+    function.linkage = "internal"
+    function.attributes.add("noinline")     # else the optimiser copies steps around it
+    count, threads = function.args
+    builder = llvm_ir.IRBuilder(function.append_basic_block("entry"))
+    alone = function.append_basic_block("alone")
+    shared = function.append_basic_block("shared")
+    builder.cbranch(builder.icmp_signed("==", threads, INDEX(1)), alone, shared)
+    builder.position_at_end(alone)
+    builder.ret_void()
+    builder.position_at_end(shared)
+    generation_slot = builder.gep(count, [INDEX(8)], source_etype=INDEX)
+    generation = builder.load_atomic(generation_slot, "seq_cst", 8, typ=INDEX)
+    arrived = builder.atomic_rmw("add", count, INDEX(1), "seq_cst")
+    release = function.append_basic_block("release")
+    wait = function.append_basic_block("wait")
+    builder.cbranch(builder.icmp_signed("==", arrived, builder.sub(threads, INDEX(1))),
+                    release, wait)
+    builder.position_at_end(release)
+    # (Stores as exchanges: llvmlite's atomic store wants typed pointers.)
+    builder.atomic_rmw("xchg", count, INDEX(0), "seq_cst")
+    builder.atomic_rmw("xchg", generation_slot, builder.add(generation, INDEX(1)), "seq_cst")
+    builder.ret_void()
+    builder.position_at_end(wait)
+    workers.emit_spin(builder, function, lambda b: b.icmp_signed(
+        "!=", b.load_atomic(generation_slot, "seq_cst", 8, typ=INDEX), generation),
+        yield_symbol, label="barrier")
+    builder.ret_void()
+    return function
 
 
 class _Loaded(dict):
@@ -436,6 +485,9 @@ class _Lowering:
         numbers = [d for d in dimensions if not isinstance(d, str)]
         if len(numbers) >= 2 and math.prod(numbers) <= TINY_PRODUCT:
             return False
+        if isinstance(self.gemm, gemm_library.Library):
+            self.own_matmul(node, slot, left, right)
+            return True
         element = llvm_type(node.dtype)
         integer = llvm_ir.IntType(64 if self.gemm.ilp64 else 32)
         enum = llvm_ir.IntType(32)
@@ -467,6 +519,23 @@ class _Lowering:
             leading(right_ld), llvm_ir.Constant(element, 0.0), self.buffers[slot],
             leading(columns)])
         return True
+
+    def own_matmul(self, node, slot, left, right):
+        """C = A @ B through symgrad's GEMM (:mod:`codegen.gemm`), operands read in place."""
+        def strides(operand):
+            transposed, leading = operand
+            leading = self.extent(leading)
+            return (INDEX(1), leading) if transposed else (leading, INDEX(1))
+        rows, columns = node.shape
+        bases = [self.access(a)[0] for a in node.args]
+        # The step computes the columns step_range[0] .. step_range[1] - 1 (all of them in the
+        # serial kernel, a thread's share in the parallel one).
+        self.column_steps[self.step_number] = columns
+        columns = self.extent(columns)
+        self.builder.call(gemm_library.declare(self.module, node.dtype), [
+            self.extent(rows), columns, self.extent(node.args[0].shape[1]),
+            bases[0], *strides(left), bases[1], *strides(right), self.buffers[slot], columns,
+            *self.step_range])
 
     def matmul(self, step):
         (node,), (slot,) = step.nodes, step.slots
@@ -506,45 +575,95 @@ class _Lowering:
     def position(self, node):
         return self.order_index[id(node)]
 
-    def run(self, steps_only=False):
-        """Emit the step functions and the kernel; returns the kernel's LLVM function.
+    def run(self):
+        """Emit the step functions, ``NAME.parallel`` and the kernel; returns the kernel.
 
-        The kernel inlines its steps.  With ``steps_only``, the module holds the step
-        functions alone, for threads to call (a module of its own, compiled when a call first
-        runs threaded: every function costs code generation time)."""
+        ``NAME.parallel(sizes, buffers, thread, threads, barrier)`` is run by ``threads``
+        threads at once: each takes its share of the chunks of a chunked step and of the
+        columns of a matrix product, thread 0 alone runs the other steps, and all wait at
+        ``barrier`` between steps.  The kernel ``NAME(sizes, buffers)`` is thread 0 of 1.  A
+        thread's share of a step is the same native code on fewer chunks or columns, so the
+        results do not depend on the number of threads."""
         lowering = {"elementwise": self.elementwise, "copy": self.copy,
                     "matmul": self.matmul, "combine": self.combine}
         step_type = llvm_ir.FunctionType(llvm_ir.VoidType(), [POINTER, POINTER, INDEX, INDEX])
         step_functions = []
+        self.column_steps = {}
         for number, step in enumerate(self.plan.steps):
             step_function = llvm_ir.Function(self.module, step_type,
                                              name=f"{self.name}.step{number}")
-            if steps_only:
-                step_function.attributes.add("noinline")
-            else:
-                step_function.linkage = "internal"
-                step_function.attributes.add("alwaysinline")
+            step_function.linkage = "internal"
+            step_function.attributes.add("alwaysinline")
             self.begin_function(step_function)
             first, last = step_function.args[2:]
             first.name, last.name = "first", "last"
+            self.step_range, self.step_number = (first, last), number
             if step.chunked:
                 self.chunk_loop(step, first, last, lowering[step.kind])
             else:
                 lowering[step.kind](step)
             self.end_function()
             step_functions.append(step_function)
-        if steps_only:
-            return None
+        parallel_function = self.parallel_function(step_functions)
 
         kernel = llvm_ir.Function(self.module, llvm_ir.FunctionType(
             llvm_ir.VoidType(), [POINTER, POINTER]), name=self.name)
-        self.begin_function(kernel)
         sizes, buffers = kernel.args
-        for step, step_function in zip(self.plan.steps, step_functions):
-            count = self.chunks(step.shape, self.prologue)[1] if step.chunked else INDEX(0)
-            self.builder.call(step_function, [sizes, buffers, INDEX(0), count])
-        self.end_function()
+        builder = llvm_ir.IRBuilder(kernel.append_basic_block("entry"))
+        builder.call(parallel_function, [sizes, buffers, INDEX(0), INDEX(1),
+                                         llvm_ir.Constant(POINTER, None)])
+        builder.ret_void()
         return kernel
+
+    def parallel_function(self, step_functions):
+        """``NAME.parallel(sizes, buffers, thread, threads, barrier)``: see :meth:`run`."""
+        function = llvm_ir.Function(self.module, llvm_ir.FunctionType(
+            llvm_ir.VoidType(), [POINTER, POINTER, INDEX, INDEX, POINTER]),
+            name=f"{self.name}.parallel")
+        function.attributes.add("noinline")         # one copy of the steps in the module
+        self.begin_function(function)
+        sizes, buffers, thread, threads, barrier = function.args
+        thread.name, threads.name, barrier.name = "thread", "threads", "barrier"
+        wait = _barrier_function(self.module, self.yield_symbol)
+        builder = self.builder
+        def branch(condition, label):
+            """Emit ``if condition:`` (the body to follow), returning the block after it."""
+            body = function.append_basic_block(f"{label}.then")
+            after = function.append_basic_block(f"{label}.after")
+            builder.cbranch(condition, body, after)
+            builder.position_at_end(body)
+            return after
+
+        def share(count, label):
+            """This thread's part of ``count`` units: [count t / T, count (t + 1) / T).  (No
+            branch for a thread alone: the optimiser would copy the steps for that case.)"""
+            return (builder.sdiv(builder.mul(count, thread), threads),
+                    builder.sdiv(builder.mul(count, builder.add(thread, INDEX(1))), threads))
+        for number, (step, step_function) in enumerate(zip(self.plan.steps, step_functions)):
+            if step.chunked:
+                first, last = share(self.chunks(step.shape, self.prologue)[1], f"step{number}")
+                builder.call(step_function, [sizes, buffers, first, last])
+            elif number in self.column_steps:
+                # Columns in whole tiles of the GEMM, as long as there are enough.
+                columns = self.extent(self.column_steps[number])
+                unit = INDEX(self.gemm.column_tile)
+                units = builder.sdiv(builder.add(columns, builder.sub(unit, INDEX(1))), unit)
+                first, last = share(units, f"step{number}")
+
+                def clamp(value):
+                    value = builder.mul(value, unit)
+                    return builder.select(builder.icmp_signed("<", value, columns), value,
+                                          columns)
+                builder.call(step_function, [sizes, buffers, clamp(first), clamp(last)])
+            else:
+                after = branch(builder.icmp_signed("==", thread, INDEX(0)), f"step{number}")
+                builder.call(step_function, [sizes, buffers, INDEX(0), INDEX(0)])
+                builder.branch(after)
+                builder.position_at_end(after)
+            if number + 1 < len(self.plan.steps):
+                builder.call(wait, [barrier, threads])
+        self.end_function()
+        return function
 
     def chunk_loop(self, step, first, last, lower_step):
         """The chunks ``first`` to ``last - 1`` of a chunked step, one after the other."""
@@ -563,8 +682,10 @@ class _Lowering:
 def plan_tensor_function(function, use_blas=True):
     """Check that ``function`` can be lowered and schedule it: ``(schedule, gemm)``.
 
-    With ``use_blas`` (and a BLAS found by :func:`codegen.blas.find_gemm`), matrix products
-    call ``cblas_?gemm`` (``gemm``); otherwise they are loop nests (``gemm`` is None).
+    With ``use_blas``, matrix products call symgrad's GEMM (``gemm``: a
+    :class:`codegen.gemm.Library`), or with ``$SYMGRAD_GEMM=blas`` numpy's OpenBLAS
+    (:func:`codegen.blas.find_gemm`); otherwise, or with ``$SYMGRAD_BLAS=0``, they are loop
+    nests (``gemm`` is None).
     """
     for node in function.outputs:
         if node.dtype == "bool":
@@ -573,37 +694,45 @@ def plan_tensor_function(function, use_blas=True):
     if len(float_dtypes) > 1:
         raise TensorLoweringError(
             f"a kernel computes in one float dtype, got {sorted(float_dtypes)}")
-    gemm = find_gemm() if use_blas else None
+    library = os.environ.get("SYMGRAD_GEMM", "symgrad")
+    if library not in ("symgrad", "blas"):
+        raise ValueError(f"SYMGRAD_GEMM must be 'symgrad' or 'blas', got {library!r}")
+    gemm = None
+    if use_blas and os.environ.get("SYMGRAD_BLAS", "1") != "0":
+        if library == "blas":
+            gemm = find_gemm()
+        elif float_dtypes:
+            gemm = gemm_library.library(next(iter(float_dtypes)))
     return schedule(function, blas=gemm is not None), gemm
 
 
 def lower_tensor_function(function, name="symgrad_kernel", use_blas=True, fast_entry=False,
-                          planned=None, steps_only=False, array_new=None):
+                          planned=None, array_new=None, yield_symbol=None):
     """Lower ``function`` to an LLVM module; returns ``(module, schedule)``.
 
     ``planned`` is the result of :func:`plan_tensor_function` where already computed
-    (``use_blas`` then does not matter).  With ``fast_entry``, the module also holds
-    ``NAME.fast``, the direct entry from Python (:func:`codegen.fastcall.add_buffers_entry`), and
-    ``NAME.check``, which checks the arguments (:func:`codegen.fastcall.add_check_entry`);
-    with ``array_new`` too (see :func:`codegen.fastcall.array_new_index`), ``NAME.call``, the
-    whole call of a small kernel in native code (:func:`codegen.fastcall.add_call_entry`).
-    With ``steps_only``, it holds the step functions ``NAME.stepK`` alone, for threads.
+    (``use_blas`` then does not matter).  With ``fast_entry`` and ``array_new`` (see
+    :func:`codegen.fastcall.array_new_index`), the module also holds ``NAME.call``, the whole
+    call of a small kernel in native code (:func:`codegen.fastcall.add_call_entry`).
+    It also holds ``NAME.parallel``, which threads run together (see :meth:`_Lowering.run`);
+    waiting threads call ``yield_symbol`` (see :func:`codegen.workers.symbols`) now and then,
+    where given.
     """
     plan, gemm = planned if planned is not None else plan_tensor_function(function, use_blas)
     module = llvm_ir.Module(name=name)
     lowering = _Lowering(function, plan, module, name, gemm)
-    kernel = lowering.run(steps_only)
-    if fast_entry and not steps_only:
-        add_buffers_entry(module, kernel, lowering.buffer_count, f"{name}.fast")
+    lowering.yield_symbol = yield_symbol
+    kernel = lowering.run()
+    if fast_entry and array_new is not None:
         names = function.size_names
-        layouts = [tuple(~names.index(d) if isinstance(d, str) else d for d in node.shape)
-                   for node in function.inputs]
+
+        def template(shape):
+            return tuple(~names.index(d) if isinstance(d, str) else d for d in shape)
         dtypes = {n.dtype for n in function.nodes} - {"bool"}
-        dtype = dtypes.pop() if dtypes else "float64"
-        add_check_entry(module, layouts, len(names), dtype, f"{name}.check")
-        if array_new is not None:
-            outputs = [tuple(~names.index(d) if isinstance(d, str) else d for d in node.shape)
-                       for node in function.outputs]
-            add_call_entry(module, kernel, f"{name}.call", layouts, len(names), dtype, outputs,
-                           _workspace(function, plan), array_new)
+        add_call_entry(module, kernel, f"{name}.call", [template(n.shape) for n in
+                                                        function.inputs],
+                       len(names), dtypes.pop() if dtypes else "float64",
+                       [template(n.shape) for n in function.outputs],
+                       _workspace(function, plan), array_new)
+        add_release_entry(module, f"{name}.release", f"{name}.call")
     return module, plan

@@ -1,14 +1,14 @@
-"""Threads over the batch for large kernels.
+"""Threads for large kernel calls: how many, and the pool for elementwise kernels.
 
-A tensor kernel's elementwise steps run in chunks of rows (:func:`codegen.schedule.chunking`),
-and each step is also a native function of its own.  When a call has enough work, the kernel
-runs its steps one after the other from Python, handing the chunks of each step to a pool of
-threads (the native calls release the GIL).  The chunks are fixed by the sizes alone and
-partial sums are added in chunk order, so the results are the same, bit for bit, whatever the
-number of threads.
+A tensor kernel call with enough work (:data:`MIN_PARALLEL_ELEMENTS`) runs on several threads
+at once (:mod:`codegen.workers`): each takes its share of the chunks of rows of every
+elementwise step (:func:`codegen.schedule.chunking`) and of the columns of every matrix
+product, with barriers between steps.  The chunks are fixed by the sizes alone, partial sums
+are added in chunk order, and every element of a product is computed the same way whatever
+thread computes it, so the results are the same, bit for bit, whatever the number of threads.
 
 An elementwise kernel (compiled from a scalar formula) computes every element alone: a large
-call hands contiguous blocks of elements to the threads.
+call hands contiguous blocks of elements to the threads of a Python pool.
 
 The number of threads is ``$SYMGRAD_NUM_THREADS`` if set, else the number of CPUs this
 process may use; :func:`set_num_threads` changes it.
@@ -16,12 +16,16 @@ process may use; :func:`set_num_threads` changes it.
 
 import concurrent.futures
 import os
+import platform
 import threading
 
-#: A tensor kernel call runs step by step on threads only when its chunked steps have at
-#: least this many elements together (below, one native call costs less than the steps'
-#: dispatch saves).
+#: A tensor kernel call runs on threads only when its work (the elements of its chunked
+#: steps, and its matrix products' multiply-adds, see below) reaches this (below, one native
+#: call costs less than the threads' dispatch saves).
 MIN_PARALLEL_ELEMENTS = 1 << 18
+
+#: ... counting this many multiply-adds of matrix products as one element.
+MULTIPLY_ADDS_PER_ELEMENT = 16
 
 #: An elementwise (scalar) kernel shares its elements among threads, in blocks of MAP_BLOCK,
 #: from this many elements.
@@ -33,7 +37,8 @@ _pool = {"executor": None, "workers": 0}
 _lock = threading.Lock()
 
 
-def _available_cpus():
+def available_cpus():
+    """The number of CPUs this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:                    # not on Linux
@@ -54,7 +59,7 @@ def num_threads():
         if threads < 1:
             raise ValueError(f"SYMGRAD_NUM_THREADS must be a positive integer, got {value!r}")
         return threads
-    return _available_cpus()
+    return available_cpus()
 
 
 def set_num_threads(threads):
@@ -105,3 +110,9 @@ def run_chunks(run_range, count, threads):
     finally:
         for future in futures:
             future.result()
+
+
+def pause_instruction():
+    """Whether kernels spin with x86's ``pause``."""
+    return platform.machine().lower() in ("x86_64", "amd64")
+

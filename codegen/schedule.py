@@ -81,7 +81,7 @@ class Schedule:
 
 
 #: Elements per chunk of a chunked step (rows of its first axis, at least one row).
-CHUNK_ELEMENTS = 1 << 14
+CHUNK_ELEMENTS = 1 << 13
 
 
 def chunking(rows, row_size):

@@ -242,10 +242,8 @@ def test_forward_backward_and_loss_are_one_native_call():
     assert len(step.function.outputs) == 1 + 6
 
     calls = []
-    # The native entry in use: the whole call in native code, else the direct entry from
-    # Python, else ctypes.
-    attribute = next(a for a in ("_call_native", "_fast", "_entry")
-                     if getattr(step, a) is not None)
+    # The native entry in use: the whole call in native code, else ctypes.
+    attribute = "_call_native" if step._call_native is not None else "_entry"
     native = getattr(step, attribute)
 
     def counting(*args):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from codegen import parallel
+from codegen import parallel, workers
 from codegen.schedule import CHUNK_ELEMENTS, chunking
 from symgrad.eval import evaluate
 
@@ -49,14 +49,16 @@ def test_results_do_not_depend_on_the_number_of_threads(threads, monkeypatch, n,
     step, shape = _model(k, classes)
     params, x, t = _arguments(shape, n, seed=n)
     shared = []
-    original = parallel.run_chunks
-    monkeypatch.setattr(parallel, "run_chunks", lambda run_range, count, thread_count: (
-        shared.append(count), original(run_range, count, thread_count)))
+    original = workers.run
+    monkeypatch.setattr(workers, "run", lambda *arguments: (
+        shared.append(arguments[3]), original(*arguments)))
+    # As many threads as asked for (a kernel uses at most one per CPU).
+    monkeypatch.setattr(parallel, "available_cpus", lambda: 8)
     results = {}
     for count in (1, 2, 3, 8):
         threads(count)
         results[count] = step(params, x, t)
-    assert max(shared) > 1                      # chunks were shared among threads
+    assert shared == [1, 2, 3, 8]               # every call ran on that many threads
     value, grads = results[1]
     for count, (other_value, other_grads) in results.items():
         assert other_value == value, count
@@ -68,26 +70,46 @@ def test_results_do_not_depend_on_the_number_of_threads(threads, monkeypatch, n,
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
-def test_large_calls_run_step_by_step_and_small_ones_in_one_call(threads, monkeypatch):
+def test_large_calls_run_on_threads_and_small_ones_in_one_call(threads, monkeypatch):
     step, shape = _model()
     calls = []
-    original = parallel.run_chunks
+    original = workers.run
 
-    def counting(run_range, count, thread_count):
-        calls.append((count, thread_count))
-        return original(run_range, count, thread_count)
-    monkeypatch.setattr(parallel, "run_chunks", counting)
+    def counting(*arguments):
+        calls.append(arguments[3])
+        return original(*arguments)
+    monkeypatch.setattr(workers, "run", counting)
+    monkeypatch.setattr(parallel, "available_cpus", lambda: 2)
     threads(2)
     step(*_arguments(shape, 8, seed=0))
     assert calls == []
     n = parallel.MIN_PARALLEL_ELEMENTS // 7
     step(*_arguments(shape, n, seed=0))
-    assert calls and all(thread_count == 2 for _, thread_count in calls)
-    assert max(count for count, _ in calls) == chunking(n, shape[1])[1] > 1     # (n, classes)
-    calls.clear()
+    assert calls == [2]
     threads(1)
     step(*_arguments(shape, n, seed=0))
-    assert calls and all(thread_count == 1 for _, thread_count in calls)
+    assert calls == [2, 1]
+    threads(4)                                  # at most one thread per CPU
+    step(*_arguments(shape, n, seed=0))
+    assert calls == [2, 1, 2]
+
+
+def test_a_call_that_finds_the_workers_busy_runs_alone(threads):
+    # Two Python threads calling at once: one gets the workers, the other runs with one
+    # thread; both give the results of a serial call.
+    import concurrent.futures
+
+    step, shape = _model()
+    arguments = _arguments(shape, parallel.MIN_PARALLEL_ELEMENTS // 7, seed=3)
+    threads(1)
+    value, grads = step(*arguments)
+    threads(2)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: step(*arguments), range(16)))
+    for other_value, other_grads in results:
+        assert other_value == value
+        for got, want in zip(other_grads, grads):
+            np.testing.assert_array_equal(got, want)
 
 
 def test_chunking_is_fixed_by_the_sizes():

@@ -1,0 +1,260 @@
+"""Native worker threads for tensor kernels that run on several threads.
+
+Handing work to a Python thread pool costs tens of microseconds a call (waking a sleeping
+thread), as much as the work of a mid-sized kernel.  The workers here are threads parked in
+native code: after a job they spin for a while (with x86's ``pause``), so that the next call
+finds them awake, and only then sleep between checks.  A call publishes its job (the kernel's
+``NAME.parallel`` function and its arguments) in a shared block, runs thread 0's share itself
+and spins until the workers are done; the kernel's own barriers order the steps.
+
+One job at a time: a call that finds the workers busy (another Python thread's call) runs
+alone, with one thread, which gives the same results.  After ``fork`` a child starts workers
+of its own.
+"""
+
+import ctypes
+import functools
+import os
+import threading
+
+import llvmlite.binding as llvm
+from llvmlite import ir as llvm_ir
+
+from codegen import parallel
+from codegen.fastcall import _c_function
+from codegen.types import INDEX, POINTER
+
+# Words (int64) of the shared block; each group on a cache line of its own.
+_GENERATION, _DONE, _BUSY, _JOB = 0, 8, 16, 24
+_FUNCTION, _SIZES, _BUFFERS, _THREADS, _BARRIER = range(_JOB, _JOB + 5)
+_WORDS = 32
+
+#: An idle worker spins (each spin a ``pause``) for about this many cycles of the time-stamp
+#: counter (some 1.5 ms) before it starts to sleep: enough for the next call of a training
+#: loop, short enough not to take a CPU from other libraries' threads (a BLAS) for long.
+IDLE_CYCLES = 1 << 22
+#: ... or this many spins, where the time-stamp counter reads zero.
+IDLE_SPINS = 1 << 22
+#: Microseconds an idle worker then sleeps between checks.
+IDLE_SLEEP_US = 100
+
+_PARALLEL_TYPE = llvm_ir.FunctionType(llvm_ir.VoidType(),
+                                      [POINTER, POINTER, INDEX, INDEX, POINTER])
+
+
+@functools.lru_cache(maxsize=None)
+def _libc_symbol(name):
+    """Register libc's ``name`` with the JIT as ``symgrad.NAME``; None where it is missing."""
+    try:
+        function = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    llvm.add_symbol(f"symgrad.{name}", ctypes.cast(function, ctypes.c_void_p).value)
+    return f"symgrad.{name}"
+
+
+def symbols():
+    """The libc functions waiting threads call, registered: (sched_yield, usleep) names."""
+    return _libc_symbol("sched_yield"), _libc_symbol("usleep")
+
+
+def emit_spin(builder, function, ready, yield_symbol, sleep_symbol=None, label="spin"):
+    """Emit ``while not ready(builder): wait``, where waiting is a ``pause`` (on x86), with
+    ``sched_yield`` every 1024 spins, or, once ``IDLE_CYCLES`` have passed and
+    ``sleep_symbol`` is given, a sleep of ``IDLE_SLEEP_US``.  Leaves the builder after it."""
+    module = function.module
+    if sleep_symbol is not None:
+        clock = _c_function(module, "llvm.readcyclecounter", INDEX, [])
+        start = builder.call(clock, [])
+    before = builder.block
+    header = function.append_basic_block(f"{label}.check")
+    wait = function.append_basic_block(f"{label}.wait")
+    after = function.append_basic_block(f"{label}.done")
+    builder.branch(header)
+    builder.position_at_end(header)
+    spins = builder.phi(INDEX, name=f"{label}.spins")
+    spins.add_incoming(INDEX(0), before)
+    builder.cbranch(ready(builder), after, wait)
+    builder.position_at_end(wait)
+    if parallel.pause_instruction():
+        builder.call(_c_function(module, "llvm.x86.sse2.pause", llvm_ir.VoidType(), []), [])
+
+    def call_libc(name, arguments, argument_types):
+        builder.call(_c_function(module, name, llvm_ir.IntType(32), argument_types), arguments)
+    if sleep_symbol is not None:
+        sleep = function.append_basic_block(f"{label}.sleep")
+        awake = function.append_basic_block(f"{label}.awake")
+        waited = builder.sub(builder.call(clock, []), start)
+        idle = builder.or_(builder.icmp_unsigned(">=", waited, INDEX(IDLE_CYCLES)),
+                           builder.icmp_signed(">=", spins, INDEX(IDLE_SPINS)))
+        builder.cbranch(idle, sleep, awake)
+        builder.position_at_end(sleep)
+        int32 = llvm_ir.IntType(32)
+        call_libc(sleep_symbol, [int32(IDLE_SLEEP_US)], [int32])
+        builder.branch(awake)
+        builder.position_at_end(awake)
+    if yield_symbol is not None:
+        rest = function.append_basic_block(f"{label}.yield")
+        spin = function.append_basic_block(f"{label}.again")
+        builder.cbranch(builder.icmp_signed("==", builder.and_(spins, INDEX(1023)),
+                                            INDEX(1023)), rest, spin)
+        builder.position_at_end(rest)
+        call_libc(yield_symbol, [], [])
+        builder.branch(spin)
+        builder.position_at_end(spin)
+    spins.add_incoming(builder.add(spins, INDEX(1)), builder.block)
+    builder.branch(header)
+    builder.position_at_end(after)
+
+
+def _word(builder, block, index):
+    return builder.gep(block, [INDEX(index)], source_etype=INDEX)
+
+
+def _load(builder, block, index):
+    return builder.load_atomic(_word(builder, block, index), "seq_cst", 8, typ=INDEX)
+
+
+def _store(builder, block, index, value):
+    # (An exchange: llvmlite's atomic store wants typed pointers.)
+    builder.atomic_rmw("xchg", _word(builder, block, index), value, "seq_cst")
+
+
+def _build_module(yield_symbol, sleep_symbol):
+    module = llvm_ir.Module(name="symgrad.workers")
+
+    # worker(block, index, seen): runs thread index + 1 of every job after generation ``seen``
+    # that has that many threads.
+    # (``seen``: the generation when the worker was started, read before its thread starts,
+    # so that a job published while it starts is not taken for an old one.)
+    worker = llvm_ir.Function(module, llvm_ir.FunctionType(
+        llvm_ir.VoidType(), [POINTER, INDEX, INDEX]), "symgrad.worker")
+    block, index, seen = worker.args
+    entry = worker.append_basic_block("entry")
+    builder = llvm_ir.IRBuilder(entry)
+    seen_slot = builder.alloca(INDEX)
+    builder.store(seen, seen_slot)
+    top = worker.append_basic_block("top")
+    builder.branch(top)
+    builder.position_at_end(top)
+    emit_spin(builder, worker, lambda b: b.icmp_signed(
+        "!=", _load(b, block, _GENERATION), b.load(seen_slot, typ=INDEX)),
+        yield_symbol, sleep_symbol, "idle")
+    generation = _load(builder, block, _GENERATION)
+    builder.store(generation, seen_slot)
+    threads = _load(builder, block, _THREADS)
+    job = [_load(builder, block, k) for k in (_FUNCTION, _SIZES, _BUFFERS, _BARRIER)]
+    # The job read is the one of this generation (else a newer one came meanwhile: go on to it).
+    thread = builder.add(index, INDEX(1))
+    current = builder.icmp_signed("==", _load(builder, block, _GENERATION), generation)
+    run = worker.append_basic_block("run")
+    builder.cbranch(builder.and_(current, builder.icmp_signed("<", thread, threads)), run, top)
+    builder.position_at_end(run)
+    function = builder.inttoptr(job[0], _PARALLEL_TYPE.as_pointer())
+    sizes, buffers, barrier = [builder.inttoptr(value, POINTER) for value in job[1:]]
+    builder.call(function, [sizes, buffers, thread, threads, barrier])
+    builder.atomic_rmw("add", _word(builder, block, _DONE), INDEX(1), "seq_cst")
+    builder.branch(top)
+
+    # run(block, function, sizes, buffers, threads, barrier): the calling thread's side.
+    runner = llvm_ir.Function(module, llvm_ir.FunctionType(
+        llvm_ir.VoidType(), [POINTER, _PARALLEL_TYPE.as_pointer(), POINTER, POINTER, INDEX,
+                             POINTER]), "symgrad.run_parallel")
+    block, callee, sizes, buffers, threads, barrier = runner.args
+    builder = llvm_ir.IRBuilder(runner.append_basic_block("entry"))
+    taken = builder.cmpxchg(_word(builder, block, _BUSY), INDEX(0), INDEX(1), "seq_cst",
+                            "seq_cst")
+    shared = runner.append_basic_block("shared")
+    alone = runner.append_basic_block("alone")
+    builder.cbranch(builder.extract_value(taken, 1), shared, alone)
+    builder.position_at_end(alone)
+    builder.call(callee, [sizes, buffers, INDEX(0), INDEX(1), barrier])
+    builder.ret_void()
+
+    builder.position_at_end(shared)
+    _store(builder, block, _DONE, INDEX(0))
+    for slot, value in ((_FUNCTION, callee), (_SIZES, sizes), (_BUFFERS, buffers),
+                        (_BARRIER, barrier)):
+        _store(builder, block, slot, builder.ptrtoint(value, INDEX))
+    _store(builder, block, _THREADS, threads)
+    builder.atomic_rmw("add", _word(builder, block, _GENERATION), INDEX(1), "seq_cst")
+    builder.call(callee, [sizes, buffers, INDEX(0), threads, barrier])
+    expected = builder.sub(threads, INDEX(1))
+    emit_spin(builder, runner, lambda b: b.icmp_signed(
+        ">=", _load(b, block, _DONE), expected), yield_symbol, label="join")
+    _store(builder, block, _BUSY, INDEX(0))
+    builder.ret_void()
+    return module
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled():
+    from codegen.jit import CompiledModule
+    yield_symbol, sleep_symbol = symbols()
+    compiled = CompiledModule(lambda: _build_module(yield_symbol, sleep_symbol),
+                              f"symgrad workers: {yield_symbol} {sleep_symbol}")
+    worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(
+        compiled.address("symgrad.worker"))
+    run = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                           ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)(
+        compiled.address("symgrad.run_parallel"))
+    # The workers run this code until the process ends: it must outlive the interpreter's
+    # teardown, so one reference is never given back.
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(compiled))
+    return compiled, worker, run
+
+
+_state = {"block": None, "workers": 0}
+_lock = threading.Lock()
+
+
+def _forget():
+    # A forked child has no worker threads: it starts its own, on a block of its own.
+    _state["block"] = None
+    _state["workers"] = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget)
+
+
+def _shared_block():
+    """The block the workers and callers share: zeroed memory that is never freed (the
+    workers read it until the process ends, after the interpreter's own memory is gone)."""
+    libc = ctypes.CDLL(None)
+    libc.calloc.restype = ctypes.c_void_p
+    libc.calloc.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
+    address = libc.calloc(_WORDS, 8)
+    if not address:
+        raise MemoryError("no memory for the worker threads' shared block")
+    return (ctypes.c_int64 * _WORDS).from_address(address)
+
+
+def _workers(count):
+    """The shared block, with at least ``count`` workers started on it."""
+    _, worker, _ = _compiled()
+    with _lock:
+        if _state["block"] is None:
+            _state["block"] = _shared_block()
+        block = _state["block"]
+        while _state["workers"] < count:
+            index = _state["workers"]
+            # Daemon threads parked in native code (the call releases the GIL) for good.
+            # A job in flight now (another thread's) needs only the workers it found.
+            threading.Thread(target=worker, args=(ctypes.addressof(block), index, block[0]),
+                             daemon=True, name=f"symgrad-worker-{index}").start()
+            _state["workers"] += 1
+        return block
+
+
+def run(function_address, sizes, buffers, threads, barrier):
+    """Run the kernel function ``function_address`` (``NAME.parallel``) on ``threads``
+    threads, the calling one included (the GIL released meanwhile)."""
+    if threads <= 1:
+        ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                         ctypes.c_int64, ctypes.c_void_p)(function_address)(
+            sizes, buffers, 0, 1, barrier)
+        return
+    block = _workers(threads - 1)
+    _compiled()[2](ctypes.addressof(block), function_address, sizes, buffers, threads,
+                   barrier)
