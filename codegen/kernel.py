@@ -9,7 +9,7 @@ import numpy as np
 from codegen import cache, fastcall, parallel, workers
 from codegen.jit import CompiledModule
 from codegen.lower import is_large, lower_function
-from codegen.lower_tensor import lower_tensor_function, plan_tensor_function
+from codegen.lower_tensor import STATE_WORDS, lower_tensor_function, plan_tensor_function
 from codegen.schedule import chunking
 from symgrad.arguments import bind
 from symgrad.printing import function_to_text
@@ -279,6 +279,7 @@ class TensorKernel:
         self.compiled = self._compile(fast_entry=fast, array_new=fastcall.array_new_index(),
                                       yield_symbol=workers.symbols()[0])
         self._parallel_address = self.compiled.address(f"{name}.parallel")
+        self._state_words = STATE_WORDS * len(self.schedule.steps)
         self._entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(
             self.compiled.address(name))
         self._call_native = None
@@ -417,15 +418,14 @@ class TensorKernel:
 
     def _run_threaded(self, threads, sizes, size_array, buffers):
         """Run ``NAME.parallel`` on ``threads`` threads at once (the calling thread is one, the
-        others :mod:`codegen.workers`): each takes its share of every step, the same native
-        code on fewer chunks or columns whatever the number of threads, hence the same
-        results."""
+        others :mod:`codegen.workers`): they share the units of work of every step, each the
+        same native code whatever thread runs it, hence the same results."""
         pointers = (ctypes.c_void_p * len(buffers))(*[b.ctypes.data for b in buffers])
-        barrier = np.zeros(16, np.int64)               # arrivals, then the generation
+        state = np.zeros(self._state_words, np.int64)  # the steps' counters of units
         # Never more threads than CPUs: waiting threads spin.  (Results do not change.)
         threads = max(1, min(threads, parallel.available_cpus()))
         workers.run(self._parallel_address, size_array.ctypes.data, pointers, threads,
-                    barrier.ctypes.data)
+                    state.ctypes.data)
 
     def _sizes_if_ready(self, values):
         """The symbolic sizes, when every value is already a C-contiguous array of the kernel's

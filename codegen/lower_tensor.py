@@ -35,6 +35,11 @@ STEP_LOWERING = {
 }
 
 
+# Words (int64) of a threaded call's state per step: the units claimed, the units finished
+# (then padding, so that steps' counters do not share a cache line).
+STATE_WORDS = 8
+
+
 # A matrix product whose fixed dimensions multiply to at most this is a loop nest, not a
 # BLAS call (see _Lowering.blas_matmul).
 TINY_PRODUCT = 64
@@ -89,46 +94,6 @@ def _workspace(function, plan):
         return counts, builder.add(work, builder.sdiv(
             products, INDEX(parallel.MULTIPLY_ADDS_PER_ELEMENT)))
     return emit
-
-
-def _barrier_function(module, yield_symbol):
-    """``symgrad.barrier(barrier, threads)``: returns once ``threads`` threads have called it
-    (``barrier``: an arrival count, then 64 bytes on, a generation, both zero at first; not
-    read by a thread alone).
-    Waiting threads spin (:func:`codegen.workers.emit_spin`)."""
-    existing = module.globals.get("symgrad.barrier")
-    if existing is not None:
-        return existing
-    function = llvm_ir.Function(module, llvm_ir.FunctionType(llvm_ir.VoidType(),
-                                                             [POINTER, INDEX]), "symgrad.barrier")
-    function.linkage = "internal"
-    function.attributes.add("noinline")     # else the optimiser copies steps around it
-    count, threads = function.args
-    builder = llvm_ir.IRBuilder(function.append_basic_block("entry"))
-    alone = function.append_basic_block("alone")
-    shared = function.append_basic_block("shared")
-    builder.cbranch(builder.icmp_signed("==", threads, INDEX(1)), alone, shared)
-    builder.position_at_end(alone)
-    builder.ret_void()
-    builder.position_at_end(shared)
-    generation_slot = builder.gep(count, [INDEX(8)], source_etype=INDEX)
-    generation = builder.load_atomic(generation_slot, "seq_cst", 8, typ=INDEX)
-    arrived = builder.atomic_rmw("add", count, INDEX(1), "seq_cst")
-    release = function.append_basic_block("release")
-    wait = function.append_basic_block("wait")
-    builder.cbranch(builder.icmp_signed("==", arrived, builder.sub(threads, INDEX(1))),
-                    release, wait)
-    builder.position_at_end(release)
-    # (Stores as exchanges: llvmlite's atomic store wants typed pointers.)
-    builder.atomic_rmw("xchg", count, INDEX(0), "seq_cst")
-    builder.atomic_rmw("xchg", generation_slot, builder.add(generation, INDEX(1)), "seq_cst")
-    builder.ret_void()
-    builder.position_at_end(wait)
-    workers.emit_spin(builder, function, lambda b: b.icmp_signed(
-        "!=", b.load_atomic(generation_slot, "seq_cst", 8, typ=INDEX), generation),
-        yield_symbol, label="barrier")
-    builder.ret_void()
-    return function
 
 
 class _Loaded(dict):
@@ -578,12 +543,15 @@ class _Lowering:
     def run(self):
         """Emit the step functions, ``NAME.parallel`` and the kernel; returns the kernel.
 
-        ``NAME.parallel(sizes, buffers, thread, threads, barrier)`` is run by ``threads``
-        threads at once: each takes its share of the chunks of a chunked step and of the
-        columns of a matrix product, thread 0 alone runs the other steps, and all wait at
-        ``barrier`` between steps.  The kernel ``NAME(sizes, buffers)`` is thread 0 of 1.  A
-        thread's share of a step is the same native code on fewer chunks or columns, so the
-        results do not depend on the number of threads."""
+        ``NAME.parallel(sizes, buffers, thread, threads, state)`` is run by ``threads`` threads
+        at once.  The work of a step is cut into units fixed by the sizes alone: the chunks of
+        a chunked step, the tiles of columns of a matrix product, else the whole step.
+        Threads take units one at a time from the step's counter in ``state`` (zeroed
+        words, :data:`STATE_WORDS` per step) and move to the next step once every unit of
+        this one is finished; a thread alone runs each step whole.  A unit is the same native
+        code whichever thread runs it, so the results do not depend on the number of
+        threads, nor on which threads take part.  The kernel ``NAME(sizes, buffers)`` is a
+        thread alone."""
         lowering = {"elementwise": self.elementwise, "copy": self.copy,
                     "matmul": self.matmul, "combine": self.combine}
         step_type = llvm_ir.FunctionType(llvm_ir.VoidType(), [POINTER, POINTER, INDEX, INDEX])
@@ -593,7 +561,9 @@ class _Lowering:
             step_function = llvm_ir.Function(self.module, step_type,
                                              name=f"{self.name}.step{number}")
             step_function.linkage = "internal"
-            step_function.attributes.add("alwaysinline")
+            # One copy of each step, called once per unit of work (inlined, the optimiser
+            # would copy it for the thread alone and for threads sharing).
+            step_function.attributes.add("noinline")
             self.begin_function(step_function)
             first, last = step_function.args[2:]
             first.name, last.name = "first", "last"
@@ -616,52 +586,72 @@ class _Lowering:
         return kernel
 
     def parallel_function(self, step_functions):
-        """``NAME.parallel(sizes, buffers, thread, threads, barrier)``: see :meth:`run`."""
+        """``NAME.parallel(sizes, buffers, thread, threads, state)``: see :meth:`run`."""
         function = llvm_ir.Function(self.module, llvm_ir.FunctionType(
             llvm_ir.VoidType(), [POINTER, POINTER, INDEX, INDEX, POINTER]),
             name=f"{self.name}.parallel")
-        function.attributes.add("noinline")         # one copy of the steps in the module
         self.begin_function(function)
-        sizes, buffers, thread, threads, barrier = function.args
-        thread.name, threads.name, barrier.name = "thread", "threads", "barrier"
-        wait = _barrier_function(self.module, self.yield_symbol)
+        sizes, buffers, thread, threads, state = function.args
+        thread.name, threads.name, state.name = "thread", "threads", "state"
         builder = self.builder
-        def branch(condition, label):
-            """Emit ``if condition:`` (the body to follow), returning the block after it."""
-            body = function.append_basic_block(f"{label}.then")
-            after = function.append_basic_block(f"{label}.after")
-            builder.cbranch(condition, body, after)
-            builder.position_at_end(body)
-            return after
-
-        def share(count, label):
-            """This thread's part of ``count`` units: [count t / T, count (t + 1) / T).  (No
-            branch for a thread alone: the optimiser would copy the steps for that case.)"""
-            return (builder.sdiv(builder.mul(count, thread), threads),
-                    builder.sdiv(builder.mul(count, builder.add(thread, INDEX(1))), threads))
+        alone = self.prologue.icmp_signed("==", threads, INDEX(1))
         for number, (step, step_function) in enumerate(zip(self.plan.steps, step_functions)):
             if step.chunked:
-                first, last = share(self.chunks(step.shape, self.prologue)[1], f"step{number}")
-                builder.call(step_function, [sizes, buffers, first, last])
-            elif number in self.column_steps:
-                # Columns in whole tiles of the GEMM, as long as there are enough.
-                columns = self.extent(self.column_steps[number])
-                unit = INDEX(self.gemm.column_tile)
-                units = builder.sdiv(builder.add(columns, builder.sub(unit, INDEX(1))), unit)
-                first, last = share(units, f"step{number}")
+                units = self.chunks(step.shape, self.prologue)[1]
+                whole = (INDEX(0), units)
 
-                def clamp(value):
-                    value = builder.mul(value, unit)
-                    return builder.select(builder.icmp_signed("<", value, columns), value,
-                                          columns)
-                builder.call(step_function, [sizes, buffers, clamp(first), clamp(last)])
+                def part(unit):
+                    return unit, builder.add(unit, INDEX(1))
+            elif number in self.column_steps:
+                # Columns in whole tiles of the GEMM.
+                columns = self.extent(self.column_steps[number])
+                tile = INDEX(self.gemm.column_tile)
+                units = self.prologue.sdiv(self.prologue.add(columns, INDEX(
+                    self.gemm.column_tile - 1)), tile)
+                whole = (INDEX(0), columns)
+
+                def part(unit, columns=columns, tile=tile):
+                    def clamp(value):
+                        value = builder.mul(value, tile)
+                        return builder.select(builder.icmp_signed("<", value, columns), value,
+                                              columns)
+                    return clamp(unit), clamp(builder.add(unit, INDEX(1)))
             else:
-                after = branch(builder.icmp_signed("==", thread, INDEX(0)), f"step{number}")
-                builder.call(step_function, [sizes, buffers, INDEX(0), INDEX(0)])
-                builder.branch(after)
-                builder.position_at_end(after)
-            if number + 1 < len(self.plan.steps):
-                builder.call(wait, [barrier, threads])
+                units, whole = INDEX(1), (INDEX(0), INDEX(0))
+
+                def part(unit):
+                    return INDEX(0), INDEX(0)
+            single = function.append_basic_block(f"step{number}.alone")
+            shared = function.append_basic_block(f"step{number}.shared")
+            after = function.append_basic_block(f"step{number}.done")
+            builder.cbranch(alone, single, shared)
+            builder.position_at_end(single)
+            builder.call(step_function, [sizes, buffers, *whole])
+            builder.branch(after)
+
+            # Threads take units one at a time from the step's counter: a thread that comes
+            # late, or not at all, leaves its units to the others.
+            builder.position_at_end(shared)
+            claimed = builder.gep(state, [INDEX(STATE_WORDS * number)], source_etype=INDEX)
+            finished = builder.gep(state, [INDEX(STATE_WORDS * number + 1)],
+                                   source_etype=INDEX)
+            claim = function.append_basic_block(f"step{number}.claim")
+            run = function.append_basic_block(f"step{number}.run")
+            wait = function.append_basic_block(f"step{number}.wait")
+            builder.branch(claim)
+            builder.position_at_end(claim)
+            unit = builder.atomic_rmw("add", claimed, INDEX(1), "seq_cst")
+            builder.cbranch(builder.icmp_signed("<", unit, units), run, wait)
+            builder.position_at_end(run)
+            builder.call(step_function, [sizes, buffers, *part(unit)])
+            builder.atomic_rmw("add", finished, INDEX(1), "seq_cst")
+            builder.branch(claim)
+            builder.position_at_end(wait)
+            workers.emit_spin(builder, function, lambda b, finished=finished, units=units: (
+                b.icmp_signed(">=", b.load_atomic(finished, "seq_cst", 8, typ=INDEX), units)),
+                self.yield_symbol, label=f"step{number}.join")
+            builder.branch(after)
+            builder.position_at_end(after)
         self.end_function()
         return function
 

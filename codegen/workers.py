@@ -4,12 +4,14 @@ Handing work to a Python thread pool costs tens of microseconds a call (waking a
 thread), as much as the work of a mid-sized kernel.  The workers here are threads parked in
 native code: after a job they spin for a while (with x86's ``pause``), so that the next call
 finds them awake, and only then sleep between checks.  A call publishes its job (the kernel's
-``NAME.parallel`` function and its arguments) in a shared block, runs thread 0's share itself
-and spins until the workers are done; the kernel's own barriers order the steps.
+``NAME.parallel`` function and its arguments) in a shared block and runs it itself as thread
+0; workers join as they come and take units of work from the same counters
+(:meth:`codegen.lower_tensor._Lowering.run`).  A worker that comes late, or not at all (its CPU
+busy with another library's threads), only leaves more units to the others: the call never
+waits for a worker to arrive, only for the units under way to finish.
 
 One job at a time: a call that finds the workers busy (another Python thread's call) runs
-alone, with one thread, which gives the same results.  After ``fork`` a child starts workers
-of its own.
+alone, which gives the same results.  After ``fork`` a child starts workers of its own.
 """
 
 import ctypes
@@ -25,14 +27,14 @@ from codegen.fastcall import _c_function
 from codegen.types import INDEX, POINTER
 
 # Words (int64) of the shared block; each group on a cache line of its own.
-_GENERATION, _DONE, _BUSY, _JOB = 0, 8, 16, 24
-_FUNCTION, _SIZES, _BUFFERS, _THREADS, _BARRIER = range(_JOB, _JOB + 5)
+_GENERATION, _ACTIVE, _BUSY, _JOB = 0, 8, 16, 24
+_FUNCTION, _SIZES, _BUFFERS, _THREADS, _STATE, _CLOSED = range(_JOB, _JOB + 6)
 _WORDS = 32
 
 #: An idle worker spins (each spin a ``pause``) for about this many cycles of the time-stamp
-#: counter (some 1.5 ms) before it starts to sleep: enough for the next call of a training
+#: counter (some 0.2 ms) before it starts to sleep: enough for the next call of a training
 #: loop, short enough not to take a CPU from other libraries' threads (a BLAS) for long.
-IDLE_CYCLES = 1 << 22
+IDLE_CYCLES = 1 << 19
 #: ... or this many spins, where the time-stamp counter reads zero.
 IDLE_SPINS = 1 << 22
 #: Microseconds an idle worker then sleeps between checks.
@@ -123,10 +125,10 @@ def _store(builder, block, index, value):
 def _build_module(yield_symbol, sleep_symbol):
     module = llvm_ir.Module(name="symgrad.workers")
 
-    # worker(block, index, seen): runs thread index + 1 of every job after generation ``seen``
-    # that has that many threads.
-    # (``seen``: the generation when the worker was started, read before its thread starts,
-    # so that a job published while it starts is not taken for an old one.)
+    # worker(block, index, seen): thread index + 1 of every job after generation ``seen`` that
+    # has that many threads, unless the job is closed (done) by the time the worker comes.
+    # (``seen`` is read before the worker's thread starts, so that a job published while it
+    # starts is not taken for an old one.)
     worker = llvm_ir.Function(module, llvm_ir.FunctionType(
         llvm_ir.VoidType(), [POINTER, INDEX, INDEX]), "symgrad.worker")
     block, index, seen = worker.args
@@ -143,24 +145,37 @@ def _build_module(yield_symbol, sleep_symbol):
     generation = _load(builder, block, _GENERATION)
     builder.store(generation, seen_slot)
     threads = _load(builder, block, _THREADS)
-    job = [_load(builder, block, k) for k in (_FUNCTION, _SIZES, _BUFFERS, _BARRIER)]
+    job = [_load(builder, block, k) for k in (_FUNCTION, _SIZES, _BUFFERS, _STATE)]
     # The job read is the one of this generation (else a newer one came meanwhile: go on to it).
     thread = builder.add(index, INDEX(1))
     current = builder.icmp_signed("==", _load(builder, block, _GENERATION), generation)
+    enter = worker.append_basic_block("enter")
+    builder.cbranch(builder.and_(current, builder.icmp_signed("<", thread, threads)), enter,
+                    top)
+    # Announce, then check the job is still open: the caller closes it, then waits until no
+    # worker is inside (both in one total order: either it sees this worker or the worker
+    # sees the job closed).
+    builder.position_at_end(enter)
+    active = _word(builder, block, _ACTIVE)
+    builder.atomic_rmw("add", active, INDEX(1), "seq_cst")
     run = worker.append_basic_block("run")
-    builder.cbranch(builder.and_(current, builder.icmp_signed("<", thread, threads)), run, top)
+    leave = worker.append_basic_block("leave")
+    builder.cbranch(builder.icmp_signed("==", _load(builder, block, _CLOSED), generation),
+                    leave, run)
     builder.position_at_end(run)
     function = builder.inttoptr(job[0], _PARALLEL_TYPE.as_pointer())
-    sizes, buffers, barrier = [builder.inttoptr(value, POINTER) for value in job[1:]]
-    builder.call(function, [sizes, buffers, thread, threads, barrier])
-    builder.atomic_rmw("add", _word(builder, block, _DONE), INDEX(1), "seq_cst")
+    sizes, buffers, state = [builder.inttoptr(value, POINTER) for value in job[1:]]
+    builder.call(function, [sizes, buffers, thread, threads, state])
+    builder.branch(leave)
+    builder.position_at_end(leave)
+    builder.atomic_rmw("sub", active, INDEX(1), "seq_cst")
     builder.branch(top)
 
-    # run(block, function, sizes, buffers, threads, barrier): the calling thread's side.
+    # run(block, function, sizes, buffers, threads, state): the calling thread's side.
     runner = llvm_ir.Function(module, llvm_ir.FunctionType(
         llvm_ir.VoidType(), [POINTER, _PARALLEL_TYPE.as_pointer(), POINTER, POINTER, INDEX,
                              POINTER]), "symgrad.run_parallel")
-    block, callee, sizes, buffers, threads, barrier = runner.args
+    block, callee, sizes, buffers, threads, state = runner.args
     builder = llvm_ir.IRBuilder(runner.append_basic_block("entry"))
     taken = builder.cmpxchg(_word(builder, block, _BUSY), INDEX(0), INDEX(1), "seq_cst",
                             "seq_cst")
@@ -168,20 +183,21 @@ def _build_module(yield_symbol, sleep_symbol):
     alone = runner.append_basic_block("alone")
     builder.cbranch(builder.extract_value(taken, 1), shared, alone)
     builder.position_at_end(alone)
-    builder.call(callee, [sizes, buffers, INDEX(0), INDEX(1), barrier])
+    builder.call(callee, [sizes, buffers, INDEX(0), INDEX(1), state])
     builder.ret_void()
 
     builder.position_at_end(shared)
-    _store(builder, block, _DONE, INDEX(0))
     for slot, value in ((_FUNCTION, callee), (_SIZES, sizes), (_BUFFERS, buffers),
-                        (_BARRIER, barrier)):
+                        (_STATE, state)):
         _store(builder, block, slot, builder.ptrtoint(value, INDEX))
     _store(builder, block, _THREADS, threads)
-    builder.atomic_rmw("add", _word(builder, block, _GENERATION), INDEX(1), "seq_cst")
-    builder.call(callee, [sizes, buffers, INDEX(0), threads, barrier])
-    expected = builder.sub(threads, INDEX(1))
+    generation = builder.add(builder.atomic_rmw("add", _word(builder, block, _GENERATION),
+                                                INDEX(1), "seq_cst"), INDEX(1))
+    builder.call(callee, [sizes, buffers, INDEX(0), threads, state])
+    # Every unit is done; close the job and wait for the workers inside it to leave.
+    _store(builder, block, _CLOSED, generation)
     emit_spin(builder, runner, lambda b: b.icmp_signed(
-        ">=", _load(b, block, _DONE), expected), yield_symbol, label="join")
+        "==", _load(b, block, _ACTIVE), INDEX(0)), yield_symbol, label="join")
     _store(builder, block, _BUSY, INDEX(0))
     builder.ret_void()
     return module
@@ -247,14 +263,13 @@ def _workers(count):
         return block
 
 
-def run(function_address, sizes, buffers, threads, barrier):
-    """Run the kernel function ``function_address`` (``NAME.parallel``) on ``threads``
+def run(function_address, sizes, buffers, threads, state):
+    """Run the kernel function ``function_address`` (``NAME.parallel``) on up to ``threads``
     threads, the calling one included (the GIL released meanwhile)."""
     if threads <= 1:
         ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
                          ctypes.c_int64, ctypes.c_void_p)(function_address)(
-            sizes, buffers, 0, 1, barrier)
+            sizes, buffers, 0, 1, state)
         return
     block = _workers(threads - 1)
-    _compiled()[2](ctypes.addressof(block), function_address, sizes, buffers, threads,
-                   barrier)
+    _compiled()[2](ctypes.addressof(block), function_address, sizes, buffers, threads, state)

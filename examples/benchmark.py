@@ -43,9 +43,15 @@ except ImportError:
     jax = None
 
 
+# Seconds to wait before timing an implementation: thread pools (OpenBLAS's, XLA's, symgrad's)
+# spin for a while after their last job, and would take a core from the next one timed.
+SETTLE = 0.25
+
+
 def median_time(function, repeats, number=None):
     """Median seconds per call of ``function`` over ``repeats`` timings."""
     function()                                     # warm up (and JIT for JAX)
+    time.sleep(SETTLE)
     if number is None:
         number = 1
         while timeit.timeit(function, number=number) < 0.02 and number < 1_000_000:
