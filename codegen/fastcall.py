@@ -385,7 +385,6 @@ def add_call_entry(module, kernel, name, layouts, size_count, dtype, outputs, wo
     slot = _workspace_slot(module, name)
     needed = builder.add(total, INDEX(2 * _WORKSPACE_ALIGNMENT))
     kept = builder.atomic_rmw("xchg", slot, null, "seq_cst")
-    origin = builder.block
     inspect = fast.append_basic_block("workspace.kept")
     discard = fast.append_basic_block("workspace.small")
     allocate = fast.append_basic_block("workspace.new")

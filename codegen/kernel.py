@@ -269,9 +269,8 @@ class TensorKernel:
         self._temporary_shapes = [self._template(n.shape) for n in self.schedule.temporaries]
         self._partial_shapes = [(self._template(step_shape), self._template(node.shape))
                                 for node, step_shape in self.schedule.partials]
-        self._step_shapes = [self._template(step.shape) if step.chunked else None
-                             for step in self.schedule.steps]
-        self._chunked_shapes = [shape for shape in self._step_shapes if shape is not None]
+        self._chunked_shapes = [self._template(step.shape) for step in self.schedule.steps
+                                if step.chunked]
         self._products = [self._template((step.nodes[0].shape[0], step.nodes[0].args[0].shape[1],
                                           step.nodes[0].shape[1]))
                           for step in self.schedule.steps if step.kind == "matmul"]
@@ -404,7 +403,7 @@ class TensorKernel:
         size_array, temporaries, large, output_shapes = workspace
         outputs = list(map(np.empty, output_shapes, self._dtypes))
         if large:
-            self._run_threaded(parallel.num_threads(), sizes, size_array,
+            self._run_threaded(parallel.num_threads(), size_array,
                                [*values, *outputs, *temporaries])
         else:
             buffers = [*values, *outputs, *temporaries]
@@ -416,7 +415,7 @@ class TensorKernel:
             self._give_back_workspace(sizes, workspace)
         return outputs
 
-    def _run_threaded(self, threads, sizes, size_array, buffers):
+    def _run_threaded(self, threads, size_array, buffers):
         """Run ``NAME.parallel`` on ``threads`` threads at once (the calling thread is one, the
         others :mod:`codegen.workers`): they share the units of work of every step, each the
         same native code whatever thread runs it, hence the same results."""

@@ -493,8 +493,8 @@ class _Lowering:
             return (INDEX(1), leading) if transposed else (leading, INDEX(1))
         rows, columns = node.shape
         bases = [self.access(a)[0] for a in node.args]
-        # The step computes the columns step_range[0] .. step_range[1] - 1 (all of them in the
-        # serial kernel, a thread's share in the parallel one).
+        # The step computes the columns step_range[0] .. step_range[1] - 1 (all of them for a
+        # thread alone, a tile of them for threads sharing the product).
         self.column_steps[self.step_number] = columns
         columns = self.extent(columns)
         self.builder.call(gemm_library.declare(self.module, node.dtype), [

@@ -9,7 +9,6 @@
 
 import argparse
 import sys
-import time
 
 import numpy as np
 import sympy
