@@ -37,8 +37,13 @@ _WORDS = 32
 IDLE_CYCLES = 1 << 19
 #: ... or this many spins, where the time-stamp counter reads zero.
 IDLE_SPINS = 1 << 22
-#: Microseconds an idle worker then sleeps between checks.
+#: Microseconds an idle worker then sleeps between checks ...
 IDLE_SLEEP_US = 100
+#: ... and, idle for this many times IDLE_CYCLES (some 0.1 s), this long: a worker costs
+#: next to nothing while the process does other things.  (A call never waits for a worker to
+#: wake up: the threads that are there do the work.)
+LONG_IDLE = 1 << 9
+LONG_IDLE_SLEEP_US = 2000
 
 _PARALLEL_TYPE = llvm_ir.FunctionType(llvm_ir.VoidType(),
                                       [POINTER, POINTER, INDEX, INDEX, POINTER])
@@ -63,7 +68,8 @@ def symbols():
 def emit_spin(builder, function, ready, yield_symbol, sleep_symbol=None, label="spin"):
     """Emit ``while not ready(builder): wait``, where waiting is a ``pause`` (on x86), with
     ``sched_yield`` every 1024 spins, or, once ``IDLE_CYCLES`` have passed and
-    ``sleep_symbol`` is given, a sleep of ``IDLE_SLEEP_US``.  Leaves the builder after it."""
+    ``sleep_symbol`` is given, a sleep of ``IDLE_SLEEP_US`` (``LONG_IDLE_SLEEP_US`` after
+    ``LONG_IDLE`` times as long).  Leaves the builder after it."""
     module = function.module
     if sleep_symbol is not None:
         clock = _c_function(module, "llvm.readcyclecounter", INDEX, [])
@@ -92,7 +98,9 @@ def emit_spin(builder, function, ready, yield_symbol, sleep_symbol=None, label="
         builder.cbranch(idle, sleep, awake)
         builder.position_at_end(sleep)
         int32 = llvm_ir.IntType(32)
-        call_libc(sleep_symbol, [int32(IDLE_SLEEP_US)], [int32])
+        long_idle = builder.icmp_unsigned(">=", waited, INDEX(IDLE_CYCLES * LONG_IDLE))
+        call_libc(sleep_symbol, [builder.select(long_idle, int32(LONG_IDLE_SLEEP_US),
+                                                int32(IDLE_SLEEP_US))], [int32])
         builder.branch(awake)
         builder.position_at_end(awake)
     if yield_symbol is not None:
