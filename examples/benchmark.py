@@ -43,9 +43,10 @@ except ImportError:
     jax = None
 
 
-# Seconds to wait before timing an implementation: thread pools (OpenBLAS's, XLA's, symgrad's)
-# spin for a while after their last job, and would take a core from the next one timed.
-SETTLE = 0.25
+# Seconds to wait before timing an implementation: thread pools (OpenBLAS's, torch's, XLA's,
+# symgrad's) spin for a while after their last job and would take a core from the next one
+# timed (measured here: a quarter of a second was not enough).
+SETTLE = 1.0
 
 
 def median_time(function, repeats, number=None):
