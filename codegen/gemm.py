@@ -340,7 +340,8 @@ class Library:
 def library(dtype):
     """symgrad's GEMM for ``dtype``, compiled (or loaded from the disk cache) and registered
     once per process."""
-    return Library(dtype, *_shape(llvm.get_host_cpu_features().flatten()))
+    from codegen.jit import host_features
+    return Library(dtype, *_shape(host_features()))
 
 
 def declare(module, dtype):

@@ -21,6 +21,11 @@ def _host_description():
     return llvm.get_process_triple(), llvm.get_host_cpu_name(), features
 
 
+def host_features():
+    """The host CPU's features as LLVM names them (``+avx2,+avx512f,...``)."""
+    return _host_description()[2]
+
+
 def host_target_machine(opt_level=3):
     """A new TargetMachine for this process's CPU and its features (AVX2, AVX-512, ...).
 

@@ -29,7 +29,8 @@ from codegen.types import INDEX, POINTER
 # Words (int64) of the shared block; each group on a cache line of its own.
 _GENERATION, _ACTIVE, _BUSY, _JOB = 0, 8, 16, 24
 _FUNCTION, _SIZES, _BUFFERS, _THREADS, _STATE, _CLOSED = range(_JOB, _JOB + 6)
-_WORDS = 32
+_JOBS_RUN = 32          # jobs the workers took part in (for tests and diagnostics)
+_WORDS = 40
 
 #: An idle worker spins (each spin a ``pause``) for about this many cycles of the time-stamp
 #: counter (some 0.2 ms) before it starts to sleep: enough for the next call of a training
@@ -174,6 +175,7 @@ def _build_module(yield_symbol, sleep_symbol):
     function = builder.inttoptr(job[0], _PARALLEL_TYPE.as_pointer())
     sizes, buffers, state = [builder.inttoptr(value, POINTER) for value in job[1:]]
     builder.call(function, [sizes, buffers, thread, threads, state])
+    builder.atomic_rmw("add", _word(builder, block, _JOBS_RUN), INDEX(1), "seq_cst")
     builder.branch(leave)
     builder.position_at_end(leave)
     builder.atomic_rmw("sub", active, INDEX(1), "seq_cst")
@@ -228,18 +230,25 @@ def _compiled():
     return compiled, worker, run
 
 
-_state = {"block": None, "workers": 0}
+_state = {"block": None, "workers": 0, "preparing": None, "ready": False}
 _lock = threading.Lock()
 
 
 def _forget():
     # A forked child has no worker threads: it starts its own, on a block of its own.
-    _state["block"] = None
-    _state["workers"] = 0
+    _state.update(block=None, workers=0, preparing=None, ready=False)
+
+
+def _finish_preparing():
+    # Never fork while the workers' code is being built: the child would inherit LLVM's lock
+    # (llvmlite serialises LLVM calls) held by a thread it does not have.
+    preparing = _state["preparing"]
+    if preparing is not None:
+        preparing.join()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget)
+    os.register_at_fork(before=_finish_preparing, after_in_child=_forget)
 
 
 def _shared_block():
@@ -271,13 +280,46 @@ def _workers(count):
         return block
 
 
+def start(count):
+    """Start ``count`` workers now (they are otherwise started by the first call that
+    wants them, in the background)."""
+    _workers(count)
+    _state["ready"] = True
+
+
+def jobs_run():
+    """How many times workers took part in a call, so far in this process."""
+    block = _state["block"]
+    return 0 if block is None else block[_JOBS_RUN]
+
+
+def _prepare(count):
+    try:
+        _workers(count)
+    except Exception:          # the same call in the foreground reports it
+        return
+    _state["ready"] = True
+
+
+_ALONE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                          ctypes.c_int64, ctypes.c_void_p)
+
+
 def run(function_address, sizes, buffers, threads, state):
     """Run the kernel function ``function_address`` (``NAME.parallel``) on up to ``threads``
-    threads, the calling one included (the GIL released meanwhile)."""
+    threads, the calling one included (the GIL released meanwhile).
+
+    The first such call runs alone while a background thread builds (or loads) the workers'
+    code and starts them: no call waits for that."""
+    if threads > 1 and not _state["ready"]:
+        with _lock:
+            if _state["preparing"] is None:
+                _state["preparing"] = threading.Thread(target=_prepare, args=(threads - 1,),
+                                                       daemon=True, name="symgrad-prepare")
+                _state["preparing"].start()
+        threads = 1
     if threads <= 1:
-        ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                         ctypes.c_int64, ctypes.c_void_p)(function_address)(
-            sizes, buffers, 0, 1, state)
+        _ALONE(function_address)(sizes, buffers, 0, 1, state)
         return
     block = _workers(threads - 1)
     _compiled()[2](ctypes.addressof(block), function_address, sizes, buffers, threads, state)

@@ -95,6 +95,7 @@ def test_a_product_shared_by_threads_gives_the_bits_of_one_thread(monkeypatch):
     original = workers.run
     monkeypatch.setattr(workers, "run", lambda *arguments: (calls.append(arguments[3]),
                                                             original(*arguments)))
+    workers.start(3)
     results = {}
     previous = parallel.set_num_threads(1)
     try:

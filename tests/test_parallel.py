@@ -54,11 +54,20 @@ def test_results_do_not_depend_on_the_number_of_threads(threads, monkeypatch, n,
         shared.append(arguments[3]), original(*arguments)))
     # As many threads as asked for (a kernel uses at most one per CPU).
     monkeypatch.setattr(parallel, "available_cpus", lambda: 8)
+    workers.start(7)
+    before = workers.jobs_run()
     results = {}
     for count in (1, 2, 3, 8):
         threads(count)
         results[count] = step(params, x, t)
-    assert shared == [1, 2, 3, 8]               # every call ran on that many threads
+    assert shared == [1, 2, 3, 8]               # every call asked for that many threads
+    # Workers took part (a call never waits for them: a worker just woken up may find the
+    # work done; a few more calls make sure they join).
+    for _ in range(50):
+        if workers.jobs_run() > before:
+            break
+        step(params, x, t)
+    assert workers.jobs_run() > before
     value, grads = results[1]
     for count, (other_value, other_grads) in results.items():
         assert other_value == value, count
@@ -99,6 +108,7 @@ def test_a_call_that_finds_the_workers_busy_runs_alone(threads):
     # thread; both give the results of a serial call.
     import concurrent.futures
 
+    workers.start(1)
     step, shape = _model()
     arguments = _arguments(shape, parallel.MIN_PARALLEL_ELEMENTS // 7, seed=3)
     threads(1)
@@ -188,3 +198,42 @@ def test_elementwise_kernels_with_broadcast_arguments_and_threads(threads, count
         tolerance = 1e-13 if dtype == np.float64 else 1e-5
         for got, want in zip([value, *grads], reference):
             np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
+
+
+_FIRST_CALL = """
+import numpy as np
+import symgrad as sg
+from codegen import parallel, workers
+
+parallel.available_cpus = lambda: 2
+parallel.set_num_threads(2)
+X = sg.tensor("X", ("n", 20))
+W = sg.tensor("W", (7, 20))
+step = sg.compile(((X @ W.T) ** 2).sum(), wrt=[W], inputs=[X])
+rng = np.random.default_rng(0)
+w, x = rng.normal(size=(7, 20)), rng.normal(size=(parallel.MIN_PARALLEL_ELEMENTS // 7, 20))
+first = step([w], x)
+assert workers._state["preparing"] is not None and workers.jobs_run() == 0
+workers._state["preparing"].join()
+assert workers._state["ready"]
+for _ in range(100):
+    again = step([w], x)
+    assert again[0] == first[0] and np.array_equal(again[1][0], first[1][0])
+    if workers.jobs_run():
+        break
+print("workers took part:", workers.jobs_run() > 0)
+"""
+
+
+def test_the_first_threaded_call_runs_alone_while_the_workers_start(tmp_path):
+    # In a fresh process: the first large call does not wait for the workers' code to be
+    # built; later calls share the work with them, with the same results.
+    import subprocess
+    import sys
+
+    completed = subprocess.run([sys.executable, "-c", _FIRST_CALL], capture_output=True,
+                               text=True, timeout=300,
+                               env={**__import__("os").environ,
+                                    "SYMGRAD_CACHE_DIR": str(tmp_path)})
+    assert completed.returncode == 0, completed.stderr
+    assert "workers took part: True" in completed.stdout
