@@ -96,6 +96,49 @@ def _workspace(function, plan):
     return emit
 
 
+_STEP_TYPE = llvm_ir.FunctionType(llvm_ir.VoidType(), [POINTER, POINTER, INDEX, INDEX])
+
+
+def _share_function(module, yield_symbol):
+    """``symgrad.share(step, sizes, buffers, counters, units, scale, limit)``: a thread's part
+    in a step shared by threads.  It takes units from ``counters[0]`` one at a time and runs
+    ``step(sizes, buffers, min(u scale, limit), min((u + 1) scale, limit))`` for each,
+    counting them done in ``counters[1]``; then it waits until every unit is done (the ones
+    other threads took included).  One copy per module, called for every step."""
+    existing = module.globals.get("symgrad.share")
+    if existing is not None:
+        return existing
+    function = llvm_ir.Function(module, llvm_ir.FunctionType(llvm_ir.VoidType(), [
+        _STEP_TYPE.as_pointer(), POINTER, POINTER, POINTER, INDEX, INDEX, INDEX]),
+        "symgrad.share")
+    function.linkage = "internal"
+    function.attributes.add("noinline")
+    step, sizes, buffers, counters, units, scale, limit = function.args
+    builder = llvm_ir.IRBuilder(function.append_basic_block("entry"))
+    finished = builder.gep(counters, [INDEX(1)], source_etype=INDEX)
+    claim = function.append_basic_block("claim")
+    run = function.append_basic_block("run")
+    wait = function.append_basic_block("wait")
+    builder.branch(claim)
+    builder.position_at_end(claim)
+    unit = builder.atomic_rmw("add", counters, INDEX(1), "seq_cst")
+    builder.cbranch(builder.icmp_signed("<", unit, units), run, wait)
+    builder.position_at_end(run)
+
+    def bound(value):
+        value = builder.mul(value, scale)
+        return builder.select(builder.icmp_signed("<", value, limit), value, limit)
+    builder.call(step, [sizes, buffers, bound(unit), bound(builder.add(unit, INDEX(1)))])
+    builder.atomic_rmw("add", finished, INDEX(1), "seq_cst")
+    builder.branch(claim)
+    builder.position_at_end(wait)
+    workers.emit_spin(builder, function, lambda b: b.icmp_signed(
+        ">=", b.load_atomic(finished, "seq_cst", 8, typ=INDEX), units), yield_symbol,
+        label="join")
+    builder.ret_void()
+    return function
+
+
 class _Loaded(dict):
     """Values loaded in a function's prologue on first use (a step uses a few buffers)."""
 
@@ -554,11 +597,10 @@ class _Lowering:
         thread alone."""
         lowering = {"elementwise": self.elementwise, "copy": self.copy,
                     "matmul": self.matmul, "combine": self.combine}
-        step_type = llvm_ir.FunctionType(llvm_ir.VoidType(), [POINTER, POINTER, INDEX, INDEX])
         step_functions = []
         self.column_steps = {}
         for number, step in enumerate(self.plan.steps):
-            step_function = llvm_ir.Function(self.module, step_type,
+            step_function = llvm_ir.Function(self.module, _STEP_TYPE,
                                              name=f"{self.name}.step{number}")
             step_function.linkage = "internal"
             # One copy of each step, called once per unit of work (inlined, the optimiser
@@ -595,61 +637,32 @@ class _Lowering:
         thread.name, threads.name, state.name = "thread", "threads", "state"
         builder = self.builder
         alone = self.prologue.icmp_signed("==", threads, INDEX(1))
+        share = _share_function(self.module, self.yield_symbol)
         for number, (step, step_function) in enumerate(zip(self.plan.steps, step_functions)):
+            # Units of work: [min(u scale, limit), min((u + 1) scale, limit)) for u < units.
             if step.chunked:
                 units = self.chunks(step.shape, self.prologue)[1]
-                whole = (INDEX(0), units)
-
-                def part(unit):
-                    return unit, builder.add(unit, INDEX(1))
+                scale, limit = INDEX(1), units
             elif number in self.column_steps:
                 # Columns in whole tiles of the GEMM.
-                columns = self.extent(self.column_steps[number])
-                tile = INDEX(self.gemm.column_tile)
-                units = self.prologue.sdiv(self.prologue.add(columns, INDEX(
-                    self.gemm.column_tile - 1)), tile)
-                whole = (INDEX(0), columns)
-
-                def part(unit, columns=columns, tile=tile):
-                    def clamp(value):
-                        value = builder.mul(value, tile)
-                        return builder.select(builder.icmp_signed("<", value, columns), value,
-                                              columns)
-                    return clamp(unit), clamp(builder.add(unit, INDEX(1)))
+                limit = self.extent(self.column_steps[number])
+                scale = INDEX(self.gemm.column_tile)
+                units = self.prologue.sdiv(self.prologue.add(limit, INDEX(
+                    self.gemm.column_tile - 1)), scale)
             else:
-                units, whole = INDEX(1), (INDEX(0), INDEX(0))
-
-                def part(unit):
-                    return INDEX(0), INDEX(0)
+                units, scale, limit = INDEX(1), INDEX(0), INDEX(0)
             single = function.append_basic_block(f"step{number}.alone")
             shared = function.append_basic_block(f"step{number}.shared")
             after = function.append_basic_block(f"step{number}.done")
             builder.cbranch(alone, single, shared)
             builder.position_at_end(single)
-            builder.call(step_function, [sizes, buffers, *whole])
+            whole = builder.mul(units, scale)
+            builder.call(step_function, [sizes, buffers, INDEX(0), builder.select(
+                builder.icmp_signed("<", whole, limit), whole, limit)])
             builder.branch(after)
-
-            # Threads take units one at a time from the step's counter: a thread that comes
-            # late, or not at all, leaves its units to the others.
             builder.position_at_end(shared)
-            claimed = builder.gep(state, [INDEX(STATE_WORDS * number)], source_etype=INDEX)
-            finished = builder.gep(state, [INDEX(STATE_WORDS * number + 1)],
-                                   source_etype=INDEX)
-            claim = function.append_basic_block(f"step{number}.claim")
-            run = function.append_basic_block(f"step{number}.run")
-            wait = function.append_basic_block(f"step{number}.wait")
-            builder.branch(claim)
-            builder.position_at_end(claim)
-            unit = builder.atomic_rmw("add", claimed, INDEX(1), "seq_cst")
-            builder.cbranch(builder.icmp_signed("<", unit, units), run, wait)
-            builder.position_at_end(run)
-            builder.call(step_function, [sizes, buffers, *part(unit)])
-            builder.atomic_rmw("add", finished, INDEX(1), "seq_cst")
-            builder.branch(claim)
-            builder.position_at_end(wait)
-            workers.emit_spin(builder, function, lambda b, finished=finished, units=units: (
-                b.icmp_signed(">=", b.load_atomic(finished, "seq_cst", 8, typ=INDEX), units)),
-                self.yield_symbol, label=f"step{number}.join")
+            counters = builder.gep(state, [INDEX(STATE_WORDS * number)], source_etype=INDEX)
+            builder.call(share, [step_function, sizes, buffers, counters, units, scale, limit])
             builder.branch(after)
             builder.position_at_end(after)
         self.end_function()
