@@ -81,6 +81,7 @@ def available():
     for name, address in addresses.items():
         llvm.add_symbol(name, address)
     llvm.add_symbol("_Py_NoneStruct", id(None))
+    runtime()
     for name, value in _OBJECT_SYMBOLS.items():
         llvm.add_symbol(name, id(value))
     return True
@@ -138,6 +139,30 @@ def array_new_index():
             return None
     llvm.add_symbol("symgrad.numpy_api", table)
     return index
+
+
+# The block through which a kernel's call entry runs large calls on the worker threads
+# (``symgrad.runtime``, words): the number of threads to use, the workers' ``run_parallel``
+# and their shared block (both 0 until the workers are ready).  Never freed: kernels read it.
+RUNTIME_THREADS, RUNTIME_RUNNER, RUNTIME_POOL = 0, 1, 2
+
+
+@functools.lru_cache(maxsize=None)
+def runtime():
+    libc = ctypes.CDLL(None)
+    libc.calloc.restype = ctypes.c_void_p
+    libc.calloc.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
+    address = libc.calloc(8, 8)
+    if not address:
+        raise MemoryError("no memory for symgrad's runtime block")
+    block = (ctypes.c_int64 * 8).from_address(address)
+    llvm.add_symbol("symgrad.runtime", address)
+    from codegen import parallel
+    try:
+        block[RUNTIME_THREADS] = max(1, min(parallel.num_threads(), parallel.available_cpus()))
+    except ValueError:          # a bad $SYMGRAD_NUM_THREADS: the Python path reports it
+        block[RUNTIME_THREADS] = 1
+    return block
 
 
 def _array_layout_matches():
@@ -337,7 +362,7 @@ def add_release_entry(module, name, call_name):
 
 
 def add_call_entry(module, kernel, name, layouts, size_count, dtype, outputs, workspace,
-                   array_new):
+                   array_new, threaded=None):
     """Add ``name`` (a ``METH_FASTCALL`` function) to ``module``: the whole call of a small
     tensor kernel ``kernel(sizes, buffers)`` in native code.  Called with one argument per
     kernel input, it checks them (:func:`_check_arguments`), allocates the outputs
@@ -345,7 +370,9 @@ def add_call_entry(module, kernel, name, layouts, size_count, dtype, outputs, wo
     table) and the temporaries (one block), runs the kernel with the GIL released and returns
     the tuple of outputs.  It returns None, having run nothing, for arguments it declines and
     for calls of at least ``parallel.MIN_PARALLEL_ELEMENTS`` of work (those run on threads),
-    which the Python path then handles.
+    which the Python path then handles.  With ``threaded`` (``(NAME.parallel, words of its
+    state)``), a large call runs on the worker threads once they are ready
+    (:data:`RUNTIME_RUNNER`), instead of being declined.
 
     ``outputs``: the output shapes (numbers, or ``~index`` of a symbolic size);
     ``workspace(builder, size)``: ``(element counts of the temporaries, work of the call)`` as
@@ -374,7 +401,23 @@ def add_call_entry(module, kernel, name, layouts, size_count, dtype, outputs, wo
     def size(index):
         return builder.load(builder.gep(sizes, [INDEX(index)], source_etype=INDEX), typ=INDEX)
     counts, work = workspace(builder, size)
-    builder.require(builder.icmp_signed("<", work, INDEX(MIN_PARALLEL_ELEMENTS)))
+    large = builder.icmp_signed(">=", work, INDEX(MIN_PARALLEL_ELEMENTS))
+    if threaded is None:
+        builder.require(builder.not_(large))
+    else:
+        # A large call for several threads runs on the workers, once they are there (the
+        # Python path starts them); for one thread, it is the kernel alone.
+        block = _c_object(module, "symgrad.runtime")
+
+        def word(index):
+            return builder.load(builder.gep(block, [INDEX(8 * index)], source_etype=byte),
+                                typ=INDEX)
+        threads = word(RUNTIME_THREADS)
+        runner = word(RUNTIME_RUNNER)
+        pool = word(RUNTIME_POOL)
+        several = builder.and_(large, builder.icmp_signed(">", threads, INDEX(1)))
+        builder.require(builder.not_(builder.and_(
+            several, builder.icmp_signed("==", runner, INDEX(0)))))
 
     # The temporaries: one block, each at an aligned offset.
     offsets, total = [], INDEX(0)
@@ -459,9 +502,33 @@ def add_call_entry(module, kernel, name, layouts, size_count, dtype, outputs, wo
     buffers = builder.alloca(POINTER, size=INDEX(max(len(pointers), 1)))
     for index, pointer in enumerate(pointers):
         builder.store(pointer, builder.gep(buffers, [INDEX(index)], source_etype=POINTER))
-    state = builder.call(save, [])
-    builder.call(kernel, [sizes, buffers])
-    builder.call(restore, [state])
+    if threaded is not None:
+        parallel_function, state_words = threaded
+        counters = builder.alloca(INDEX, size=INDEX(max(state_words, 1)))
+        memset = _c_function(module, "llvm.memset.p0.i64", llvm_ir.VoidType(),
+                             [POINTER, byte, INDEX, llvm_ir.IntType(1)])
+        builder.call(memset, [counters, byte(0), INDEX(8 * max(state_words, 1)),
+                              llvm_ir.IntType(1)(0)])
+    gil = builder.call(save, [])
+    if threaded is not None:
+        run_type = llvm_ir.FunctionType(llvm_ir.VoidType(), [
+            POINTER, parallel_function.type, POINTER, POINTER, INDEX, POINTER])
+        on_threads = fast.append_basic_block("threads")
+        alone = fast.append_basic_block("alone")
+        ran = fast.append_basic_block("ran")
+        builder.cbranch(several, on_threads, alone)
+        builder.position_at_end(on_threads)
+        builder.call(builder.inttoptr(runner, run_type.as_pointer()), [
+            builder.inttoptr(pool, POINTER), parallel_function, sizes, buffers, threads,
+            counters])
+        builder.branch(ran)
+        builder.position_at_end(alone)
+        builder.call(kernel, [sizes, buffers])
+        builder.branch(ran)
+        builder.position_at_end(ran)
+    else:
+        builder.call(kernel, [sizes, buffers])
+    builder.call(restore, [gil])
     give_back()
     result = builder.call(tuple_new, [INDEX(len(arrays))])
     for index, array in enumerate(arrays):

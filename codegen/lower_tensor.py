@@ -736,6 +736,8 @@ def lower_tensor_function(function, name="symgrad_kernel", use_blas=True, fast_e
                                                         function.inputs],
                        len(names), dtypes.pop() if dtypes else "float64",
                        [template(n.shape) for n in function.outputs],
-                       _workspace(function, plan), array_new)
+                       _workspace(function, plan), array_new,
+                       threaded=(module.globals[f"{name}.parallel"],
+                                 STATE_WORDS * len(plan.steps)))
         add_release_entry(module, f"{name}.release", f"{name}.call")
     return module, plan

@@ -11,7 +11,9 @@ An elementwise kernel (compiled from a scalar formula) computes every element al
 call hands contiguous blocks of elements to the threads of a Python pool.
 
 The number of threads is ``$SYMGRAD_NUM_THREADS`` if set, else the number of CPUs this
-process may use; :func:`set_num_threads` changes it.
+process may use; :func:`set_num_threads` changes it.  Kernels' native entries read it from
+:func:`codegen.fastcall.runtime`, set when codegen loads and by :func:`set_num_threads`
+(a later change of the environment variable reaches only the Python path).
 """
 
 import concurrent.futures
@@ -70,7 +72,17 @@ def set_num_threads(threads):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
     previous = _settings["threads"]
     _settings["threads"] = threads
+    publish_threads()
     return previous
+
+
+def publish_threads():
+    """Tell kernels' native call entries how many threads a large call uses: the setting (or
+    the environment's), at most one per CPU (waiting threads spin)."""
+    from codegen import fastcall
+    if fastcall.available():
+        fastcall.runtime()[fastcall.RUNTIME_THREADS] = max(1, min(num_threads(),
+                                                                  available_cpus()))
 
 
 def _forget_pool():

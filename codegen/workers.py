@@ -22,7 +22,7 @@ import threading
 import llvmlite.binding as llvm
 from llvmlite import ir as llvm_ir
 
-from codegen import parallel
+from codegen import fastcall, parallel
 from codegen.fastcall import _c_function
 from codegen.types import INDEX, POINTER
 
@@ -237,6 +237,8 @@ _lock = threading.Lock()
 def _forget():
     # A forked child has no worker threads: it starts its own, on a block of its own.
     _state.update(block=None, workers=0, preparing=None, ready=False)
+    runtime = fastcall.runtime()
+    runtime[fastcall.RUNTIME_RUNNER] = runtime[fastcall.RUNTIME_POOL] = 0
 
 
 def _finish_preparing():
@@ -284,6 +286,15 @@ def start(count):
     """Start ``count`` workers now (they are otherwise started by the first call that
     wants them, in the background)."""
     _workers(count)
+    _publish()
+
+
+def _publish():
+    """Workers ready: kernels' call entries may run large calls on them natively."""
+    block = _state["block"]
+    runtime = fastcall.runtime()
+    runtime[fastcall.RUNTIME_POOL] = ctypes.addressof(block)
+    runtime[fastcall.RUNTIME_RUNNER] = _compiled()[0].address("symgrad.run_parallel")
     _state["ready"] = True
 
 
@@ -298,7 +309,7 @@ def _prepare(count):
         _workers(count)
     except Exception:          # the same call in the foreground reports it
         return
-    _state["ready"] = True
+    _publish()
 
 
 _ALONE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,

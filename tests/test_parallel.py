@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from codegen import parallel, workers
+from codegen import fastcall, parallel, workers
 from codegen.schedule import CHUNK_ELEMENTS, chunking
 from symgrad.eval import evaluate
 
@@ -59,8 +59,17 @@ def test_results_do_not_depend_on_the_number_of_threads(threads, monkeypatch, n,
     results = {}
     for count in (1, 2, 3, 8):
         threads(count)
-        results[count] = step(params, x, t)
-    assert shared == [1, 2, 3, 8]               # every call asked for that many threads
+        assert fastcall.runtime()[fastcall.RUNTIME_THREADS] == count
+        results[count] = step(params, x, t)            # the native entry runs them
+    # The same through the Python path (the entry taken away), which says its thread count.
+    call, step._call_native = step._call_native, None
+    try:
+        for count in (1, 2, 3, 8):
+            threads(count)
+            results[f"python {count}"] = step(params, x, t)
+    finally:
+        step._call_native = call
+    assert shared == [1, 2, 3, 8]               # (one thread or several, natively: none)
     # Workers took part (a call never waits for them: a worker just woken up may find the
     # work done; a few more calls make sure they join).
     for _ in range(50):
@@ -89,6 +98,7 @@ def test_large_calls_run_on_threads_and_small_ones_in_one_call(threads, monkeypa
         return original(*arguments)
     monkeypatch.setattr(workers, "run", counting)
     monkeypatch.setattr(parallel, "available_cpus", lambda: 2)
+    step._call_native = None                    # the Python path, which reports its threads
     threads(2)
     step(*_arguments(shape, 8, seed=0))
     assert calls == []
@@ -101,6 +111,7 @@ def test_large_calls_run_on_threads_and_small_ones_in_one_call(threads, monkeypa
     threads(4)                                  # at most one thread per CPU
     step(*_arguments(shape, n, seed=0))
     assert calls == [2, 1, 2]
+    assert fastcall.runtime()[fastcall.RUNTIME_THREADS] == 2     # and so for native calls
 
 
 def test_a_call_that_finds_the_workers_busy_runs_alone(threads):
@@ -203,7 +214,7 @@ def test_elementwise_kernels_with_broadcast_arguments_and_threads(threads, count
 _FIRST_CALL = """
 import numpy as np
 import symgrad as sg
-from codegen import parallel, workers
+from codegen import fastcall, parallel, workers
 
 parallel.available_cpus = lambda: 2
 parallel.set_num_threads(2)

@@ -639,9 +639,12 @@ def test_native_call_accepts_only_what_the_kernel_reads_directly(classifier):
         step([w, b], x, t[:4])
 
 
-def test_native_call_runs_small_calls_and_leaves_large_ones_to_threads(classifier):
-    # The whole call in native code is for calls too small for threads; for a large one it
-    # returns None and runs nothing.
+def test_native_call_runs_large_calls_on_the_workers_once_they_are_there(classifier):
+    # The native entry runs small calls alone; a large one on the worker threads, or alone
+    # for one thread; while workers are wanted but not there yet it returns None, running
+    # nothing, and the Python path (which starts them) takes the call.
+    from codegen import fastcall, workers
+
     step, (w, b), x, t = classifier
     call = step._call_native
     if call is None:
@@ -652,11 +655,34 @@ def test_native_call_runs_small_calls_and_leaves_large_ones_to_threads(classifie
     assert outputs[0][()] == value
     for got, want in zip(outputs[1:], grads):
         np.testing.assert_array_equal(got, want)
-    n = parallel.MIN_PARALLEL_ELEMENTS          # work for threads: left to the Python path
+    n = parallel.MIN_PARALLEL_ELEMENTS          # work for threads
     big_x, big_t = np.zeros((n, 3)), np.zeros((n, 2))
     big_t[:, 0] = 1
-    assert call(w, b, big_x, big_t) is None
-    assert step([w, b], big_x, big_t)[0] == pytest.approx(np.logaddexp(*b) - b[0])
+    want = np.logaddexp(*b) - b[0]
+    runtime = fastcall.runtime()
+    threads, runner = runtime[fastcall.RUNTIME_THREADS], runtime[fastcall.RUNTIME_RUNNER]
+    try:
+        runtime[fastcall.RUNTIME_THREADS] = 2
+        runtime[fastcall.RUNTIME_RUNNER] = 0    # no workers yet
+        assert call(w, b, big_x, big_t) is None
+        runtime[fastcall.RUNTIME_RUNNER] = runner
+        runtime[fastcall.RUNTIME_THREADS] = 1
+        alone = call(w, b, big_x, big_t)
+        assert alone[0][()] == pytest.approx(want)
+        workers.start(1)
+        runtime[fastcall.RUNTIME_THREADS] = 2
+        before = workers.jobs_run()
+        for _ in range(50):
+            shared = call(w, b, big_x, big_t)
+            assert shared[0][()] == alone[0][()]
+            for got, expected in zip(shared[1:], alone[1:]):
+                np.testing.assert_array_equal(got, expected)
+            if workers.jobs_run() > before:
+                break
+        assert workers.jobs_run() > before
+    finally:
+        runtime[fastcall.RUNTIME_THREADS] = threads
+    assert step([w, b], big_x, big_t)[0] == pytest.approx(want)
 
 
 def test_native_call_outputs_are_fresh_arrays_and_leak_nothing():
