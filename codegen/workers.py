@@ -322,15 +322,17 @@ def run(function_address, sizes, buffers, threads, state):
 
     The first such call runs alone while a background thread builds (or loads) the workers'
     code and starts them: no call waits for that."""
-    if threads > 1 and not _state["ready"]:
-        with _lock:
-            if _state["preparing"] is None:
-                _state["preparing"] = threading.Thread(target=_prepare, args=(threads - 1,),
-                                                       daemon=True, name="symgrad-prepare")
-                _state["preparing"].start()
-        threads = 1
-    if threads <= 1:
+    if threads <= 1 or not _state["ready"]:
         _ALONE(function_address)(sizes, buffers, 0, 1, state)
+        if threads > 1:
+            # Started after the call's own work, which it would otherwise slow down (the
+            # two threads take turns with the GIL).
+            with _lock:
+                if _state["preparing"] is None:
+                    _state["preparing"] = threading.Thread(
+                        target=_prepare, args=(threads - 1,), daemon=True,
+                        name="symgrad-prepare")
+                    _state["preparing"].start()
         return
     block = _workers(threads - 1)
     _compiled()[2](ctypes.addressof(block), function_address, sizes, buffers, threads, state)
