@@ -79,10 +79,11 @@ def set_num_threads(threads):
 def publish_threads():
     """Tell kernels' native call entries how many threads a large call uses: the setting (or
     the environment's), at most one per CPU (waiting threads spin)."""
-    from codegen import fastcall
+    from codegen import fastcall, workers
     if fastcall.available():
-        fastcall.runtime()[fastcall.RUNTIME_THREADS] = max(1, min(num_threads(),
-                                                                  available_cpus()))
+        threads = max(1, min(num_threads(), available_cpus()))
+        workers.more(threads - 1)          # the native entries do not start them
+        fastcall.runtime()[fastcall.RUNTIME_THREADS] = threads
 
 
 def _forget_pool():

@@ -298,6 +298,12 @@ def _publish():
     _state["ready"] = True
 
 
+def more(count):
+    """Where workers run already, at least ``count`` of them."""
+    if _state["ready"] and _state["workers"] < count:
+        _workers(count)
+
+
 def jobs_run():
     """How many times workers took part in a call, so far in this process."""
     block = _state["block"]

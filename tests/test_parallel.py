@@ -248,3 +248,11 @@ def test_the_first_threaded_call_runs_alone_while_the_workers_start(tmp_path):
                                     "SYMGRAD_CACHE_DIR": str(tmp_path)})
     assert completed.returncode == 0, completed.stderr
     assert "workers took part: True" in completed.stdout
+
+
+def test_more_threads_asked_for_start_more_workers(threads, monkeypatch):
+    monkeypatch.setattr(parallel, "available_cpus", lambda: 4)
+    workers.start(1)
+    threads(4)
+    assert workers._state["workers"] >= 3
+    assert fastcall.runtime()[fastcall.RUNTIME_THREADS] == 4
