@@ -147,19 +147,25 @@ def array_new_index():
 RUNTIME_THREADS, RUNTIME_RUNNER, RUNTIME_POOL = 0, 1, 2
 
 
-@functools.lru_cache(maxsize=None)
-def runtime():
+def permanent_block(words, what):
+    """``words`` zeroed int64 words that are never freed (native threads and kernels read
+    them until the process ends, after the interpreter's own memory is gone)."""
     libc = ctypes.CDLL(None)
     libc.calloc.restype = ctypes.c_void_p
     libc.calloc.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
-    address = libc.calloc(8, 8)
+    address = libc.calloc(words, 8)
     if not address:
-        raise MemoryError("no memory for symgrad's runtime block")
-    block = (ctypes.c_int64 * 8).from_address(address)
-    llvm.add_symbol("symgrad.runtime", address)
+        raise MemoryError(f"no memory for {what}")
+    return (ctypes.c_int64 * words).from_address(address)
+
+
+@functools.lru_cache(maxsize=None)
+def runtime():
+    block = permanent_block(8, "symgrad's runtime block")
+    llvm.add_symbol("symgrad.runtime", ctypes.addressof(block))
     from codegen import parallel
     try:
-        block[RUNTIME_THREADS] = max(1, min(parallel.num_threads(), parallel.available_cpus()))
+        block[RUNTIME_THREADS] = parallel.call_threads()
     except ValueError:          # a bad $SYMGRAD_NUM_THREADS: the Python path reports it
         block[RUNTIME_THREADS] = 1
     return block

@@ -421,10 +421,8 @@ class TensorKernel:
         same native code whatever thread runs it, hence the same results."""
         pointers = (ctypes.c_void_p * len(buffers))(*[b.ctypes.data for b in buffers])
         state = np.zeros(self._state_words, np.int64)  # the steps' counters of units
-        # Never more threads than CPUs: waiting threads spin.  (Results do not change.)
-        threads = max(1, min(threads, parallel.available_cpus()))
-        workers.run(self._parallel_address, size_array.ctypes.data, pointers, threads,
-                    state.ctypes.data)
+        workers.run(self._parallel_address, size_array.ctypes.data, pointers,
+                    parallel.call_threads(threads), state.ctypes.data)
 
     def _sizes_if_ready(self, values):
         """The symbolic sizes, when every value is already a C-contiguous array of the kernel's

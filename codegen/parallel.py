@@ -81,9 +81,16 @@ def publish_threads():
     the environment's), at most one per CPU (waiting threads spin)."""
     from codegen import fastcall, workers
     if fastcall.available():
-        threads = max(1, min(num_threads(), available_cpus()))
+        threads = call_threads()
         workers.more(threads - 1)          # the native entries do not start them
         fastcall.runtime()[fastcall.RUNTIME_THREADS] = threads
+
+
+def call_threads(threads=None):
+    """The threads a large tensor kernel call runs on: ``threads`` (default
+    :func:`num_threads`), at most one per CPU (waiting threads spin; results do not
+    change)."""
+    return max(1, min(num_threads() if threads is None else threads, available_cpus()))
 
 
 def _forget_pool():

@@ -253,24 +253,12 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_finish_preparing, after_in_child=_forget)
 
 
-def _shared_block():
-    """The block the workers and callers share: zeroed memory that is never freed (the
-    workers read it until the process ends, after the interpreter's own memory is gone)."""
-    libc = ctypes.CDLL(None)
-    libc.calloc.restype = ctypes.c_void_p
-    libc.calloc.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
-    address = libc.calloc(_WORDS, 8)
-    if not address:
-        raise MemoryError("no memory for the worker threads' shared block")
-    return (ctypes.c_int64 * _WORDS).from_address(address)
-
-
 def _workers(count):
     """The shared block, with at least ``count`` workers started on it."""
     _, worker, _ = _compiled()
     with _lock:
         if _state["block"] is None:
-            _state["block"] = _shared_block()
+            _state["block"] = fastcall.permanent_block(_WORDS, "the worker threads' block")
         block = _state["block"]
         while _state["workers"] < count:
             index = _state["workers"]
