@@ -1,7 +1,8 @@
 """The on-disk cache of compiled kernels.
 
 An entry holds the native object code (and the optimised LLVM IR, for inspection) of one
-module, keyed by a hash of everything that determines it: the kernel's symgrad IR
+module, or of the modules compiled together as one (:class:`codegen.jit.CompiledModule`'s
+parts), keyed by a hash of everything that determines it: the kernel's symgrad IR
 (:func:`fingerprint`) and the source of the code generator that lowers it, the target triple,
 CPU name and features, the optimisation settings, and the llvmlite and LLVM versions.  A hit
 therefore skips lowering too, not only LLVM.
@@ -22,7 +23,7 @@ import tempfile
 import llvmlite
 import llvmlite.binding as llvm
 
-FORMAT = "symgrad-object-1"
+FORMAT = "symgrad-object-2"
 _MAGIC = FORMAT.encode() + b"\n"
 
 #: ``set_cache_dir(DEFAULT)`` goes back to the directory chosen by the environment.
@@ -101,7 +102,8 @@ def cache_key(identity, host, settings):
 
 
 def load(key):
-    """``(object_code, optimized_llvm_ir)`` for ``key``, or None when absent or not valid."""
+    """The list of ``(object_code, optimized_llvm_ir)`` pairs stored under ``key``, or None
+    when absent or not valid."""
     directory = cache_dir()
     if directory is None:
         return None
@@ -119,20 +121,32 @@ def load(key):
         body = data[header_end + 1:]
         if header["key"] != key or hashlib.sha256(body).hexdigest() != header["sha256"]:
             return None
-        split = header["object_size"]
-        return body[:split], body[split:].decode()
+        modules, offset = [], 0
+        for object_size, text_size in header["sizes"]:
+            object_code = body[offset:offset + object_size]
+            text = body[offset + object_size:offset + object_size + text_size].decode()
+            modules.append((object_code, text))
+            offset += object_size + text_size
+        if offset != len(body) or not modules:
+            return None
+        return modules
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         return None
 
 
-def store(key, object_code, optimized_llvm_ir):
-    """Write an entry atomically (a concurrent reader sees the old entry or the new one)."""
+def store(key, modules):
+    """Write an entry, the ``(object_code, optimized_llvm_ir)`` pairs ``modules``, atomically
+    (a concurrent reader sees the old entry or the new one)."""
     directory = cache_dir()
     if directory is None:
         return
-    body = bytes(object_code) + optimized_llvm_ir.encode()
-    header = {"key": key, "sha256": hashlib.sha256(body).hexdigest(),
-              "object_size": len(object_code)}
+    pieces, sizes = [], []
+    for object_code, text in modules:
+        encoded = text.encode()
+        pieces += [bytes(object_code), encoded]
+        sizes.append([len(object_code), len(encoded)])
+    body = b"".join(pieces)
+    header = {"key": key, "sha256": hashlib.sha256(body).hexdigest(), "sizes": sizes}
     try:
         directory.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")

@@ -26,6 +26,7 @@ would call a library.
 """
 
 import functools
+import threading
 
 import llvmlite.binding as llvm
 from llvmlite import ir as llvm_ir
@@ -312,7 +313,11 @@ class _Builder:
 
 
 class Library:
-    """One dtype's compiled GEMM, registered with the JIT under ``NAMES[dtype]``."""
+    """One dtype's compiled GEMM, registered with the JIT under ``NAMES[dtype]``.
+
+    Compiled on first need: :meth:`start` begins it, in the background where it is not in
+    the disk cache (a kernel that calls it starts it once its own module is generated, so
+    that both compile at once), and :meth:`ready` waits for it."""
 
     def __init__(self, dtype, vector_bytes, rows):
         self.dtype = dtype
@@ -320,15 +325,35 @@ class Library:
         self.rows = rows
         # Columns per tile: threads share a product's columns in multiples of this.
         self.column_tile = 2 * vector_bytes // (4 if dtype == "float32" else 8)
+        self.compiled = None
+        self._address = None
+        self._lock = threading.Lock()
 
-        def build():
-            module = llvm_ir.Module(name=NAMES[dtype])
-            _Builder(module, dtype, vector_bytes, rows).gemm()
-            return module
+    def _build(self):
+        module = llvm_ir.Module(name=NAMES[self.dtype])
+        _Builder(module, self.dtype, self.vector_bytes, self.rows).gemm()
+        return module
+
+    def start(self):
+        """Begin compiling the native code (or loading it from the disk cache), once."""
         from codegen.jit import CompiledModule
-        self.compiled = CompiledModule(build, self.describe())
-        self.address = self.compiled.address(NAMES[dtype])
-        llvm.add_symbol(NAMES[dtype], self.address)
+        with self._lock:
+            if self.compiled is None:
+                self.compiled = CompiledModule(self._build, self.describe(), background=True)
+
+    def ready(self):
+        """Wait for the native code and register it with the JIT (once)."""
+        if self._address is None:
+            self.start()
+            address = self.compiled.address(NAMES[self.dtype])
+            llvm.add_symbol(NAMES[self.dtype], address)
+            self._address = address
+
+    @property
+    def address(self):
+        """The native address of the GEMM."""
+        self.ready()
+        return self._address
 
     def describe(self):
         """What of the library the generated code depends on (for cache keys)."""

@@ -1,9 +1,13 @@
 """JIT compilation for the host CPU with llvmlite: verify, optimise (new pass manager), emit
 native code into an MCJIT engine, and keep the texts for inspection."""
 
+import ctypes
 import functools
+import os
+import threading
 
 import llvmlite.binding as llvm
+from llvmlite.binding import ffi
 
 from codegen import cache
 
@@ -37,8 +41,144 @@ def host_target_machine(opt_level=3):
     return target.create_target_machine(cpu=cpu, features=features, opt=opt_level, jit=True)
 
 
+# Loading native code into an engine happens once per module, whichever thread asks first.
+_load_lock = threading.RLock()
+
+
+class _Background:
+    """``function(*args)`` in a thread of its own; :meth:`result` waits for it and returns
+    its value or raises its exception.  A fork waits for the threads under way (a child must
+    not inherit LLVM halfway through a compile); where one did not run in a process (a
+    child forked before it started), the caller runs ``function`` itself."""
+
+    def __init__(self, function, *args):
+        self._call = (function, args)
+        self._outcome = None
+        self._thread = threading.Thread(target=self._run, name="symgrad-compile", daemon=True)
+        with _running_lock:
+            _running.add(self._thread)
+        self._thread.start()
+
+    def _run(self):
+        function, args = self._call
+        try:
+            self._outcome = (True, function(*args))
+        except BaseException as error:       # re-raised in the thread that waits
+            self._outcome = (False, error)
+        finally:
+            with _running_lock:
+                _running.discard(self._thread)
+
+    def result(self):
+        if self._thread.ident is not None:
+            self._thread.join()
+        if self._outcome is None:
+            function, args = self._call
+            self._outcome = (True, function(*args))
+        succeeded, value = self._outcome
+        if not succeeded:
+            raise value
+        return value
+
+
+_running = set()
+_running_lock = threading.Lock()
+
+
+def _finish_background():
+    with _running_lock:
+        running = list(_running)
+    for thread in running:
+        if thread is not threading.current_thread():
+            thread.join()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_finish_background)
+
+
+def _unlocked(name):
+    """llvmlite's C function ``name`` without the lock llvmlite takes around every call (one
+    lock for the whole process), or None where this llvmlite keeps its functions otherwise.
+
+    LLVM compiles modules of distinct contexts in parallel (each thread its own context,
+    module, pass builder and target machine); llvmlite's lock would make the threads take
+    turns.  Only the optimisation pipeline and the code generation run unlocked, on objects
+    that belong to the calling thread alone; ctypes releases the GIL around them."""
+    library = getattr(ffi.lib, "_lib", None)
+    function = getattr(library, name, None)
+    if function is None or getattr(function, "argtypes", None) is None:
+        return None
+    return function
+
+
+def _optimise(module, machine, opt_level, unroll):
+    tuning = llvm.create_pipeline_tuning_options(speed_level=opt_level)
+    tuning.loop_unrolling = unroll
+    passes = llvm.create_pass_builder(machine, tuning)
+    manager = passes.getModulePassManager()
+    run = _unlocked("LLVMPY_RunNewModulePassManager")
+    if run is None:
+        manager.run(module, passes)
+    else:
+        run(manager, module, passes)
+
+
+def _emit_object(machine, module):
+    emit = _unlocked("LLVMPY_TargetMachineEmitToMemory")
+    if emit is None:
+        return machine.emit_object(module)
+    with ffi.OutputString() as error:
+        buffer = emit(machine, module, 1, error)
+        if not buffer:
+            raise RuntimeError(str(error))
+    try:
+        return ctypes.string_at(ffi.lib.LLVMPY_GetBufferStart(buffer),
+                                ffi.lib.LLVMPY_GetBufferSize(buffer))
+    finally:
+        ffi.lib.LLVMPY_DisposeMemoryBuffer(buffer)
+
+
+def compile_object(llvm_ir, opt_level=3, codegen_opt_level=3, unroll=True):
+    """``(object_code, optimized_llvm_ir)`` of a module's text, in a context of its own:
+    threads may compile modules at the same time."""
+    machine = host_target_machine(codegen_opt_level)
+    context = llvm.create_context()
+    module = llvm.parse_assembly(llvm_ir, context)
+    module.verify()
+    _optimise(module, machine, opt_level, unroll)
+    optimized = str(module)
+    object_code = _emit_object(machine, module)
+    module.close()
+    return object_code, optimized
+
+
+class _Part:
+    """One LLVM module of a :class:`CompiledModule`: how to build it, its cache key, its
+    texts and its object code."""
+
+    def __init__(self, build, identity, machine_level):
+        self.build = build
+        self.identity = identity
+        self.machine_level = machine_level
+        self._llvm_ir = None
+        self.compiled = None          # (object code, optimized IR)
+        self.pending = None
+
+    @property
+    def llvm_ir(self):
+        if self._llvm_ir is None:
+            machine = host_target_machine(self.machine_level)
+            module = self.build()
+            module.triple = machine.triple
+            module.data_layout = str(machine.target_data)
+            self._llvm_ir = str(module)
+        return self._llvm_ir
+
+
 class CompiledModule:
-    """Native code for one LLVM module; owns the execution engine that keeps it alive.
+    """Native code for one LLVM module (and the modules compiled alongside it); owns the
+    execution engine that keeps it alive.
 
     Parameters
     ----------
@@ -56,93 +196,148 @@ class CompiledModule:
     unroll : bool
         Whether LLVM unrolls loops (vectorised loops are interleaved either way); unrolling
         the many loop nests of a tensor kernel costs more compile time than it gains.
+    parts : sequence of (build, identity)
+        Further modules, generated and compiled in threads of their own while this one
+        compiles, and loaded into the same engine: each may call the functions the others
+        define (external linkage).  The disk cache keeps them all in one entry.
+    background : bool
+        Compile in a thread of its own (not when the module is in the cache): the constructor
+        returns at once, :meth:`wait` (and :meth:`address`) waits for the native code.  The
+        other cores compile meanwhile what the process needs next.
+    before_compile, before_load : callable, optional
+        Called once the module is generated, before LLVM compiles it (to start compiling,
+        meanwhile, a library it calls), and before the native code is loaded and linked
+        (to make the symbols it calls known).
 
     Attributes
     ----------
     llvm_ir : str
-        The module as generated, before optimisation.
+        The module as generated, before optimisation (the parts after it).
     optimized_llvm_ir : str
-        The module after the optimisation pipeline.
+        The module after the optimisation pipeline (the parts after it).
     asm : str
         The host assembly.
     from_cache : bool
         Whether the native code came from the disk cache (:mod:`codegen.cache`).
     """
 
-    def __init__(self, build, identity, opt_level=3, codegen_opt_level=None, unroll=True):
+    def __init__(self, build, identity, opt_level=3, codegen_opt_level=None, unroll=True,
+                 parts=(), background=False, before_compile=None, before_load=None):
         if codegen_opt_level is None:
             codegen_opt_level = opt_level
-        self._build = build
-        self._llvm_ir = None
         self._codegen_opt_level = codegen_opt_level
+        self._settings = (opt_level, codegen_opt_level, unroll)
+        self._parts = [_Part(b, i, codegen_opt_level) for b, i in [(build, identity), *parts]]
         self._asm = None
+        self._engine = None
+        self._before_compile = before_compile
+        self._before_load = before_load
         self.from_cache = False
-        caching = cache.cache_dir() is not None
-        if caching:
-            key = cache.cache_key(identity, _host_description(),
-                                  [opt_level, codegen_opt_level, unroll])
-            if self._load_cached(key):
-                return
-        machine = host_target_machine(codegen_opt_level)
-        parsed = llvm.parse_assembly(self.llvm_ir)
-        parsed.verify()
-        tuning = llvm.create_pipeline_tuning_options(speed_level=opt_level)
-        tuning.loop_unrolling = unroll
-        passes = llvm.create_pass_builder(machine, tuning)
-        passes.getModulePassManager().run(parsed, passes)
-        self.optimized_llvm_ir = str(parsed)
-        if not caching:
-            self._engine = llvm.create_mcjit_compiler(parsed, machine)
-            self._engine.finalize_object()
+        self._key = None
+        _host_description()
+        if cache.cache_dir() is not None:
+            # One entry for all the parts: they are loaded together.
+            identity = "\n".join([identity] + [f"part {number}: {part.identity}" for number, part
+                                               in enumerate(self._parts[1:], 1)])
+            self._key = cache.cache_key(identity, _host_description(), list(self._settings))
+            entry = cache.load(self._key)
+            if entry is not None and len(entry) == len(self._parts):
+                for part, compiled in zip(self._parts, entry):
+                    part.compiled = compiled
+                if self._load(required=False):
+                    self.from_cache = True
+                    return
+                for part in self._parts:          # not loadable: rebuilt
+                    part.compiled = None
+        if background:
+            self._parts[0].pending = _Background(self._compile)
+        else:
+            self._compile()
+            self.wait()
+
+    def _compile(self):
+        """Generate the main module, start the others, compile it; the others are waited for
+        by :meth:`wait`."""
+        main, others = self._parts[0], self._parts[1:]
+        main.llvm_ir                         # generated first, while the GIL is free
+        if self._before_compile is not None:
+            self._before_compile()
+        for part in others:
+            part.pending = _Background(self._compile_part, part)
+        main.compiled = self._compile_part(main)
+        return main.compiled
+
+    def _compile_part(self, part):
+        return compile_object(part.llvm_ir, *self._settings)
+
+    def wait(self):
+        """Wait for native code compiled in the background, and load it (once)."""
+        if self._engine is not None:
             return
-        # Native code generated once, for the cache and for this process alike.
-        object_code = machine.emit_object(parsed)
-        cache.store(key, object_code, self.optimized_llvm_ir)
-        self._engine = self._load_object(object_code, host_target_machine(codegen_opt_level))
+        with _load_lock:
+            if self._engine is not None:
+                return
+            for part in self._parts:
+                if part.pending is not None:
+                    part.compiled = part.pending.result()
+                    part.pending = None
+            # A part started by a background compile that a fork interrupted: compiled here.
+            for part in self._parts:
+                if part.compiled is None:
+                    part.compiled = self._compile_part(part)
+            if self._key is not None and not self.from_cache:
+                cache.store(self._key, [part.compiled for part in self._parts])
+            self._load(required=True)
 
     @property
     def llvm_ir(self):
-        if self._llvm_ir is None:
-            machine = host_target_machine(self._codegen_opt_level)
-            module = self._build()
-            module.triple = machine.triple
-            module.data_layout = str(machine.target_data)
-            self._llvm_ir = str(module)
-        return self._llvm_ir
+        return "\n".join(part.llvm_ir for part in self._parts)
 
-    def _load_cached(self, key):
-        entry = cache.load(key)
-        if entry is None:
-            return False
-        try:
-            self._engine = self._load_object(entry[0],
-                                             host_target_machine(self._codegen_opt_level))
-        except RuntimeError:
-            return False                       # rebuilt by the caller
-        self.optimized_llvm_ir = entry[1]
-        self.from_cache = True
-        return True
+    @property
+    def lowered(self):
+        """Whether the modules were generated in this process (not when the disk cache had
+        them, until their text is asked for)."""
+        return any(part._llvm_ir is not None for part in self._parts)
 
-    @staticmethod
-    def _load_object(object_code, machine):
-        """An engine holding cached object code (no optimisation, no code generation)."""
+    @property
+    def optimized_llvm_ir(self):
+        self.wait()
+        return "\n".join(part.compiled[1] for part in self._parts)
+
+    def _load(self, required):
+        """Load the parts' object code into one engine (no optimisation, no code
+        generation).  Cached entries that LLVM cannot load (``required`` False) are rebuilt
+        instead."""
+        if self._before_load is not None:
+            self._before_load()
+        machine = host_target_machine(self._codegen_opt_level)
         empty = llvm.parse_assembly("")
         empty.triple = machine.triple
         engine = llvm.create_mcjit_compiler(empty, machine)
-        engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
-        engine.finalize_object()
-        return engine
+        try:
+            for part in self._parts:
+                engine.add_object_file(llvm.ObjectFileRef.from_data(part.compiled[0]))
+            engine.finalize_object()
+        except RuntimeError:
+            if required:
+                raise
+            return False
+        self._engine = engine
+        return True
 
     @property
     def asm(self):
         # Emitted on demand: assembly text costs as much as the native code itself.
         if self._asm is None:
+            self.wait()
             machine = host_target_machine(self._codegen_opt_level)
-            self._asm = machine.emit_assembly(llvm.parse_assembly(self.optimized_llvm_ir))
+            self._asm = "\n".join(machine.emit_assembly(llvm.parse_assembly(part.compiled[1]))
+                                  for part in self._parts)
         return self._asm
 
     def address(self, name):
         """The native address of the function ``name``."""
+        self.wait()
         address = self._engine.get_function_address(name)
         if not address:
             raise LookupError(f"no function {name!r} in the compiled module")

@@ -1,6 +1,7 @@
 """The Kernel: a compiled IR function that validates its arguments and runs on numpy arrays."""
 
 import ctypes
+import functools
 import math
 import weakref
 
@@ -9,7 +10,8 @@ import numpy as np
 from codegen import cache, fastcall, parallel, workers
 from codegen.jit import CompiledModule
 from codegen.lower import is_large, lower_function
-from codegen.lower_tensor import STATE_WORDS, lower_tensor_function, plan_tensor_function
+from codegen.lower_tensor import (STATE_WORDS, lower_call_entry, lower_steps,
+                                  lower_tensor_function, plan_tensor_function, split_steps)
 from codegen.schedule import chunking
 from symgrad.arguments import bind
 from symgrad.printing import function_to_text
@@ -275,14 +277,14 @@ class TensorKernel:
                                           step.nodes[0].shape[1]))
                           for step in self.schedule.steps if step.kind == "matmul"]
         # (The symbols the threads' code calls are registered before it is built or loaded.)
-        self.compiled = self._compile(fast_entry=fast, array_new=fastcall.array_new_index(),
-                                      yield_symbol=workers.symbols()[0])
+        array_new = fastcall.array_new_index() if fast else None
+        self.compiled = self._compile(array_new, workers.symbols()[0])
         self._parallel_address = self.compiled.address(f"{name}.parallel")
         self._state_words = STATE_WORDS * len(self.schedule.steps)
         self._entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(
             self.compiled.address(name))
         self._call_native = None
-        if fast and fastcall.array_new_index() is not None:
+        if array_new is not None:
             self._call_native, self._call_keepalive = fastcall.make_callable(
                 self.compiled.address(f"{name}.call"), None, f"{name}.call",
                 flags=fastcall.METH_FASTCALL)
@@ -291,15 +293,26 @@ class TensorKernel:
             weakref.finalize(self, _release, ctypes.CFUNCTYPE(None)(
                 self.compiled.address(f"{name}.release")), self.compiled)
 
-    def _compile(self, **options):
-        """The kernel's module."""
+    def _compile(self, array_new, yield_symbol):
+        """The kernel's modules: the kernel with some of its steps, modules of the other steps
+        (:func:`codegen.lower_tensor.split_steps`), and with ``array_new`` the call entry
+        (:func:`codegen.lower_tensor.lower_call_entry`), all compiled at the same time."""
         gemm = self._planned[1]
+        identity = cache.fingerprint(self.function, "tensor", self.name, yield_symbol,
+                                     gemm and gemm.describe())
+        groups = split_steps(self._planned[0])
+        parts = [(functools.partial(lower_steps, self.function, self.name, self._planned,
+                                    group), f"steps {group}") for group in groups[1:]]
+        if array_new is not None:
+            parts.append((functools.partial(lower_call_entry, self.function, self._planned[0],
+                                            self.name, array_new), f"call entry {array_new}"))
         return CompiledModule(
-            lambda: lower_tensor_function(self.function, self.name, planned=self._planned,
-                                          **options)[0],
-            cache.fingerprint(self.function, "tensor", self.name, sorted(options.items()),
-                              gemm and gemm.describe()),
-            codegen_opt_level=0 if is_large(self.function) else 3, unroll=False)
+            lambda: lower_tensor_function(
+                self.function, self.name, planned=self._planned, yield_symbol=yield_symbol,
+                steps=groups[0] if len(groups) > 1 else None)[0],
+            identity, codegen_opt_level=0 if is_large(self.function) else 3, unroll=False,
+            parts=parts, before_compile=getattr(gemm, "start", None),
+            before_load=getattr(gemm, "ready", None))
 
     llvm_ir = property(lambda self: self.compiled.llvm_ir)
     optimized_llvm_ir = property(lambda self: self.compiled.optimized_llvm_ir)

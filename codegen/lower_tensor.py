@@ -35,6 +35,9 @@ STEP_LOWERING = {
 }
 
 
+_ITEM_BYTES = {"float32": 4, "float64": 8}
+
+
 # Words (int64) of a threaded call's state per step: the units claimed, the units finished
 # (then padding, so that steps' counters do not share a cache line).
 STATE_WORDS = 8
@@ -94,6 +97,19 @@ def _workspace(function, plan):
         return counts, builder.add(work, builder.sdiv(
             products, INDEX(parallel.MULTIPLY_ADDS_PER_ELEMENT)))
     return emit
+
+
+def _copied_sources(plan, step):
+    """The stored values a step copies, one per node, where every node of the step is a
+    stored value's identity or reshape (same elements, same row-major order); else None."""
+    if step.kind != "elementwise" or step.inline:
+        return None
+    sources = []
+    for node in step.nodes:
+        if node.op not in (Op.STOP_GRADIENT, Op.RESHAPE) or id(node.args[0]) not in plan.slots:
+            return None
+        sources.append(node.args[0])
+    return sources
 
 
 _STEP_TYPE = llvm_ir.FunctionType(llvm_ir.VoidType(), [POINTER, POINTER, INDEX, INDEX])
@@ -168,6 +184,13 @@ class _Lowering:
                              + len(plan.temporaries) + len(plan.partials))
         self.scopes = self._alias_scopes()
         self.order_index = {id(node): index for index, node in enumerate(function.nodes)}
+        # The products computed by symgrad's GEMM, whose columns threads share in tiles:
+        # step number -> the columns.
+        self.column_steps = {}
+        for number, step in enumerate(plan.steps):
+            if step.kind == "matmul" and isinstance(gemm, gemm_library.Library) and \
+                    self.gemm_operands(step.nodes[0]) is not None:
+                self.column_steps[number] = step.nodes[0].shape[1]
 
     def _alias_scopes(self):
         """Per buffer, its ``(alias.scope, noalias)`` metadata: every buffer is its own scope
@@ -308,10 +331,14 @@ class _Lowering:
 
     def loop_nest(self, shape, body, rows=None):
         """Nested loops over ``shape`` (outermost first); ``body(indices)`` emits the body.
-        ``rows``: ``(begin, end)`` of the outermost loop, instead of the whole axis."""
+        ``rows``: ``(begin, end)`` of the outermost loop, instead of the whole axis.  Axes of
+        extent 1 get no loop (their index is 0)."""
         indices = []
         exits = []
         for axis, size in enumerate(shape):
+            if size == 1 and (rows is None or axis):
+                indices.append(INDEX(0))
+                continue
             start, extent = (INDEX(0), self.extent(size)) if rows is None or axis else rows
             preheader = self.builder.block
             header = self.builder.append_basic_block("loop")
@@ -363,7 +390,36 @@ class _Lowering:
 
     # ---- steps ---------------------------------------------------------------------------
 
+    def copy_rows(self, step, sources):
+        """A copying step as block copies: the rows ``begin`` to ``end - 1`` of a chunked
+        step, else the whole value."""
+        builder = self.builder
+        row = self.element_count(step.shape[1:] if step.chunked else step.shape, builder)
+        start, rows = (self.begin, builder.sub(self.end, self.begin)) if step.chunked else \
+            (INDEX(0), INDEX(1))
+        memcpy = self.module.globals.get("llvm.memcpy.p0.p0.i64") or llvm_ir.Function(
+            self.module, llvm_ir.FunctionType(llvm_ir.VoidType(), [
+                POINTER, POINTER, INDEX, llvm_ir.IntType(1)]), "llvm.memcpy.p0.p0.i64")
+        skip = builder.append_basic_block("copy.done")
+        work = builder.append_basic_block("copy")
+        builder.cbranch(builder.icmp_signed(">", rows, INDEX(0)), work, skip)
+        builder.position_at_end(work)
+        offset = builder.mul(start, row)
+        for node, slot, source in zip(step.nodes, step.slots, sources):
+            element = llvm_type(node.dtype)
+            target = builder.gep(self.buffers[slot], [offset], source_etype=element)
+            origin = builder.gep(self.buffers[self.plan.slots[id(source)]], [offset],
+                                 source_etype=element)
+            size = builder.mul(builder.mul(rows, row), INDEX(_ITEM_BYTES[node.dtype]))
+            builder.call(memcpy, [target, origin, size, llvm_ir.Constant(llvm_ir.IntType(1), 0)])
+        builder.branch(skip)
+        builder.position_at_end(skip)
+
     def elementwise(self, step):
+        sources = _copied_sources(self.plan, step)
+        if sources is not None:
+            self.copy_rows(step, sources)
+            return
         members = {id(node): slot for node, slot in zip(step.nodes, step.slots)}
         work = sorted(step.inline + step.nodes, key=self.position)
         rows = (self.begin, self.end) if step.chunked else None
@@ -482,17 +538,26 @@ class _Lowering:
             return True, node.args[0].shape[1]
         return None
 
+    def gemm_operands(self, node):
+        """The layouts ``(left, right)`` (see :meth:`blas_operand`) of a product that calls a
+        GEMM; None for a loop nest."""
+        left, right = (self.blas_operand(a) for a in node.args)
+        if self.gemm is None or left is None or right is None:
+            return None
+        dimensions = (node.shape[0], node.args[0].shape[1], node.shape[1])
+        numbers = [d for d in dimensions if not isinstance(d, str)]
+        if len(numbers) >= 2 and math.prod(numbers) <= TINY_PRODUCT:
+            return None
+        return left, right
+
     def blas_matmul(self, node, slot):
         """C = A @ B through cblas_?gemm; False when an operand is not laid out for it, or when
         the product is tiny: every dimension but (at most) one is a small number, as in the
         layers of a 2-4-1 network, where a loop nest costs less than a call into the BLAS."""
-        left, right = (self.blas_operand(a) for a in node.args)
-        if self.gemm is None or left is None or right is None:
+        operands = self.gemm_operands(node)
+        if operands is None:
             return False
-        dimensions = (node.shape[0], node.args[0].shape[1], node.shape[1])
-        numbers = [d for d in dimensions if not isinstance(d, str)]
-        if len(numbers) >= 2 and math.prod(numbers) <= TINY_PRODUCT:
-            return False
+        left, right = operands
         if isinstance(self.gemm, gemm_library.Library):
             self.own_matmul(node, slot, left, right)
             return True
@@ -537,8 +602,7 @@ class _Lowering:
         rows, columns = node.shape
         bases = [self.access(a)[0] for a in node.args]
         # The step computes the columns step_range[0] .. step_range[1] - 1 (all of them for a
-        # thread alone, a tile of them for threads sharing the product).
-        self.column_steps[self.step_number] = columns
+        # thread alone, a tile of them for threads sharing the product: column_steps).
         columns = self.extent(columns)
         self.builder.call(gemm_library.declare(self.module, node.dtype), [
             self.extent(rows), columns, self.extent(node.args[0].shape[1]),
@@ -583,7 +647,7 @@ class _Lowering:
     def position(self, node):
         return self.order_index[id(node)]
 
-    def run(self):
+    def run(self, defined=None, entry=True):
         """Emit the step functions, ``NAME.parallel`` and the kernel; returns the kernel.
 
         ``NAME.parallel(sizes, buffers, thread, threads, state)`` is run by ``threads`` threads
@@ -594,15 +658,22 @@ class _Lowering:
         this one is finished; a thread alone runs each step whole.  A unit is the same native
         code whichever thread runs it, so the results do not depend on the number of
         threads, nor on which threads take part.  The kernel ``NAME(sizes, buffers)`` is a
-        thread alone."""
+        thread alone.
+
+        ``defined``: the numbers of the steps this module defines (default: all); the others
+        are declared, defined by modules loaded with it.  Without ``entry``, the module holds
+        the steps alone (external, for the module that runs them), and None is returned."""
         lowering = {"elementwise": self.elementwise, "copy": self.copy,
                     "matmul": self.matmul, "combine": self.combine}
         step_functions = []
-        self.column_steps = {}
         for number, step in enumerate(self.plan.steps):
             step_function = llvm_ir.Function(self.module, _STEP_TYPE,
                                              name=f"{self.name}.step{number}")
-            step_function.linkage = "internal"
+            step_functions.append(step_function)
+            if defined is not None and number not in defined:
+                continue
+            if entry:
+                step_function.linkage = "internal"
             # One copy of each step, called once per unit of work (inlined, the optimiser
             # would copy it for the thread alone and for threads sharing).
             step_function.attributes.add("noinline")
@@ -615,7 +686,8 @@ class _Lowering:
             else:
                 lowering[step.kind](step)
             self.end_function()
-            step_functions.append(step_function)
+        if not entry:
+            return None
         parallel_function = self.parallel_function(step_functions)
 
         kernel = llvm_ir.Function(self.module, llvm_ir.FunctionType(
@@ -669,9 +741,19 @@ class _Lowering:
         return function
 
     def chunk_loop(self, step, first, last, lower_step):
-        """The chunks ``first`` to ``last - 1`` of a chunked step, one after the other."""
+        """The chunks ``first`` to ``last - 1`` of a chunked step.  Where no reduction of the
+        step keeps a partial result per chunk, the chunks are one range of rows, one loop
+        (the same elements, in the same order, as chunk after chunk)."""
         per_chunk, _ = self.chunks(step.shape, self.prologue)
         rows = self.extent(step.shape[0])
+        if not any(self.plan.partial_slot(node) is not None for node in step.nodes):
+            builder = self.builder
+            self.chunk = None
+            self.begin = builder.mul(first, per_chunk)
+            end = builder.mul(last, per_chunk)
+            self.end = builder.select(builder.icmp_signed("<", end, rows), end, rows)
+            lower_step(step)
+            return
 
         def body(indices):
             (self.chunk,) = indices
@@ -709,35 +791,87 @@ def plan_tensor_function(function, use_blas=True):
     return schedule(function, blas=gemm is not None), gemm
 
 
-def lower_tensor_function(function, name="symgrad_kernel", use_blas=True, fast_entry=False,
-                          planned=None, array_new=None, yield_symbol=None):
+def lower_tensor_function(function, name="symgrad_kernel", use_blas=True, planned=None,
+                          yield_symbol=None, steps=None):
     """Lower ``function`` to an LLVM module; returns ``(module, schedule)``.
 
     ``planned`` is the result of :func:`plan_tensor_function` where already computed
-    (``use_blas`` then does not matter).  With ``fast_entry`` and ``array_new`` (see
-    :func:`codegen.fastcall.array_new_index`), the module also holds ``NAME.call``, the whole
-    call of a small kernel in native code (:func:`codegen.fastcall.add_call_entry`).
-    It also holds ``NAME.parallel``, which threads run together (see :meth:`_Lowering.run`);
-    waiting threads call ``yield_symbol`` (see :func:`codegen.workers.symbols`) now and then,
-    where given.
+    (``use_blas`` then does not matter).  The module holds the kernel ``NAME`` and
+    ``NAME.parallel``, which threads run together (see :meth:`_Lowering.run`); waiting threads
+    call ``yield_symbol`` (see :func:`codegen.workers.symbols`) now and then, where given.
+    ``steps``: the numbers of the steps the module defines (default: all); the others come
+    from modules of :func:`lower_steps` loaded with it.
     """
     plan, gemm = planned if planned is not None else plan_tensor_function(function, use_blas)
     module = llvm_ir.Module(name=name)
     lowering = _Lowering(function, plan, module, name, gemm)
     lowering.yield_symbol = yield_symbol
-    kernel = lowering.run()
-    if fast_entry and array_new is not None:
-        names = function.size_names
-
-        def template(shape):
-            return tuple(~names.index(d) if isinstance(d, str) else d for d in shape)
-        dtypes = {n.dtype for n in function.nodes} - {"bool"}
-        add_call_entry(module, kernel, f"{name}.call", [template(n.shape) for n in
-                                                        function.inputs],
-                       len(names), dtypes.pop() if dtypes else "float64",
-                       [template(n.shape) for n in function.outputs],
-                       _workspace(function, plan), array_new,
-                       threaded=(module.globals[f"{name}.parallel"],
-                                 STATE_WORDS * len(plan.steps)))
-        add_release_entry(module, f"{name}.release", f"{name}.call")
+    lowering.run(steps)
     return module, plan
+
+
+def lower_steps(function, name, planned, steps):
+    """A module of the steps numbered ``steps`` alone (``NAME.stepK``, external), for the
+    module of :func:`lower_tensor_function` that runs them: the two compile at the same
+    time."""
+    plan, gemm = planned
+    module = llvm_ir.Module(name=f"{name}.steps")
+    _Lowering(function, plan, module, name, gemm).run(steps, entry=False)
+    return module
+
+
+#: What a module of steps costs LLVM, roughly, in the units of :func:`_step_cost` (about a
+#: millisecond each here): kernels are compiled in modules of about this much, at most
+#: MAX_MODULES of them, on the cores the process has.
+MODULE_COST = 40
+MAX_MODULES = 2
+
+
+def _step_cost(plan, step):
+    if step.kind == "matmul":
+        return 2
+    if step.kind == "combine":
+        return 4
+    if step.kind == "elementwise" and _copied_sources(plan, step) is not None:
+        return 2
+    return 6 + 2 * (len(step.nodes) + len(step.inline))
+
+
+def split_steps(plan):
+    """The steps of ``plan`` in groups of about :data:`MODULE_COST`, one module each (the
+    first with the kernel, whose cost grows with the number of steps): lists of step
+    numbers, the longest steps spread first over the least loaded groups."""
+    costs = [_step_cost(plan, step) for step in plan.steps]
+    overhead = 5 + len(costs)
+    count = max(1, min(MAX_MODULES, round((sum(costs) + overhead) / MODULE_COST)))
+    loads = [overhead] + [0] * (count - 1)
+    groups = [[] for _ in range(count)]
+    for number in sorted(range(len(costs)), key=lambda n: -costs[n]):
+        least = loads.index(min(loads))
+        groups[least].append(number)
+        loads[least] += costs[number]
+    return [sorted(group) for group in groups if group or group is groups[0]]
+
+
+def lower_call_entry(function, plan, name, array_new):
+    """The module of ``NAME.call``, the whole call of a kernel in native code
+    (:func:`codegen.fastcall.add_call_entry`, with ``array_new`` from
+    :func:`codegen.fastcall.array_new_index`), and ``NAME.release``.  It calls ``NAME`` and
+    ``NAME.parallel`` of the kernel's module (:func:`lower_tensor_function`), which is loaded
+    with it: the two compile at the same time."""
+    module = llvm_ir.Module(name=f"{name}.call")
+    kernel = llvm_ir.Function(module, llvm_ir.FunctionType(
+        llvm_ir.VoidType(), [POINTER, POINTER]), name=name)
+    parallel_function = llvm_ir.Function(module, llvm_ir.FunctionType(
+        llvm_ir.VoidType(), [POINTER, POINTER, INDEX, INDEX, POINTER]), name=f"{name}.parallel")
+    names = function.size_names
+
+    def template(shape):
+        return tuple(~names.index(d) if isinstance(d, str) else d for d in shape)
+    dtypes = {n.dtype for n in function.nodes} - {"bool"}
+    add_call_entry(module, kernel, f"{name}.call", [template(n.shape) for n in function.inputs],
+                   len(names), dtypes.pop() if dtypes else "float64",
+                   [template(n.shape) for n in function.outputs], _workspace(function, plan),
+                   array_new, threaded=(parallel_function, STATE_WORDS * len(plan.steps)))
+    add_release_entry(module, f"{name}.release", f"{name}.call")
+    return module
