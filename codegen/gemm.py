@@ -317,7 +317,8 @@ class Library:
 
     Compiled on first need: :meth:`start` begins it, in the background where it is not in
     the disk cache (a kernel that calls it starts it once its own module is generated, so
-    that both compile at once), and :meth:`ready` waits for it."""
+    that both compile at once, and links its object code into its own engine:
+    :meth:`objects`)."""
 
     def __init__(self, dtype, vector_bytes, rows):
         self.dtype = dtype
@@ -341,8 +342,15 @@ class Library:
             if self.compiled is None:
                 self.compiled = CompiledModule(self._build, self.describe(), background=True)
 
+    def objects(self):
+        """The object code, for the engine of a kernel that calls the library: linked there,
+        it needs no engine of its own."""
+        self.start()
+        return self.compiled.objects()
+
     def ready(self):
-        """Wait for the native code and register it with the JIT (once)."""
+        """Wait for the native code, load it and register it with the JIT (once): for calls
+        from other code than kernels."""
         if self._address is None:
             self.start()
             address = self.compiled.address(NAMES[self.dtype])

@@ -204,10 +204,12 @@ class CompiledModule:
         Compile in a thread of its own (not when the module is in the cache): the constructor
         returns at once, :meth:`wait` (and :meth:`address`) waits for the native code.  The
         other cores compile meanwhile what the process needs next.
-    before_compile, before_load : callable, optional
-        Called once the module is generated, before LLVM compiles it (to start compiling,
-        meanwhile, a library it calls), and before the native code is loaded and linked
-        (to make the symbols it calls known).
+    before_compile : callable, optional
+        Called once the module is generated, before LLVM compiles it: to start compiling,
+        meanwhile, a library it calls.
+    libraries : callable, optional
+        Returns the object code of modules compiled elsewhere (:meth:`objects`) that the
+        module calls: loaded into its engine with it.
 
     Attributes
     ----------
@@ -222,7 +224,7 @@ class CompiledModule:
     """
 
     def __init__(self, build, identity, opt_level=3, codegen_opt_level=None, unroll=True,
-                 parts=(), background=False, before_compile=None, before_load=None):
+                 parts=(), background=False, before_compile=None, libraries=None):
         if codegen_opt_level is None:
             codegen_opt_level = opt_level
         self._codegen_opt_level = codegen_opt_level
@@ -231,8 +233,9 @@ class CompiledModule:
         self._asm = None
         self._engine = None
         self._before_compile = before_compile
-        self._before_load = before_load
+        self._libraries = libraries
         self.from_cache = False
+        self._stored = False
         self._key = None
         _host_description()
         if cache.cache_dir() is not None:
@@ -244,12 +247,11 @@ class CompiledModule:
             if entry is not None and len(entry) == len(self._parts):
                 for part, compiled in zip(self._parts, entry):
                     part.compiled = compiled
-                if self._load(required=False):
-                    self.from_cache = True
-                    return
-                for part in self._parts:          # not loadable: rebuilt
-                    part.compiled = None
-        if background:
+                self.from_cache = True
+        if self.from_cache:
+            if not background:
+                self.wait()
+        elif background:
             self._parts[0].pending = _Background(self._compile)
         else:
             self._compile()
@@ -270,13 +272,10 @@ class CompiledModule:
     def _compile_part(self, part):
         return compile_object(part.llvm_ir, *self._settings)
 
-    def wait(self):
-        """Wait for native code compiled in the background, and load it (once)."""
-        if self._engine is not None:
-            return
+    def objects(self):
+        """The object code of the parts, once compiled (waiting for a background compile);
+        not loaded here.  Another module's engine may link it in (see ``libraries``)."""
         with _load_lock:
-            if self._engine is not None:
-                return
             for part in self._parts:
                 if part.pending is not None:
                     part.compiled = part.pending.result()
@@ -285,9 +284,26 @@ class CompiledModule:
             for part in self._parts:
                 if part.compiled is None:
                     part.compiled = self._compile_part(part)
-            if self._key is not None and not self.from_cache:
+            if self._key is not None and not self.from_cache and not self._stored:
                 cache.store(self._key, [part.compiled for part in self._parts])
-            self._load(required=True)
+                self._stored = True
+            return [part.compiled[0] for part in self._parts]
+
+    def wait(self):
+        """Wait for native code compiled in the background, and load it (once)."""
+        if self._engine is not None:
+            return
+        with _load_lock:
+            if self._engine is not None:
+                return
+            self.objects()
+            if not self._load(required=not self.from_cache):
+                # Cached code that this LLVM cannot load: rebuilt.
+                for part in self._parts:
+                    part.compiled = None
+                self.from_cache = self._stored = False
+                self.objects()
+                self._load(required=True)
 
     @property
     def llvm_ir(self):
@@ -305,18 +321,16 @@ class CompiledModule:
         return "\n".join(part.compiled[1] for part in self._parts)
 
     def _load(self, required):
-        """Load the parts' object code into one engine (no optimisation, no code
-        generation).  Cached entries that LLVM cannot load (``required`` False) are rebuilt
-        instead."""
-        if self._before_load is not None:
-            self._before_load()
+        """Load the parts' object code, and the libraries', into one engine (no optimisation,
+        no code generation); False where LLVM cannot and ``required`` is False."""
         machine = host_target_machine(self._codegen_opt_level)
         empty = llvm.parse_assembly("")
         empty.triple = machine.triple
         engine = llvm.create_mcjit_compiler(empty, machine)
+        linked = self._libraries() if self._libraries is not None else []
         try:
-            for part in self._parts:
-                engine.add_object_file(llvm.ObjectFileRef.from_data(part.compiled[0]))
+            for object_code in [part.compiled[0] for part in self._parts] + linked:
+                engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
             engine.finalize_object()
         except RuntimeError:
             if required:

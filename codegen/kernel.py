@@ -312,7 +312,7 @@ class TensorKernel:
                 steps=groups[0] if len(groups) > 1 else None)[0],
             identity, codegen_opt_level=0 if is_large(self.function) else 3, unroll=False,
             parts=parts, before_compile=getattr(gemm, "start", None),
-            before_load=getattr(gemm, "ready", None))
+            libraries=getattr(gemm, "objects", None))
 
     llvm_ir = property(lambda self: self.compiled.llvm_ir)
     optimized_llvm_ir = property(lambda self: self.compiled.optimized_llvm_ir)

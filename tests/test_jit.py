@@ -138,17 +138,36 @@ def test_an_error_in_a_background_compile_is_raised_where_its_code_is_asked_for(
         cache.set_cache_dir(previous)
 
 
-def test_a_library_compiled_in_the_background_is_started_and_waited_for_in_order(tmp_path):
+def test_a_library_compiled_in_the_background_is_linked_into_the_module_that_calls_it(
+        tmp_path):
     events = []
     previous = cache.set_cache_dir(tmp_path)
     try:
-        compiled = _parts_module(before_compile=lambda: events.append("start"),
-                                 before_load=lambda: events.append("ready"))
-        assert events == ["start", "ready"]
+        def library():
+            events.append("compile library")
+            return jit.CompiledModule(
+                lambda: _module("helper", lambda b, x, call: b.fmul(
+                    x, llvm_ir.DoubleType()(2.0))), "helper", background=True)
+        holder = {}
+
+        def start():
+            events.append("start")
+            holder["library"] = library()
+
+        def calling():
+            return jit.CompiledModule(
+                lambda: _module("main", lambda b, x, call: b.fadd(
+                    call("helper", x), llvm_ir.DoubleType()(1.0))), "main",
+                before_compile=start, libraries=lambda: holder["library"].objects())
+        compiled = calling()
+        assert events == ["start", "compile library"]
         assert _run(compiled, "main", 1.0) == 3.0
+        assert holder["library"]._engine is None        # linked, never loaded on its own
         events.clear()
-        _parts_module(before_compile=lambda: events.append("start"),
-                      before_load=lambda: events.append("ready"))
-        assert events == ["ready"]                   # from the cache: nothing compiled
+        compiled = calling()                             # the caller from the cache:
+        assert events == []                              # nothing compiled, nothing started
+        holder["library"] = library()                    # (the library from the cache too)
+        assert holder["library"].from_cache
+        assert _run(compiled, "main", 2.0) == 5.0
     finally:
         cache.set_cache_dir(previous)
