@@ -196,7 +196,7 @@ class CompiledModule:
     unroll : bool
         Whether LLVM unrolls loops (vectorised loops are interleaved either way); unrolling
         the many loop nests of a tensor kernel costs more compile time than it gains.
-    parts : sequence of (build, identity)
+    parts : sequence of (build, identity) or (build, identity, opt_level)
         Further modules, generated and compiled in threads of their own while this one
         compiles, and loaded into the same engine: each may call the functions the others
         define (external linkage).  The disk cache keeps them all in one entry.
@@ -229,7 +229,10 @@ class CompiledModule:
             codegen_opt_level = opt_level
         self._codegen_opt_level = codegen_opt_level
         self._settings = (opt_level, codegen_opt_level, unroll)
-        self._parts = [_Part(b, i, codegen_opt_level) for b, i in [(build, identity), *parts]]
+        self._parts = [_Part(part[0], part[1], codegen_opt_level) for part in
+                       [(build, identity), *parts]]
+        # A part may have its own level of the IR pipeline (hand-written code needs none).
+        self._levels = [opt_level] + [part[2] if len(part) > 2 else opt_level for part in parts]
         self._asm = None
         self._engine = None
         self._before_compile = before_compile
@@ -240,8 +243,9 @@ class CompiledModule:
         _host_description()
         if cache.cache_dir() is not None:
             # One entry for all the parts: they are loaded together.
-            identity = "\n".join([identity] + [f"part {number}: {part.identity}" for number, part
-                                               in enumerate(self._parts[1:], 1)])
+            identity = "\n".join([identity] + [
+                f"part {number}: {part.identity} (level {self._levels[number]})"
+                for number, part in enumerate(self._parts[1:], 1)])
             self._key = cache.cache_key(identity, _host_description(), list(self._settings))
             entry = cache.load(self._key)
             if entry is not None and len(entry) == len(self._parts):
@@ -270,7 +274,9 @@ class CompiledModule:
         return main.compiled
 
     def _compile_part(self, part):
-        return compile_object(part.llvm_ir, *self._settings)
+        _, codegen_level, unroll = self._settings
+        return compile_object(part.llvm_ir, self._levels[self._parts.index(part)], codegen_level,
+                              unroll)
 
     def objects(self):
         """The object code of the parts, once compiled (waiting for a background compile);

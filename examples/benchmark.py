@@ -383,20 +383,24 @@ def w5(repeats=3):
           f"median of {repeats}")
     print(f"  {'implementation':<16} {'workload':<9} {'declare':>9} {'compile, cold':>14} "
           f"{'with disk cache':>16}")
-    for (peer, name), snippet in _W5_SNIPPETS.items():
-        if peer == "JAX" and jax is None:
-            continue
-        cold, cached = [], []
-        for _ in range(repeats):
+    # The implementations take turns within each repeat, so that the machine's drift over
+    # the minutes of the run falls on all of them alike.
+    runs = [(key, snippet) for key, snippet in _W5_SNIPPETS.items()
+            if key[0] != "JAX" or jax is not None]
+    cold = {key: [] for key, _ in runs}
+    cached = {key: [] for key, _ in runs}
+    for _ in range(repeats):
+        for key, snippet in runs:
             with tempfile.TemporaryDirectory() as directory:
                 env = dict(os.environ, SYMGRAD_CACHE_DIR=directory)
-                cold.append(_fresh_process(snippet, env))
-                if peer == "symgrad":
-                    cached.append(_fresh_process(snippet, env))
-        declare = np.median([c[0] for c in cold])
-        compile_cold = np.median([c[1] for c in cold])
-        cache_text = f"{np.median([c[1] for c in cached]) * 1e3:>13.1f} ms" if cached else \
-            f"{'n/a':>16}"
+                cold[key].append(_fresh_process(snippet, env))
+                if key[0] == "symgrad":
+                    cached[key].append(_fresh_process(snippet, env))
+    for (peer, name), _ in runs:
+        declare = np.median([c[0] for c in cold[peer, name]])
+        compile_cold = np.median([c[1] for c in cold[peer, name]])
+        cache_text = (f"{np.median([c[1] for c in cached[peer, name]]) * 1e3:>13.1f} ms"
+                      if cached[peer, name] else f"{'n/a':>16}")
         print(f"  {peer:<16} {name:<9} {declare * 1e3:>6.1f} ms {compile_cold * 1e3:>11.1f} ms "
               f"{cache_text}")
 
