@@ -139,15 +139,47 @@ def _emit_object(machine, module):
         ffi.lib.LLVMPY_DisposeMemoryBuffer(buffer)
 
 
+def _parse(text, context):
+    parse = _unlocked("LLVMPY_ParseAssembly")
+    if parse is None:
+        return llvm.parse_assembly(text, context)
+    from llvmlite.binding.module import ModuleRef
+    with ffi.OutputString() as error:
+        module = ModuleRef(parse(context, ctypes.c_char_p(text.encode()), error), context)
+        if error:
+            module.close()
+            raise RuntimeError(f"LLVM IR parsing error\n{error}")
+    return module
+
+
+def _verify(module):
+    verify = _unlocked("LLVMPY_VerifyModule")
+    if verify is None:
+        return module.verify()
+    with ffi.OutputString() as message:
+        if verify(module, message):
+            raise RuntimeError(str(message))
+
+
+def _text(module):
+    print_module = _unlocked("LLVMPY_PrintModuleToString")
+    if print_module is None:
+        return str(module)
+    with ffi.OutputString() as text:
+        print_module(module, text)
+        return str(text)
+
+
 def compile_object(llvm_ir, opt_level=3, codegen_opt_level=3, unroll=True):
     """``(object_code, optimized_llvm_ir)`` of a module's text, in a context of its own:
-    threads may compile modules at the same time."""
+    threads may compile modules at the same time (the parsing, checking, optimising, printing
+    and code generation of a module in a context of its own run without llvmlite's lock)."""
     machine = host_target_machine(codegen_opt_level)
     context = llvm.create_context()
-    module = llvm.parse_assembly(llvm_ir, context)
-    module.verify()
+    module = _parse(llvm_ir, context)
+    _verify(module)
     _optimise(module, machine, opt_level, unroll)
-    optimized = str(module)
+    optimized = _text(module)
     object_code = _emit_object(machine, module)
     module.close()
     return object_code, optimized
