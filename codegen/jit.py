@@ -1,6 +1,7 @@
 """JIT compilation for the host CPU with llvmlite: verify, optimise (new pass manager), emit
 native code into an MCJIT engine, and keep the texts for inspection."""
 
+import atexit
 import ctypes
 import functools
 import os
@@ -47,9 +48,10 @@ _load_lock = threading.RLock()
 
 class _Background:
     """``function(*args)`` in a thread of its own; :meth:`result` waits for it and returns
-    its value or raises its exception.  A fork waits for the threads under way (a child must
-    not inherit LLVM halfway through a compile); where one did not run in a process (a
-    child forked before it started), the caller runs ``function`` itself."""
+    its value or raises its exception.  A fork, and the end of the process, wait for the
+    threads under way (a child must not inherit LLVM halfway through a compile); where one
+    did not run in a process (a child forked before it started), the caller runs
+    ``function`` itself."""
 
     def __init__(self, function, *args):
         self._call = (function, args)
@@ -68,6 +70,9 @@ class _Background:
         finally:
             with _running_lock:
                 _running.discard(self._thread)
+
+    def finished(self):
+        return self._outcome is not None
 
     def result(self):
         if self._thread.ident is not None:
@@ -95,6 +100,8 @@ def _finish_background():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_finish_background)
+# Nor may the process end in the middle of one (LLVM's globals go away at exit).
+atexit.register(_finish_background)
 
 
 def _unlocked(name):
@@ -271,6 +278,7 @@ class CompiledModule:
         self._libraries = libraries
         self.from_cache = False
         self._stored = False
+        self._store_lock = threading.Lock()
         self._key = None
         _host_description()
         if cache.cache_dir() is not None:
@@ -303,12 +311,26 @@ class CompiledModule:
         for part in others:
             part.pending = _Background(self._compile_part, part)
         main.compiled = self._compile_part(main)
+        if not others and self._key is not None:
+            # Stored at once (not when first used: code compiled in the background for later,
+            # such as the workers', may not be used in this process at all).
+            self._store()
         return main.compiled
 
     def _compile_part(self, part):
         _, codegen_level, unroll = self._settings
         return compile_object(part.llvm_ir, self._levels[self._parts.index(part)], codegen_level,
                               unroll)
+
+    def _store(self):
+        with self._store_lock:
+            if not self._stored:
+                cache.store(self._key, [part.compiled for part in self._parts])
+                self._stored = True
+
+    def done(self):
+        """Whether the native code is there, to be loaded without waiting for a compile."""
+        return all(part.pending is None or part.pending.finished() for part in self._parts)
 
     def objects(self):
         """The object code of the parts, once compiled (waiting for a background compile);
@@ -322,9 +344,8 @@ class CompiledModule:
             for part in self._parts:
                 if part.compiled is None:
                     part.compiled = self._compile_part(part)
-            if self._key is not None and not self.from_cache and not self._stored:
-                cache.store(self._key, [part.compiled for part in self._parts])
-                self._stored = True
+            if self._key is not None and not self.from_cache:
+                self._store()
             return [part.compiled[0] for part in self._parts]
 
     def wait(self):

@@ -282,6 +282,8 @@ class TensorKernel:
         # (The symbols the threads' code calls are registered before it is built or loaded.)
         array_new = fastcall.array_new_index() if fast else None
         self.compiled = self._compile(array_new, workers.symbols()[0])
+        if parallel.num_threads() > 1:
+            workers.compile_soon()          # (from the cache: nothing to wait for)
         self._parallel_address = self.compiled.address(f"{name}.parallel")
         self._state_words = STATE_WORDS * len(self.schedule.steps)
         self._entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(
@@ -315,8 +317,17 @@ class TensorKernel:
                 self.function, self.name, planned=self._planned, yield_symbol=yield_symbol,
                 steps=groups[0] if len(groups) > 1 else None)[0],
             identity, codegen_opt_level=0 if is_large(self.function) else 3, unroll=False,
-            parts=parts, before_compile=getattr(gemm, "start", None),
+            parts=parts, before_compile=functools.partial(self._start_libraries, gemm),
             libraries=getattr(gemm, "objects", None))
+
+    @staticmethod
+    def _start_libraries(gemm):
+        """Start compiling what the kernel calls (the GEMM library, the workers' code where
+        threads may run it) while it compiles itself."""
+        if hasattr(gemm, "start"):
+            gemm.start()
+        if parallel.num_threads() > 1:
+            workers.compile_soon()
 
     llvm_ir = property(lambda self: self.compiled.llvm_ir)
     optimized_llvm_ir = property(lambda self: self.compiled.optimized_llvm_ir)

@@ -213,12 +213,28 @@ def _build_module(yield_symbol, sleep_symbol):
     return module
 
 
+_module = {"compiled": None}
+
+
+def compile_soon():
+    """Start building (or loading from the disk cache) the workers' code in the background,
+    once: a kernel that may run on threads asks for it while it compiles itself, so that its
+    large calls find the workers' code ready."""
+    from codegen.jit import CompiledModule
+    with _lock:
+        if _module["compiled"] is None:
+            yield_symbol, sleep_symbol = symbols()
+            # Hand-written atomics and spin loops: LLVM's IR pipeline adds nothing to them.
+            _module["compiled"] = compiled = CompiledModule(
+                lambda: _build_module(yield_symbol, sleep_symbol),
+                f"symgrad workers: {yield_symbol} {sleep_symbol}", opt_level=0,
+                codegen_opt_level=3, background=True)
+        return _module["compiled"]
+
+
 @functools.lru_cache(maxsize=None)
 def _compiled():
-    from codegen.jit import CompiledModule
-    yield_symbol, sleep_symbol = symbols()
-    compiled = CompiledModule(lambda: _build_module(yield_symbol, sleep_symbol),
-                              f"symgrad workers: {yield_symbol} {sleep_symbol}")
+    compiled = compile_soon()
     worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(
         compiled.address("symgrad.worker"))
     run = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
@@ -230,27 +246,19 @@ def _compiled():
     return compiled, worker, run
 
 
-_state = {"block": None, "workers": 0, "preparing": None, "ready": False}
-_lock = threading.Lock()
+_state = {"block": None, "workers": 0, "ready": False, "alone": False}
+_lock = threading.RLock()
 
 
 def _forget():
     # A forked child has no worker threads: it starts its own, on a block of its own.
-    _state.update(block=None, workers=0, preparing=None, ready=False)
+    _state.update(block=None, workers=0, ready=False, alone=False)
     runtime = fastcall.runtime()
     runtime[fastcall.RUNTIME_RUNNER] = runtime[fastcall.RUNTIME_POOL] = 0
 
 
-def _finish_preparing():
-    # Never fork while the workers' code is being built: the child would inherit LLVM's lock
-    # (llvmlite serialises LLVM calls) held by a thread it does not have.
-    preparing = _state["preparing"]
-    if preparing is not None:
-        preparing.join()
-
-
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_finish_preparing, after_in_child=_forget)
+    os.register_at_fork(after_in_child=_forget)
 
 
 def _workers(count):
@@ -298,14 +306,6 @@ def jobs_run():
     return 0 if block is None else block[_JOBS_RUN]
 
 
-def _prepare(count):
-    try:
-        _workers(count)
-    except Exception:          # the same call in the foreground reports it
-        return
-    _publish()
-
-
 _ALONE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
                           ctypes.c_int64, ctypes.c_void_p)
 
@@ -314,19 +314,16 @@ def run(function_address, sizes, buffers, threads, state):
     """Run the kernel function ``function_address`` (``NAME.parallel``) on up to ``threads``
     threads, the calling one included (the GIL released meanwhile).
 
-    The first such call runs alone while a background thread builds (or loads) the workers'
-    code and starts them: no call waits for that."""
+    The first such call in a process runs alone: a gradient computed once never pays for
+    threads.  The next one starts the workers (loading their code, built in the background
+    since :func:`compile_soon`); while that code is still being built, calls run alone: no
+    call waits for it."""
+    if threads > 1 and not _state["ready"]:
+        if _state["alone"] and compile_soon().done():
+            start(threads - 1)
+        _state["alone"] = True
     if threads <= 1 or not _state["ready"]:
         _ALONE(function_address)(sizes, buffers, 0, 1, state)
-        if threads > 1:
-            # Started after the call's own work, which it would otherwise slow down (the
-            # two threads take turns with the GIL).
-            with _lock:
-                if _state["preparing"] is None:
-                    _state["preparing"] = threading.Thread(
-                        target=_prepare, args=(threads - 1,), daemon=True,
-                        name="symgrad-prepare")
-                    _state["preparing"].start()
         return
     block = _workers(threads - 1)
     _compiled()[2](ctypes.addressof(block), function_address, sizes, buffers, threads, state)

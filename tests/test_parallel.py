@@ -223,10 +223,20 @@ W = sg.tensor("W", (7, 20))
 step = sg.compile(((X @ W.T) ** 2).sum(), wrt=[W], inputs=[X])
 rng = np.random.default_rng(0)
 w, x = rng.normal(size=(7, 20)), rng.normal(size=(parallel.MIN_PARALLEL_ELEMENTS // 7, 20))
-first = step([w], x)
-assert workers._state["preparing"] is not None and workers.jobs_run() == 0
-workers._state["preparing"].join()
-assert workers._state["ready"]
+compiled = workers.compile_soon()
+assert compiled is workers.compile_soon()       # started by the compile, once
+ready = "wait" in __import__("sys").argv
+if ready:
+    compiled.wait()
+else:
+    compiled.done = lambda: False              # as if still being built
+first = step([w], x)                           # alone, whatever the workers' code
+assert not workers._state["ready"] and workers.jobs_run() == 0
+second = step([w], x)                          # starts the workers where their code is there
+assert workers._state["ready"] == ready
+assert second[0] == first[0] and np.array_equal(second[1][0], first[1][0])
+if not ready:
+    del compiled.done
 for _ in range(100):
     again = step([w], x)
     assert again[0] == first[0] and np.array_equal(again[1][0], first[1][0])
@@ -236,14 +246,17 @@ print("workers took part:", workers.jobs_run() > 0)
 """
 
 
-def test_the_first_threaded_call_runs_alone_while_the_workers_start(tmp_path):
-    # In a fresh process: the first large call does not wait for the workers' code to be
-    # built; later calls share the work with them, with the same results.
+@pytest.mark.parametrize("ready", [False, True])
+def test_the_first_large_call_runs_alone_and_the_next_starts_the_workers(tmp_path, ready):
+    # In a fresh process: the workers' code is built in the background from the kernel's
+    # compile on.  The first large call runs alone; the next one starts the workers where
+    # their code is ready, else it runs alone too, without waiting for it.  Later calls share
+    # the work with them, with the same results.
     import subprocess
     import sys
 
-    completed = subprocess.run([sys.executable, "-c", _FIRST_CALL], capture_output=True,
-                               text=True, timeout=300,
+    completed = subprocess.run([sys.executable, "-c", _FIRST_CALL] + ["wait"] * ready,
+                               capture_output=True, text=True, timeout=300,
                                env={**__import__("os").environ,
                                     "SYMGRAD_CACHE_DIR": str(tmp_path)})
     assert completed.returncode == 0, completed.stderr
