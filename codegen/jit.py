@@ -110,8 +110,8 @@ def _unlocked(name):
 
     LLVM compiles modules of distinct contexts in parallel (each thread its own context,
     module, pass builder and target machine); llvmlite's lock would make the threads take
-    turns.  Only the optimisation pipeline and the code generation run unlocked, on objects
-    that belong to the calling thread alone; ctypes releases the GIL around them."""
+    turns.  Only parsing, checking, optimising, printing and code generation run unlocked, on
+    objects that belong to the calling thread alone; ctypes releases the GIL around them."""
     library = getattr(ffi.lib, "_lib", None)
     function = getattr(library, name, None)
     if function is None or getattr(function, "argtypes", None) is None:
@@ -193,8 +193,8 @@ def compile_object(llvm_ir, opt_level=3, codegen_opt_level=3, unroll=True):
 
 
 class _Part:
-    """One LLVM module of a :class:`CompiledModule`: how to build it, its cache key, its
-    texts and its object code."""
+    """One LLVM module of a :class:`CompiledModule`: how to build it, its text, and its
+    object code (with the optimised text) once compiled."""
 
     def __init__(self, build, identity, machine_level):
         self.build = build

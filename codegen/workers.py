@@ -225,7 +225,7 @@ def compile_soon():
         if _module["compiled"] is None:
             yield_symbol, sleep_symbol = symbols()
             # Hand-written atomics and spin loops: LLVM's IR pipeline adds nothing to them.
-            _module["compiled"] = compiled = CompiledModule(
+            _module["compiled"] = CompiledModule(
                 lambda: _build_module(yield_symbol, sleep_symbol),
                 f"symgrad workers: {yield_symbol} {sleep_symbol}", opt_level=0,
                 codegen_opt_level=3, background=True)

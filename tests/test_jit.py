@@ -171,3 +171,15 @@ def test_a_library_compiled_in_the_background_is_linked_into_the_module_that_cal
         assert _run(compiled, "main", 2.0) == 5.0
     finally:
         cache.set_cache_dir(previous)
+
+
+def test_an_error_while_generating_a_part_is_raised_by_the_constructor():
+    def failing():
+        raise ValueError("no such part")
+    previous = cache.set_cache_dir(None)
+    try:
+        with pytest.raises(ValueError, match="no such part"):
+            jit.CompiledModule(lambda: _module("main", lambda b, x, call: x), "main",
+                               parts=[(failing, "failing")])
+    finally:
+        cache.set_cache_dir(previous)

@@ -837,3 +837,35 @@ def test_gradcheck_projection_catches_an_error_in_one_entry():
         sg.gradcheck(kernel, wrt=["w"], at=at, full_limit=10, directions=8)
     at["m"] = np.zeros(size)
     assert sg.gradcheck(kernel, wrt=["w"], at=at, full_limit=10) is True
+
+
+@pytest.mark.parametrize("modules", [2, 5])
+def test_a_kernel_compiled_in_several_modules_gives_the_bits_of_one(monkeypatch, modules):
+    # The steps are spread over modules compiled at the same time (codegen.lower_tensor
+    # .split_steps); each step is the same code wherever it lives.
+    from codegen import cache, lower_tensor
+    X = sg.tensor("X", ("n", 12))
+    T = sg.tensor("T", ("n", 5))
+    net = sg.nn.MLP([12, 9, 5], activation=sg.tanh, output_activation=None, seed=3)
+    loss = sg.losses.softmax_cross_entropy(net(X), T)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(37, 12))
+    t = np.eye(5)[rng.integers(0, 5, 37)]
+    previous = cache.set_cache_dir(None)
+    try:
+        results = []
+        for count in (1, modules):
+            monkeypatch.setattr(lower_tensor, "MAX_MODULES", count)
+            monkeypatch.setattr(lower_tensor, "MODULE_COST", 1)
+            step = sg.compile(loss, net.parameters(), [X, T])
+            assert len(lower_tensor.split_steps(step.schedule)) == count
+            assert step.llvm_ir.count("; ModuleID") == count + 1     # and the call entry
+            results.append(step(net.values(), x, t))
+    finally:
+        cache.set_cache_dir(previous)
+    (value, grads), (other_value, other_grads) = results
+    assert value == other_value
+    for got, want in zip(other_grads, grads):
+        np.testing.assert_array_equal(got, want)
+    reference = evaluate(step.function, *net.values(), x, t)
+    np.testing.assert_allclose(value, reference[0], rtol=1e-12)
