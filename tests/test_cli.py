@@ -1,5 +1,6 @@
 """The command line, ``python -m symgrad``."""
 
+import os
 import subprocess
 import sys
 
@@ -53,7 +54,8 @@ def test_check(capsys):
 def test_demo_runs_as_a_module():
     pytest.importorskip("sklearn")
     completed = subprocess.run([sys.executable, "-m", "symgrad", "demo", "--epochs", "20"],
-                               capture_output=True, text=True, timeout=300)
+                               capture_output=True, text=True, encoding="utf-8", timeout=300,
+                               env={**os.environ, "PYTHONIOENCODING": "utf-8"})
     assert completed.returncode == 0, completed.stderr
     output = completed.stdout
     assert "df/dx = 4*x + 3*y" in output

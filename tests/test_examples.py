@@ -1,5 +1,6 @@
 """The example scripts run and print what they promise."""
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -8,8 +9,10 @@ EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
 def run_example(name, *args):
+    # The examples print Unicode (o, delta): read as UTF-8 whatever the locale.
     completed = subprocess.run([sys.executable, str(EXAMPLES / name), *args],
-                               capture_output=True, text=True, timeout=300)
+                               capture_output=True, text=True, encoding="utf-8", timeout=300,
+                               env={**os.environ, "PYTHONIOENCODING": "utf-8"})
     assert completed.returncode == 0, completed.stderr
     return completed.stdout
 

@@ -1,5 +1,6 @@
 """The training examples run, reach what they claim, and print it."""
 
+import os
 import pathlib
 import re
 import subprocess
@@ -12,7 +13,8 @@ EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 def run_example(name, *args, cwd=None):
     completed = subprocess.run([sys.executable, str(EXAMPLES / name), *args],
-                               capture_output=True, text=True, timeout=300, cwd=cwd)
+                               capture_output=True, text=True, encoding="utf-8", timeout=300,
+                               cwd=cwd, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return completed.stdout
 
