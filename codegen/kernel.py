@@ -283,7 +283,9 @@ class TensorKernel:
         array_new = fastcall.array_new_index() if fast else None
         self.compiled = self._compile(array_new, workers.symbols()[0])
         if parallel.num_threads() > 1:
-            workers.compile_soon()          # (from the cache: nothing to wait for)
+            # Where the kernel came from the disk cache its compile did not start the
+            # workers' code (from the cache too, that is a lookup).
+            workers.compile_soon()
         self._parallel_address = self.compiled.address(f"{name}.parallel")
         self._state_words = STATE_WORDS * len(self.schedule.steps)
         self._entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(
