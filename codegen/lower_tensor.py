@@ -11,6 +11,7 @@ loop nest; elementwise work is fused into the loops that need it.
 """
 
 import math
+import operator
 import os
 
 from llvmlite import ir as llvm_ir
@@ -74,33 +75,28 @@ class _Builder(llvm_ir.IRBuilder):
     instructions were ``mul 1, x``, ``add 0, x`` and operations on two constants, which cost
     printing, parsing and optimising for nothing."""
 
-    def add(self, lhs, rhs, name=""):
+    def _fold(self, emit, combine, identity, lhs, rhs, name):
+        """``combine`` of two known numbers, an operand against the ``identity`` (on either
+        side for a commutative operation, else on the right: ``identity`` a pair), or
+        ``emit``."""
         a, b = _known(lhs), _known(rhs)
-        if a is not None and b is not None and _index_or_none(a + b) is not None:
-            return INDEX(a + b)
-        if a == 0:
+        if a is not None and b is not None and _index_or_none(combine(a, b)) is not None:
+            return INDEX(combine(a, b))
+        left, right = identity
+        if a is not None and a == left:
             return rhs
-        if b == 0:
+        if b == right:
             return lhs
-        return super().add(lhs, rhs, name)
+        return emit(lhs, rhs, name)
+
+    def add(self, lhs, rhs, name=""):
+        return self._fold(super().add, operator.add, (0, 0), lhs, rhs, name)
 
     def sub(self, lhs, rhs, name=""):
-        a, b = _known(lhs), _known(rhs)
-        if a is not None and b is not None and _index_or_none(a - b) is not None:
-            return INDEX(a - b)
-        if b == 0:
-            return lhs
-        return super().sub(lhs, rhs, name)
+        return self._fold(super().sub, operator.sub, (None, 0), lhs, rhs, name)
 
     def mul(self, lhs, rhs, name=""):
-        a, b = _known(lhs), _known(rhs)
-        if a is not None and b is not None and _index_or_none(a * b) is not None:
-            return INDEX(a * b)
-        if a == 1:
-            return rhs
-        if b == 1:
-            return lhs
-        return super().mul(lhs, rhs, name)
+        return self._fold(super().mul, operator.mul, (1, 1), lhs, rhs, name)
 
     def sdiv(self, lhs, rhs, name=""):
         a, b = _known(lhs), _known(rhs)
