@@ -53,10 +53,6 @@ class TensorLoweringError(NotImplementedError):
     """The IR function uses something this lowering does not handle."""
 
 
-def _zero_index():
-    return INDEX(0)
-
-
 def _known(value):
     """The number an i64 constant holds, else None."""
     if isinstance(value, llvm_ir.Constant) and value.type == INDEX and \
