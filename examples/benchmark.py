@@ -10,6 +10,11 @@ Workloads (median of several repeats; every result checked against a float64 num
 * W4 tiny network: XOR 2-4-1, sigmoid, BCE, batch 4, float64: one forward+backward call.
 * W5 compile time: declaration to first gradient for W1 and W3, cold and with the disk cache.
 
+First the machine's limits: its peak FLOP/s (:mod:`codegen.peak`: fused multiply-adds on every
+core at once, the rate no matrix product passes), numpy's 1024x1024 matmul rate with the BLAS
+kernels it runs, and memory copy bandwidth.  W3 gives the rate of symgrad's matrix products
+over the whole step as a share of that peak.
+
 Peers are optional (the ``bench`` extra, or ``pip install jax`` and
 ``pip install torch==2.13.0``); a missing one is left out of the tables.
 
@@ -29,6 +34,7 @@ import numpy as np
 import sympy
 
 import symgrad as sg
+from codegen import peak
 
 try:
     import torch
@@ -78,8 +84,23 @@ def table(title, rows, baseline="symgrad"):
 
 # ---------------------------------------------------------------------------------------------
 
+def _blas_kernel():
+    """numpy's BLAS and the kernels it runs (threadpoolctl, from the examples extra)."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return "numpy's BLAS"
+    for pool in threadpoolctl.threadpool_info():
+        if pool.get("user_api") == "blas":
+            return f"{pool.get('internal_api')} ({pool.get('architecture')} kernels)"
+    return "numpy's BLAS"
+
+
 def machine_limits():
-    """Print the machine's practical limits; returns its matmul GFLOP/s per dtype."""
+    """Print the machine's practical limits; returns its peak GFLOP/s per dtype (fused
+    multiply-adds on every core: the rate no matrix product passes)."""
+    threads = os.cpu_count() or 1
+    peaks = {dtype: peak.peak_flops(dtype, threads) / 1e9 for dtype in ("float32", "float64")}
     rates = {}
     for dtype in ("float32", "float64"):
         a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(dtype)
@@ -87,10 +108,11 @@ def machine_limits():
     big = np.ones(25_000_000, np.float32)
     out = np.empty_like(big)
     copy = median_time(lambda: np.copyto(out, big), 5)
-    print(f"machine: numpy 1024x1024 matmul {rates['float32']:.1f} GFLOP/s in float32, "
-          f"{rates['float64']:.1f} in float64; memory copy "
-          f"{2 * big.nbytes / copy / 1e9:.1f} GB/s; {os.cpu_count()} cores")
-    return rates
+    print(f"machine: {threads} cores; peak {peaks['float32']:.0f} GFLOP/s in float32, "
+          f"{peaks['float64']:.0f} in float64 (fused multiply-adds on every core); "
+          f"numpy 1024x1024 matmul {rates['float32']:.1f} and {rates['float64']:.1f} GFLOP/s "
+          f"with {_blas_kernel()}; memory copy {2 * big.nbytes / copy / 1e9:.1f} GB/s")
+    return peaks
 
 
 def _matmul_flops(function, sizes):
@@ -210,7 +232,7 @@ def _numpy_mlp(weights, biases, x, y):
     return loss, grads
 
 
-def w3(repeats, rates, batch=128):
+def w3(repeats, peaks, batch=128):
     rng = np.random.default_rng(0)
     for sizes in ([784, 128, 10], [784, 256, 128, 10]):
         for dtype in ("float32", "float64"):
@@ -271,7 +293,7 @@ def w3(repeats, rates, batch=128):
             table(f"{title}, {dtype}", rows)
             gflops = _matmul_flops(step.function, {"n": batch}) / rows[0][1] / 1e9
             print(f"  symgrad: {gflops:.1f} GFLOP/s in its matrix products, "
-                  f"{100 * gflops / rates[dtype]:.0f}% of the machine's {dtype} matmul rate")
+                  f"{100 * gflops / peaks[dtype]:.0f}% of the machine's {dtype} peak")
 
 
 def w4(repeats):
@@ -418,8 +440,8 @@ def main():
     repeats = 3 if args.quick else 7
     peers = [name for name, module in (("JAX", jax), ("torch", torch)) if module is not None]
     print(f"peers available: {', '.join(peers) or 'none (numpy and Python only)'}")
-    rates = machine_limits()
-    for name, run in (("w1", w1), ("w2", w2), ("w3", lambda r: w3(r, rates)), ("w4", w4)):
+    peaks = machine_limits()
+    for name, run in (("w1", w1), ("w2", w2), ("w3", lambda r: w3(r, peaks)), ("w4", w4)):
         if name in chosen:
             run(repeats)
     if "w5" in chosen:
