@@ -49,26 +49,49 @@ except ImportError:
     jax = None
 
 
-# Seconds to wait before timing an implementation: thread pools (OpenBLAS's, torch's, XLA's,
-# symgrad's) spin for a while after their last job and would take a core from the next one
-# timed (measured here: a quarter of a second was not enough).
-SETTLE = 1.0
+# Seconds to wait before each timing: thread pools (OpenBLAS's, torch's, XLA's, symgrad's)
+# spin for a while after their last job and would take a core from the one timed next
+# (measured here: symgrad's W3 step right after numpy's ran on one core for 0.1-0.2 s).
+SETTLE = 0.5
+# Seconds each timing lasts, at least (the calls in a timing run back to back).
+TIMING = 0.05
 
 
-def median_time(function, repeats, number=None):
-    """Median seconds per call of ``function`` over ``repeats`` timings."""
-    function()                                     # warm up (and JIT for JAX)
-    time.sleep(SETTLE)
-    if number is None:
-        number = 1
-        while timeit.timeit(function, number=number) < 0.02 and number < 1_000_000:
-            number *= 4
-    times = timeit.repeat(function, number=number, repeat=repeats)
-    return float(np.median(times)) / number
+def _calls_per_timing(function):
+    number = 1
+    while timeit.timeit(function, number=number) < TIMING and number < 1_000_000:
+        number *= 4
+    return number
+
+
+def measure(rows, repeats):
+    """``rows`` of ``(name, function, ok)`` -> ``(name, median seconds per call, ok)``.
+
+    The implementations are timed in turns, ``repeats`` rounds of one timing each, so that
+    the host's slow and fast moments (shared cores) fall on all of them alike.  Before each
+    timing: a pause for the previous one's threads to go idle, then a few untimed calls,
+    which wake the timed one's own threads."""
+    numbers = []
+    for _, function, _ in rows:
+        function()                                 # warm up (and JIT for JAX)
+        numbers.append(_calls_per_timing(function))
+    times = [[] for _ in rows]
+    for _ in range(repeats):
+        for (_, function, _), number, seconds in zip(rows, numbers, times):
+            time.sleep(SETTLE)
+            timeit.timeit(function, number=max(1, number // 16))
+            seconds.append(timeit.timeit(function, number=number) / number)
+    return [(name, float(np.median(seconds)), ok)
+            for (name, _, ok), seconds in zip(rows, times)]
+
+
+def median_time(function, repeats):
+    """Median seconds per call of ``function`` alone (see :func:`measure`)."""
+    return measure([("", function, True)], repeats)[0][1]
 
 
 def table(title, rows, baseline="symgrad"):
-    """rows: list of (name, seconds or None, ok)."""
+    """rows: list of (name, seconds or None, ok), from :func:`measure`."""
     reference = next((t for name, t, _ in rows if name == baseline), None)
     print(f"\n{title}")
     print(f"  {'implementation':<28} {'median':>12} {'/ symgrad':>10}  check")
@@ -133,18 +156,16 @@ def w1(repeats):
     def python(a, b):
         return a * a + a * b + (a + b) ** 2, (4 * a + 3 * b, 3 * a + 2 * b)
     lambdified = sympy.lambdify((x, y), [f, sympy.diff(f, x), sympy.diff(f, y)])
-    rows = [("symgrad", median_time(lambda: kernel(3.0, -2.0), repeats),
-             kernel(3.0, -2.0) == expected),
-            ("hand-written Python", median_time(lambda: python(3.0, -2.0), repeats),
-             python(3.0, -2.0) == expected),
-            ("sympy.lambdify", median_time(lambda: lambdified(3.0, -2.0), repeats),
+    rows = [("symgrad", lambda: kernel(3.0, -2.0), kernel(3.0, -2.0) == expected),
+            ("hand-written Python", lambda: python(3.0, -2.0), python(3.0, -2.0) == expected),
+            ("sympy.lambdify", lambda: lambdified(3.0, -2.0),
              lambdified(3.0, -2.0) == [4.0, 6.0, 5.0])]
     if jax is not None:
         function = jax.jit(jax.value_and_grad(
             lambda a, b: a * a + a * b + (a + b) ** 2, argnums=(0, 1)))
         result = function(3.0, -2.0)
         rows.append(("JAX jit(value_and_grad)",
-                     median_time(lambda: jax.block_until_ready(function(3.0, -2.0)), repeats),
+                     lambda: jax.block_until_ready(function(3.0, -2.0)),
                      float(result[0]) == 4.0 and tuple(map(float, result[1])) == (6.0, 5.0)))
     if torch is not None:
         def torch_call():
@@ -153,8 +174,8 @@ def w1(repeats):
             value = a * a + a * b + (a + b) ** 2
             value.backward()
             return value.item(), (a.grad.item(), b.grad.item())
-        rows.append(("torch (autograd)", median_time(torch_call, repeats),
-                     torch_call() == expected))
+        rows.append(("torch (autograd)", torch_call, torch_call() == expected))
+    rows = measure(rows, repeats)
     table("W1 scalar call: f = x^2 + xy + (x+y)^2, value and gradient at one point", rows)
 
 
@@ -183,16 +204,15 @@ def w2(repeats, size=1_000_000):
         W = sg.tensor("w", (size,), dtype)
         step = sg.compile((sg.mish(X) * W).sum(), wrt=[X], inputs=[W])
         value, (grad,) = step([x], w)
-        rows = [("symgrad", median_time(lambda: step([x], w), repeats), close(value, grad))]
+        rows = [("symgrad", lambda: step([x], w), close(value, grad))]
 
         def numpy_step():
-            softplus = np.logaddexp(0, x)
-            tanh_sp = np.tanh(softplus)
-            sigmoid = 1 / (1 + np.exp(-x))
+            with np.errstate(over="ignore"):
+                softplus = np.logaddexp(0, x)
+                tanh_sp = np.tanh(softplus)
+                sigmoid = 1 / (1 + np.exp(-x))
             return np.sum(x * tanh_sp * w), w * (tanh_sp + x * (1 - tanh_sp * tanh_sp) * sigmoid)
-        with np.errstate(over="ignore"):
-            rows.append(("numpy (hand-written)", median_time(numpy_step, repeats),
-                         close(*numpy_step())))
+        rows.append(("numpy (hand-written)", numpy_step, close(*numpy_step())))
         if torch is not None:
             tx, tw = torch.from_numpy(x), torch.from_numpy(w)
 
@@ -201,15 +221,16 @@ def w2(repeats, size=1_000_000):
                 loss = (torch.nn.functional.mish(xx) * tw).sum()
                 loss.backward()
                 return loss.item(), xx.grad.numpy()
-            rows.append(("torch", median_time(torch_step, repeats), close(*torch_step())))
+            rows.append(("torch", torch_step, close(*torch_step())))
         if jax is not None:
             jx, jw = jnp.asarray(x), jnp.asarray(w)
             function = jax.jit(jax.value_and_grad(
                 lambda a, b: jnp.sum(a * jnp.tanh(jax.nn.softplus(a)) * b)))
             result = function(jx, jw)
             rows.append(("JAX jit(value_and_grad)",
-                         median_time(lambda: jax.block_until_ready(function(jx, jw)), repeats),
+                         lambda: jax.block_until_ready(function(jx, jw)),
                          close(result[0], np.asarray(result[1]))))
+        rows = measure(rows, repeats)
         table(f"W2 batched activation: sum(mish(x) * w) and dL/dx, 1e6 elements, {dtype}", rows)
 
 
@@ -253,11 +274,9 @@ def w3(repeats, peaks, batch=128):
                 return abs(float(loss) - loss_ref) <= tolerance * (1 + abs(loss_ref)) and all(
                     np.allclose(np.asarray(g, np.float64), r, rtol=tolerance, atol=tolerance)
                     for g, r in zip(grads, grads_ref))
-            rows = [("symgrad", median_time(lambda: step(values, x, y), repeats),
-                     close(*step(values, x, y)))]
+            rows = [("symgrad", lambda: step(values, x, y), close(*step(values, x, y)))]
             rows.append(("numpy (hand-written)",
-                         median_time(lambda: _numpy_mlp(values[0::2], values[1::2], x, y),
-                                     repeats),
+                         lambda: _numpy_mlp(values[0::2], values[1::2], x, y),
                          close(*_numpy_mlp(values[0::2], values[1::2], x, y))))
             if torch is not None:
                 tensors = [torch.from_numpy(v.copy()).requires_grad_(True) for v in values]
@@ -274,7 +293,7 @@ def w3(repeats, peaks, batch=128):
                     loss = torch.nn.functional.cross_entropy(a, ty)
                     loss.backward()
                     return loss.item(), [t.grad.numpy() for t in tensors]
-                rows.append(("torch", median_time(torch_step, repeats), close(*torch_step())))
+                rows.append(("torch", torch_step, close(*torch_step())))
             if jax is not None:
                 def jax_loss(params, a, target):
                     for k in range(0, len(params), 2):
@@ -286,10 +305,11 @@ def w3(repeats, peaks, batch=128):
                 jparams = [jnp.asarray(v) for v in values]
                 jx, jy = jnp.asarray(x), jnp.asarray(y)
                 result = function(jparams, jx, jy)
-                rows.append(("JAX jit(value_and_grad)", median_time(
-                    lambda: jax.block_until_ready(function(jparams, jx, jy)), repeats),
-                    close(result[0], [np.asarray(g) for g in result[1]])))
+                rows.append(("JAX jit(value_and_grad)",
+                             lambda: jax.block_until_ready(function(jparams, jx, jy)),
+                             close(result[0], [np.asarray(g) for g in result[1]])))
             title = f"W3 MLP step {'-'.join(map(str, sizes))}, tanh, softmax CE, batch {batch}"
+            rows = measure(rows, repeats)
             table(f"{title}, {dtype}", rows)
             gflops = _matmul_flops(step.function, {"n": batch}) / rows[0][1] / 1e9
             print(f"  symgrad: {gflops:.1f} GFLOP/s in its matrix products, "
@@ -306,7 +326,7 @@ def w4(repeats):
     values = net.values()
     loss_ref = float(step(values, x, t)[0])
     grads_ref = step(values, x, t)[1]
-    rows = [("symgrad", median_time(lambda: step(values, x, t), repeats), True)]
+    rows = [("symgrad", lambda: step(values, x, t), True)]
 
     def close(loss, grads):
         return abs(float(loss) - loss_ref) < 1e-12 and all(
@@ -323,7 +343,7 @@ def w4(repeats):
             loss = torch.nn.functional.binary_cross_entropy(out, tt)
             loss.backward()
             return loss.item(), [p.grad.numpy() for p in tensors]
-        rows.append(("torch", median_time(torch_step, repeats), close(*torch_step())))
+        rows.append(("torch", torch_step, close(*torch_step())))
     if jax is not None:
         def jax_loss(params, a, target):
             hidden = jax.nn.sigmoid(a @ params[0].T + params[1])
@@ -332,9 +352,10 @@ def w4(repeats):
         function = jax.jit(jax.value_and_grad(jax_loss))
         jparams = [jnp.asarray(v) for v in values]
         result = function(jparams, jnp.asarray(x), jnp.asarray(t))
-        rows.append(("JAX jit(value_and_grad)", median_time(
-            lambda: jax.block_until_ready(function(jparams, x, t)), repeats),
-            close(result[0], [np.asarray(g) for g in result[1]])))
+        rows.append(("JAX jit(value_and_grad)",
+                     lambda: jax.block_until_ready(function(jparams, x, t)),
+                     close(result[0], [np.asarray(g) for g in result[1]])))
+    rows = measure(rows, repeats)
     table("W4 tiny network: XOR 2-4-1, sigmoid, BCE, batch 4, float64", rows)
 
 

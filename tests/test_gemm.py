@@ -35,8 +35,10 @@ def _operand(rng, rows, columns, transposed, dtype):
     return rng.standard_normal((rows, columns)).astype(dtype)
 
 
-SHAPES = [(1, 1, 1), (3, 5, 7), (14, 32, 3), (15, 33, 1), (29, 47, 13), (17, 40, 300),
-          (128, 70, 64), (0, 5, 5), (5, 0, 5), (6, 4, 0)]
+# Edges of the row tiles of every host (4, 6 or 12 rows): full tiles, one row more, one less.
+SHAPES = [(1, 1, 1), (3, 5, 7), (12, 32, 3), (13, 33, 1), (11, 31, 2), (14, 32, 3),
+          (15, 33, 1), (24, 16, 9), (29, 47, 13), (17, 40, 300), (128, 70, 64), (0, 5, 5),
+          (5, 0, 5), (6, 4, 0)]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
