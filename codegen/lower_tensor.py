@@ -7,7 +7,9 @@ The generated function has the C signature::
 ``sizes`` holds the runtime value of each symbolic size (in ``function.size_names`` order);
 ``buffers`` points at contiguous row-major arrays: the inputs, then the outputs, then the
 temporaries of the schedule (:mod:`codegen.schedule`).  Every loop of the schedule becomes a
-loop nest; elementwise work is fused into the loops that need it.
+loop nest; elementwise work is fused into the loops that need it, and a map over a product
+that symgrad's GEMM computes (a layer's bias and activation) runs inside the product, on the
+columns each unit of work has just computed.
 """
 
 import math
@@ -176,6 +178,30 @@ def _copied_sources(plan, step):
     return sources
 
 
+def _epilogue(plan, number):
+    """Whether the step after product step ``number`` can run inside it, on the columns each
+    unit of the product computes (bias and activation of a layer, while the product's
+    tile is in the cache): an elementwise map over the product's shape, without reductions
+    (their order over rows is fixed by chunks) and without copies, that reads the product
+    only element by element (never through a view, which would read other columns)."""
+    if number + 1 >= len(plan.steps):
+        return False
+    product, step = plan.steps[number].nodes[0], plan.steps[number + 1]
+    if step.kind != "elementwise" or tuple(step.shape) != tuple(product.shape) or \
+            _copied_sources(plan, step) is not None:
+        return False
+    if any(node.op in REDUCTIONS for node in step.inline + step.nodes) or any(
+            tuple(node.shape) != tuple(step.shape) for node in step.nodes):
+        return False
+    for node in step.inline + step.nodes:
+        for value in [node, *node.args]:
+            while value.op in STRUCTURAL and id(value) not in plan.slots:
+                value = value.args[0]
+                if value is product:
+                    return False
+    return True
+
+
 _STEP_TYPE = llvm_ir.FunctionType(llvm_ir.VoidType(), [POINTER, POINTER, INDEX, INDEX])
 
 
@@ -255,6 +281,12 @@ class _Lowering:
             if step.kind == "matmul" and isinstance(gemm, gemm_library.Library) and \
                     self.gemm_operands(step.nodes[0]) is not None:
                 self.column_steps[number] = step.nodes[0].shape[1]
+        # Elementwise steps computed inside the product before them, tile by tile (see
+        # _epilogue): product step number -> the step; and the numbers of the steps so
+        # folded in, which are no step of their own.
+        self.epilogues = {number: plan.steps[number + 1] for number in self.column_steps
+                          if _epilogue(plan, number)}
+        self.folded = {number + 1 for number in self.epilogues}
 
     def _alias_scopes(self):
         """Per buffer, its ``(alias.scope, noalias)`` metadata: every buffer is its own scope
@@ -393,17 +425,23 @@ class _Lowering:
 
     # ---- loops ---------------------------------------------------------------------------
 
-    def loop_nest(self, shape, body, rows=None):
+    def loop_nest(self, shape, body, rows=None, columns=None):
         """Nested loops over ``shape`` (outermost first); ``body(indices)`` emits the body.
-        ``rows``: ``(begin, end)`` of the outermost loop, instead of the whole axis.  Axes of
-        extent 1 get no loop (their index is 0)."""
+        ``rows``: ``(begin, end)`` of the outermost loop, instead of the whole axis;
+        ``columns``: the same for the innermost loop of a matrix.  Axes of extent 1 get no
+        loop (their index is 0)."""
+        ranges = {}
+        if rows is not None:
+            ranges[0] = rows
+        if columns is not None:
+            ranges[1] = columns
         indices = []
         exits = []
         for axis, size in enumerate(shape):
-            if size == 1 and (rows is None or axis):
+            if size == 1 and axis not in ranges:
                 indices.append(INDEX(0))
                 continue
-            start, extent = (INDEX(0), self.extent(size)) if rows is None or axis else rows
+            start, extent = ranges.get(axis, (INDEX(0), self.extent(size)))
             preheader = self.builder.block
             header = self.builder.append_basic_block("loop")
             after = self.builder.append_basic_block("after")
@@ -479,14 +517,16 @@ class _Lowering:
         builder.branch(skip)
         builder.position_at_end(skip)
 
-    def elementwise(self, step):
+    def elementwise(self, step, columns=None):
+        """An elementwise step: its chunk range of rows where chunked; or, with ``columns``
+        (``(begin, end)``), those columns of every row (a product's epilogue)."""
         sources = _copied_sources(self.plan, step)
         if sources is not None:
             self.copy_rows(step, sources)
             return
         members = {id(node): slot for node, slot in zip(step.nodes, step.slots)}
         work = sorted(step.inline + step.nodes, key=self.position)
-        rows = (self.begin, self.end) if step.chunked else None
+        rows = (self.begin, self.end) if step.chunked and columns is None else None
         targets = {}
         for node in step.nodes:
             if node.op in REDUCTIONS:
@@ -505,7 +545,7 @@ class _Lowering:
                 memo[id(node)] = self.compute(node, indices, memo)
                 if id(node) in members:
                     self.store(members[id(node)], node, indices, memo[id(node)])
-        self.loop_nest(step.shape, body, rows)
+        self.loop_nest(step.shape, body, rows, columns)
 
     def copy(self, step):
         (node,), (slot,) = step.nodes, step.slots
@@ -676,6 +716,10 @@ class _Lowering:
     def matmul(self, step):
         (node,), (slot,) = step.nodes, step.slots
         if self.blas_matmul(node, slot):
+            epilogue = self.epilogues.get(self.step_number)
+            if epilogue is not None:
+                # The columns this unit just computed, while they are in the cache.
+                self.elementwise(epilogue, columns=self.step_range)
             return
         left, right = node.args
         element = llvm_type(node.dtype)
@@ -734,7 +778,7 @@ class _Lowering:
             step_function = llvm_ir.Function(self.module, _STEP_TYPE,
                                              name=f"{self.name}.step{number}")
             step_functions.append(step_function)
-            if defined is not None and number not in defined:
+            if (defined is not None and number not in defined) or number in self.folded:
                 continue
             if entry:
                 step_function.linkage = "internal"
@@ -775,6 +819,8 @@ class _Lowering:
         alone = self.prologue.icmp_signed("==", threads, INDEX(1))
         share = _share_function(self.module, self.yield_symbol)
         for number, (step, step_function) in enumerate(zip(self.plan.steps, step_functions)):
+            if number in self.folded:
+                continue
             # Units of work: [min(u scale, limit), min((u + 1) scale, limit)) for u < units.
             if step.chunked:
                 units = self.chunks(step.shape, self.prologue)[1]

@@ -269,3 +269,90 @@ def test_more_threads_asked_for_start_more_workers(threads, monkeypatch):
     threads(4)
     assert workers._state["workers"] >= 3
     assert fastcall.runtime()[fastcall.RUNTIME_THREADS] == 4
+
+
+def _folded(kernel):
+    """The product steps of a kernel whose next step runs inside them."""
+    from codegen import lower_tensor
+    plan = kernel.schedule
+    return [number for number, step in enumerate(plan.steps)
+            if step.kind == "matmul" and lower_tensor._epilogue(plan, number)]
+
+
+def test_which_steps_run_inside_the_product_before_them():
+    A = sg.tensor("A", (40, 20))
+    W = sg.tensor("W", (20, 40))
+    product = A @ W
+    # A map over the product, read element by element: inside it.
+    assert _folded(sg.compile_function([sg.tanh(product) + 1.0], [A, W])) == [0]
+    # Read through a reshape, in a loop of another shape: not inside it.
+    assert _folded(sg.compile_function([product.reshape((80, 20)) * 2.0], [A, W])) == []
+    # A reduction (its order over the rows is fixed by the chunks): not inside it.
+    assert _folded(sg.compile_function([(sg.tanh(product) * 2.0).sum(axis=0)], [A, W])) == []
+    # The transpose of a product is the product of the transposes, a step of its own; the
+    # map that reads both runs inside the second.
+    square = sg.tensor("S", (40, 40)) @ sg.tensor("V", (40, 40))
+    kernel = sg.compile_function([sg.tanh(square) + square.T],
+                                 [sg.tensor("S", (40, 40)), sg.tensor("V", (40, 40))])
+    assert [step.kind for step in kernel.schedule.steps] == ["matmul", "matmul", "elementwise"]
+    assert _folded(kernel) == [1]
+    # An MLP step: the hidden layers' bias and activation are inside their products, the
+    # backward steps (which sum over the batch for the bias gradients) are steps of their own.
+    X = sg.tensor("X", ("n", 40))
+    T = sg.tensor("T", ("n", 10))
+    net = sg.nn.MLP([40, 30, 20, 10], activation=sg.tanh, output_activation=None)
+    step = sg.compile(sg.losses.softmax_cross_entropy(net(X), T), net.parameters(), [X, T])
+    assert [step.schedule.steps[number + 1].nodes[0].op.value for number in _folded(step)] == \
+        ["tanh", "tanh"]
+
+
+def test_a_layer_inside_its_product_gives_the_bits_of_a_step_of_its_own(threads, monkeypatch):
+    # Units of 32 or 16 columns (partial tiles included: 80 and 50 columns), shared among
+    # threads; each computes its columns of the product, then their bias and activation.
+    from codegen import cache, lower_tensor
+    results = {}
+    previous = cache.set_cache_dir(None)
+    monkeypatch.setattr(parallel, "available_cpus", lambda: 8)
+    workers.start(7)
+    try:
+        for dtype in ("float64", "float32"):
+            X = sg.tensor("X", ("n", 64), dtype)
+            T = sg.tensor("T", ("n", 10), dtype)
+            net = sg.nn.MLP([64, 80, 50, 10], activation=sg.tanh, output_activation=None,
+                            seed=4, dtype=dtype)
+            loss = sg.losses.softmax_cross_entropy(net(X), T)
+            rng = np.random.default_rng(5)
+            x = rng.normal(size=(1500, 64)).astype(dtype)
+            t = np.eye(10, dtype=dtype)[rng.integers(0, 10, 1500)]
+            with monkeypatch.context() as patch:
+                kernels = {True: sg.compile(loss, net.parameters(), [X, T])}
+                patch.setattr(lower_tensor, "_epilogue", lambda plan, number: False)
+                kernels[False] = sg.compile(loss, net.parameters(), [X, T])
+            assert _folded(kernels[True]) == [0, 2]
+            for inside, kernel in kernels.items():
+                for count in (1, 2, 3):
+                    threads(count)
+                    results[dtype, inside, count] = kernel(net.values(), x, t)
+            # Large enough to be shared: the Python path says how many threads it ran on.
+            shared = []
+            original = workers.run
+            with monkeypatch.context() as patch:
+                patch.setattr(workers, "run", lambda *arguments: (
+                    shared.append(arguments[3]), original(*arguments)))
+                patch.setattr(kernels[True], "_call_native", None)
+                results[dtype, True, "python"] = kernels[True](net.values(), x, t)
+            assert shared == [3]
+            value, grads = results[dtype, False, 1]
+            for key, (other_value, other_grads) in results.items():
+                if key[0] != dtype:
+                    continue
+                assert other_value == value, key
+                for got, want in zip(other_grads, grads):
+                    np.testing.assert_array_equal(got, want, err_msg=str(key))
+            reference = evaluate(kernels[True].function, *net.values(), x, t)
+            tolerance = 1e-10 if dtype == "float64" else 2e-4
+            np.testing.assert_allclose(value, reference[0], rtol=tolerance)
+            for got, want in zip(grads, reference[1:]):
+                np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
+    finally:
+        cache.set_cache_dir(previous)
