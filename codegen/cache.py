@@ -52,14 +52,42 @@ def cache_dir():
     return pathlib.Path(base) / "symgrad"
 
 
+_SOURCES = pathlib.Path(__file__).parent
+
+
+def _source_digest(paths):
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 @functools.lru_cache(maxsize=None)
 def generator_digest():
     """A hash of the code generator's source (every module of ``codegen``): a new symgrad
-    version never loads a kernel an older one lowered."""
-    digest = hashlib.sha256()
-    for path in sorted(pathlib.Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
+    version never loads a kernel an older one lowered.
+
+    Kept in the cache directory with the names, sizes and modification times of the files it
+    hashed, and hashed again when any of them differs (as Python checks its own bytecode
+    caches): reading and hashing the sources took a millisecond of every process's first
+    compile."""
+    with os.scandir(_SOURCES) as entries:
+        paths = sorted(_SOURCES / entry.name for entry in entries if entry.name.endswith(".py"))
+    signature = [[path.name, stat.st_size, stat.st_mtime_ns]
+                 for path, stat in ((path, path.stat()) for path in paths)]
+    directory = cache_dir()
+    memo = directory / "generator.json" if directory is not None else None
+    if memo is not None:
+        try:
+            stored = json.loads(memo.read_text())
+            if stored["sources"] == signature and isinstance(stored["digest"], str):
+                return stored["digest"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    digest = _source_digest(paths)
+    if memo is not None:
+        _write_atomically(memo, json.dumps({"sources": signature, "digest": digest}).encode())
+    return digest
 
 
 def fingerprint(function, *details):
@@ -147,11 +175,17 @@ def store(key, modules):
         sizes.append([len(object_code), len(encoded)])
     body = b"".join(pieces)
     header = {"key": key, "sha256": hashlib.sha256(body).hexdigest(), "sizes": sizes}
+    _write_atomically(directory / f"{key}.entry",
+                      _MAGIC + json.dumps(header).encode() + b"\n" + body)
+
+
+def _write_atomically(path, data):
+    """Write ``path`` so that a concurrent reader sees the old file or the new one."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(handle, "wb") as stream:
-            stream.write(_MAGIC + json.dumps(header).encode() + b"\n" + body)
-        os.replace(temporary, directory / f"{key}.entry")
+            stream.write(data)
+        os.replace(temporary, path)
     except OSError:
         pass          # a read-only or full disk only costs the cache, never the kernel

@@ -134,3 +134,30 @@ def test_unwritable_cache_directory_still_compiles(tmp_path):
         _check(_kernel())
     finally:
         cache.set_cache_dir(previous)
+
+
+def test_the_generator_digest_is_the_hash_of_the_sources(cache_dir):
+    # Kept with the sizes and modification times of the sources: a memo whose signature
+    # differs from the files is hashed again (never trusted), and rewritten.
+    import json
+    paths = sorted(cache._SOURCES.glob("*.py"))
+    want = cache._source_digest(paths)
+    memo = cache_dir / "generator.json"
+    for stale in ([], [["kernel.py", 1, 2]]):
+        cache.generator_digest.cache_clear()
+        memo.write_text(json.dumps({"sources": stale, "digest": "0" * 64}))
+        assert cache.generator_digest() == want
+        stored = json.loads(memo.read_text())
+        assert stored["digest"] == want
+        assert [name for name, _, _ in stored["sources"]] == [path.name for path in paths]
+    memo.write_text("not json")
+    cache.generator_digest.cache_clear()
+    assert cache.generator_digest() == want
+    # With the memo's signature that of the files, the digest comes from the memo.
+    stored = json.loads(memo.read_text())
+    memo.write_text(json.dumps({"sources": stored["sources"], "digest": "f" * 64}))
+    cache.generator_digest.cache_clear()
+    try:
+        assert cache.generator_digest() == "f" * 64
+    finally:
+        cache.generator_digest.cache_clear()
