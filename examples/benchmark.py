@@ -69,16 +69,19 @@ def measure(rows, repeats):
 
     The implementations are timed in turns, ``repeats`` rounds of one timing each, so that
     the host's slow and fast moments (shared cores) fall on all of them alike.  Before each
-    timing: a pause for the previous one's threads to go idle, then a few untimed calls,
-    which wake the timed one's own threads."""
+    timing: a pause for the previous implementation's threads to go idle (one pause in all
+    for a single implementation), then a few untimed calls, which wake the timed one's own
+    threads."""
     numbers = []
     for _, function, _ in rows:
         function()                                 # warm up (and JIT for JAX)
         numbers.append(_calls_per_timing(function))
     times = [[] for _ in rows]
+    time.sleep(SETTLE)
     for _ in range(repeats):
         for (_, function, _), number, seconds in zip(rows, numbers, times):
-            time.sleep(SETTLE)
+            if len(rows) > 1:                      # (after another implementation)
+                time.sleep(SETTLE)
             timeit.timeit(function, number=max(1, number // 16))
             seconds.append(timeit.timeit(function, number=number) / number)
     return [(name, float(np.median(seconds)), ok)
