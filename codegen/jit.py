@@ -68,6 +68,9 @@ class _Background:
         except BaseException as error:       # re-raised in the thread that waits
             self._outcome = (False, error)
         finally:
+            # What it ran is not kept: it refers to the module that refers to this (a cycle,
+            # which would keep a dropped kernel's code until a garbage collection).
+            self._call = function = args = None
             with _running_lock:
                 _running.discard(self._thread)
 
@@ -124,11 +127,29 @@ def _optimise(module, machine, opt_level, unroll):
     tuning.loop_unrolling = unroll
     passes = llvm.create_pass_builder(machine, tuning)
     manager = passes.getModulePassManager()
-    run = _unlocked("LLVMPY_RunNewModulePassManager")
-    if run is None:
-        manager.run(module, passes)
+    try:
+        run = _unlocked("LLVMPY_RunNewModulePassManager")
+        if run is None:
+            manager.run(module, passes)
+        else:
+            run(manager, module, passes)
+    finally:
+        _dispose_pass_manager(manager)
+        passes.close()
+        tuning.close()
+
+
+def _dispose_pass_manager(manager):
+    """Free a module pass manager.  llvmlite's ``ModulePassManager.close()`` frees nothing:
+    its ``_dispose`` is found on ``ffi.ObjectRef`` (a no-op) before the pass managers' own
+    base class, so each pipeline, with what its passes kept of the module they ran on (86 KB
+    for a small scalar kernel), stayed allocated for the life of the process."""
+    dispose = getattr(ffi.lib, "LLVMPY_DisposeNewModulePassManger", None)
+    if dispose is not None and type(manager)._dispose is ffi.ObjectRef._dispose:
+        dispose(manager)
+        manager.detach()
     else:
-        run(manager, module, passes)
+        manager.close()
 
 
 def _emit_object(machine, module):
@@ -404,8 +425,14 @@ class CompiledModule:
         if self._asm is None:
             self.wait()
             machine = host_target_machine(self._codegen_opt_level)
-            self._asm = "\n".join(machine.emit_assembly(llvm.parse_assembly(part.compiled[1]))
-                                  for part in self._parts)
+            texts = []
+            for part in self._parts:
+                # In a context of its own (what LLVM's global context takes in, it keeps).
+                context = llvm.create_context()
+                module = _parse(part.compiled[1], context)
+                texts.append(machine.emit_assembly(module))
+                module.close()
+            self._asm = "\n".join(texts)
         return self._asm
 
     def address(self, name):

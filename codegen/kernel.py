@@ -13,6 +13,7 @@ from codegen.lower import is_large, lower_function
 from codegen.lower_tensor import (STATE_WORDS, lower_call_entry, lower_steps,
                                   lower_tensor_function, plan_tensor_function, split_steps)
 from codegen.schedule import chunking
+from codegen.types import KERNEL_SYMBOL
 from symgrad.arguments import bind
 from symgrad.printing import function_to_text
 
@@ -27,14 +28,15 @@ CALL_ENTRY_LEVEL = 0
 class _Variant:
     """The function compiled for one float dtype."""
 
-    def __init__(self, function, name, fast_entry=False):
+    def __init__(self, function, fast_entry=False):
         self.function = function
         self.compiled = CompiledModule(
-            lambda: lower_function(function, name, fast_entry),
-            cache.fingerprint(function, "elementwise", name, fast_entry),
+            functools.partial(lower_function, function, KERNEL_SYMBOL, fast_entry),
+            cache.fingerprint(function, "elementwise", KERNEL_SYMBOL, fast_entry),
             codegen_opt_level=0 if is_large(function) else 3)
-        self.entry = _ENTRY_SIGNATURE(self.compiled.address(name))
-        self.fast_address = self.compiled.address(f"{name}.fast") if fast_entry else None
+        self.entry = _ENTRY_SIGNATURE(self.compiled.address(KERNEL_SYMBOL))
+        self.fast_address = (self.compiled.address(f"{KERNEL_SYMBOL}.fast") if fast_entry
+                             else None)
 
 
 def _as_real_array(name, value):
@@ -101,7 +103,9 @@ class Kernel:
         When true, a call returns ``(value, (grad_0, grad_1, ...))``; else a tuple of all the
         outputs.
     name : str
-        Symbol name of the native function.
+        A name for display; the native code's symbols are generated
+        (:data:`codegen.types.KERNEL_SYMBOL`), whatever the names of the kernel, its arguments
+        and its outputs.
 
     Attributes
     ----------
@@ -109,33 +113,37 @@ class Kernel:
         The fused forward and backward IR that was compiled.
     llvm_ir, optimized_llvm_ir, asm : str
         The float64 kernel's LLVM IR before and after optimisation, and its host assembly.
+
+    Notes
+    -----
+    A kernel is freed, native code and all, as soon as nothing refers to it (no garbage
+    collection needed).
     """
 
-    def __init__(self, function, value_and_grad=True, name="symgrad_kernel"):
+    def __init__(self, function, value_and_grad=True, name=KERNEL_SYMBOL):
         self.function = function
         self.value_and_grad = value_and_grad
         self.name = name
         self.arg_names = function.input_names
-        self._variants = {}
+        self._calls = calls = _Calls(function, value_and_grad)
         # Scalar value-and-gradient kernels get a direct entry from Python for float
-        # arguments (codegen.fastcall); everything else takes the general path below.
+        # arguments (codegen.fastcall); everything else takes the general path.
         fast = (value_and_grad and fastcall.available() and len(function.outputs) >= 1
                 and all(n.shape == () for n in function.inputs))
-        variant = self.variant("float64", fast_entry=fast)
+        variant = calls.variant("float64", fast_entry=fast)
         if fast:
-            entry, self._fast_keepalive = fastcall.make_callable(
-                variant.fast_address, self._call_general, name)
-            self.__class__ = type("Kernel", (Kernel,), {"__call__": entry,
-                                                        "__module__": Kernel.__module__})
+            entry, calls.definition = fastcall.make_callable(
+                variant.fast_address, calls.call, KERNEL_SYMBOL)
+            own_class = type("Kernel", (Kernel,), {"__call__": entry,
+                                                   "__module__": Kernel.__module__})
+            self.__class__ = own_class
+            # A class refers to itself (its MRO), so only the garbage collector frees it:
+            # its entry, which holds the native code, is taken from it with the kernel.
+            weakref.finalize(self, delattr, own_class, "__call__")
 
     def variant(self, dtype, fast_entry=False):
         """The compiled variant for ``dtype`` ('float64' or 'float32'), compiling it if needed."""
-        if dtype not in _NUMPY_DTYPES:
-            raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
-        if dtype not in self._variants:
-            self._variants[dtype] = _Variant(self.function.with_dtype(dtype), self.name,
-                                             fast_entry)
-        return self._variants[dtype]
+        return self._calls.variant(dtype, fast_entry)
 
     @property
     def llvm_ir(self):
@@ -156,11 +164,37 @@ class Kernel:
         outputs = ", ".join(self.function.output_names)
         return f"<symgrad.Kernel ({', '.join(self.arg_names)}) -> ({outputs})>"
 
-    def _bind(self, args, kwargs):
-        return bind(self.arg_names, args, kwargs)
-
     def _call_general(self, *args, **kwargs):
-        values = self._bind(args, kwargs)
+        return self._calls.call(*args, **kwargs)
+
+    __call__ = _call_general
+
+
+class _Calls:
+    """A scalar kernel's compiled variants and its general call path (every argument
+    checked and converted, any shapes, either dtype).
+
+    Apart from the :class:`Kernel`, so that the kernel's fast entry, which falls back on
+    :meth:`call`, holds this and not the kernel: the kernel is freed when dropped.  It holds
+    the entry's method definition too (``definition``), which must live as long as the entry.
+    """
+
+    def __init__(self, function, value_and_grad):
+        self.function = function
+        self.value_and_grad = value_and_grad
+        self.arg_names = function.input_names
+        self.variants = {}
+        self.definition = None
+
+    def variant(self, dtype, fast_entry=False):
+        if dtype not in _NUMPY_DTYPES:
+            raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+        if dtype not in self.variants:
+            self.variants[dtype] = _Variant(self.function.with_dtype(dtype), fast_entry)
+        return self.variants[dtype]
+
+    def call(self, *args, **kwargs):
+        values = bind(self.arg_names, args, kwargs)
         arrays = [_as_real_array(name, value) for name, value in zip(self.arg_names, values)]
         dtype = _compute_dtype(values, arrays)
         try:
@@ -181,8 +215,6 @@ class Kernel:
         if self.value_and_grad:
             return outputs[0], tuple(outputs[1:])
         return tuple(outputs)
-
-    __call__ = _call_general
 
     @staticmethod
     def _run(variant, count, buffers, outputs):
@@ -248,6 +280,13 @@ class TensorKernel:
         differentiated ones.
     num_params : int
     name : str
+        A name for display; the native code's symbols are generated, whatever the names of
+        the kernel, its arguments, its sizes and its outputs.
+
+    Notes
+    -----
+    A kernel is freed, native code and all, as soon as nothing refers to it; the worker
+    threads keep no pointer into it once a call returns.
     """
 
     # Workspaces (temporary buffers) kept for reuse: at most this many distinct sets of sizes,
@@ -255,7 +294,7 @@ class TensorKernel:
     _WORKSPACE_SIZES = 4
     _WORKSPACES_PER_SIZE = 2
 
-    def __init__(self, function, num_params, name="symgrad_kernel"):
+    def __init__(self, function, num_params, name=KERNEL_SYMBOL):
         self.function = function
         self.num_params = num_params
         self.name = name
@@ -286,38 +325,40 @@ class TensorKernel:
             # Where the kernel came from the disk cache its compile did not start the
             # workers' code (from the cache too, that is a lookup).
             workers.compile_soon()
-        self._parallel_address = self.compiled.address(f"{name}.parallel")
+        self._parallel_address = self.compiled.address(f"{KERNEL_SYMBOL}.parallel")
         self._state_words = STATE_WORDS * len(self.schedule.steps)
         self._entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(
-            self.compiled.address(name))
+            self.compiled.address(KERNEL_SYMBOL))
         self._call_native = None
         if array_new is not None:
-            self._call_native, self._call_keepalive = fastcall.make_callable(
-                self.compiled.address(f"{name}.call"), None, f"{name}.call",
-                flags=fastcall.METH_FASTCALL)
-            # The temporaries the call entry keeps are freed with the kernel (the finalizer
-            # holds the module, so it is still there).
-            weakref.finalize(self, _release, ctypes.CFUNCTYPE(None)(
-                self.compiled.address(f"{name}.release")), self.compiled)
+            owner = _CallEntryOwner(self.compiled)
+            self._call_native, owner.definition = fastcall.make_callable(
+                self.compiled.address(f"{KERNEL_SYMBOL}.call"), owner,
+                f"{KERNEL_SYMBOL}.call", flags=fastcall.METH_FASTCALL)
+            # The temporaries the call entry keeps are freed with the entry (the finalizer
+            # holds the module, so its code is still there).
+            weakref.finalize(owner, _release, ctypes.CFUNCTYPE(None)(
+                self.compiled.address(f"{KERNEL_SYMBOL}.release")), self.compiled)
 
     def _compile(self, array_new, yield_symbol):
         """The kernel's modules: the kernel with some of its steps, modules of the other steps
         (:func:`codegen.lower_tensor.split_steps`), and with ``array_new`` the call entry
         (:func:`codegen.lower_tensor.lower_call_entry`), all compiled at the same time."""
+        # (The modules are built from the function and its plan, never from the kernel: the
+        # compiled module outlives it in the call entry's finalizer.)
         gemm = self._planned[1]
-        identity = cache.fingerprint(self.function, "tensor", self.name, yield_symbol,
+        identity = cache.fingerprint(self.function, "tensor", KERNEL_SYMBOL, yield_symbol,
                                      gemm and gemm.describe())
         groups = split_steps(self._planned[0])
-        parts = [(functools.partial(lower_steps, self.function, self.name, self._planned,
+        parts = [(functools.partial(lower_steps, self.function, KERNEL_SYMBOL, self._planned,
                                     group), f"steps {group}") for group in groups[1:]]
         if array_new is not None:
             parts.append((functools.partial(lower_call_entry, self.function, self._planned[0],
-                                            self.name, array_new), f"call entry {array_new}",
-                          CALL_ENTRY_LEVEL))
+                                            KERNEL_SYMBOL, array_new),
+                          f"call entry {array_new}", CALL_ENTRY_LEVEL))
         return CompiledModule(
-            lambda: lower_tensor_function(
-                self.function, self.name, planned=self._planned, yield_symbol=yield_symbol,
-                steps=groups[0] if len(groups) > 1 else None)[0],
+            functools.partial(_kernel_module, self.function, self._planned, yield_symbol,
+                              groups[0] if len(groups) > 1 else None),
             identity, codegen_opt_level=0 if is_large(self.function) else 3, unroll=False,
             parts=parts, before_compile=functools.partial(self._start_libraries, gemm),
             libraries=getattr(gemm, "objects", None))
@@ -520,7 +561,7 @@ class FunctionKernel(TensorKernel):
     """A native kernel for any tensor IR function: ``kernel(*inputs, **inputs_by_name)``
     returns one array per output (a tuple; scalars as numpy scalars)."""
 
-    def __init__(self, function, name="symgrad_kernel"):
+    def __init__(self, function, name=KERNEL_SYMBOL):
         super().__init__(function, 0, name)
 
     def __call__(self, *args, **kwargs):
@@ -530,6 +571,22 @@ class FunctionKernel(TensorKernel):
     def __repr__(self):
         return f"<symgrad.FunctionKernel ({', '.join(self.input_names)}) -> " \
                f"({', '.join(self.function.output_names)}) {self.dtype}>"
+
+
+def _kernel_module(function, planned, yield_symbol, steps):
+    return lower_tensor_function(function, KERNEL_SYMBOL, planned=planned,
+                                 yield_symbol=yield_symbol, steps=steps)[0]
+
+
+class _CallEntryOwner:
+    """The ``self`` of a tensor kernel's call entry (its native code ignores it): holds what
+    the entry needs for as long as it lives, its method definition and its module."""
+
+    __slots__ = ("compiled", "definition", "__weakref__")
+
+    def __init__(self, compiled):
+        self.compiled = compiled
+        self.definition = None
 
 
 def _release(release, compiled):

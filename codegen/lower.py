@@ -14,7 +14,7 @@ from llvmlite import ir as llvm_ir
 
 from codegen.fastcall import add_fast_entry
 from codegen.mathlib import LOWERING_RULES, MathDeclarations, fused_routine
-from codegen.types import INDEX, POINTER, llvm_type
+from codegen.types import INDEX, KERNEL_SYMBOL, POINTER, check_symbol, llvm_type
 from symgrad.ops import Op
 
 
@@ -50,15 +50,18 @@ def is_large(function):
     return function.count_nodes() > LARGE_KERNEL_NODES
 
 
-def lower_function(function, name="symgrad_kernel", fast_entry=False):
+def lower_function(function, name=KERNEL_SYMBOL, fast_entry=False):
     """Lower ``function`` to an LLVM module (llvmlite ``ir.Module``).
 
     The module holds ``NAME.element``, which computes every output of element ``i``, and the
     exported ``NAME``, the loop over the elements.  Small element functions are inlined into
     the loop (and vectorised there); large ones stay out of line.  With ``fast_entry``, the
     module also holds ``NAME.fast``, a direct CPython entry for scalar float arguments
-    (:mod:`codegen.fastcall`).
+    (:mod:`codegen.fastcall`).  ``name`` is a symbol (:func:`codegen.types.check_symbol`);
+    the names of the function's inputs and outputs do not appear in the module (its values
+    are named by number).
     """
+    check_symbol(name)
     _check_elementwise(function)
     dtypes = {n.dtype for n in function.inputs} | {n.dtype for n in function.outputs}
     float_dtypes = dtypes - {"bool"}
@@ -107,11 +110,11 @@ def _lower_element(function, element, math):
     for index, node in enumerate(function.inputs):
         element_type = llvm_type(node.dtype)
         slot = builder.gep(inputs_arg, [INDEX(index)], source_etype=POINTER)
-        pointer = builder.load(slot, name=f"{node.attrs}.ptr", typ=POINTER)
+        pointer = builder.load(slot, name=f"in{index}.ptr", typ=POINTER)
         slot = builder.gep(strides_arg, [INDEX(index)], source_etype=INDEX)
-        stride = builder.load(slot, name=f"{node.attrs}.stride", typ=INDEX)
+        stride = builder.load(slot, name=f"in{index}.stride", typ=INDEX)
         address = builder.gep(pointer, [builder.mul(i, stride)], source_etype=element_type)
-        values[id(node)] = builder.load(address, name=node.attrs, typ=element_type)
+        values[id(node)] = builder.load(address, name=f"in{index}", typ=element_type)
     for node in function.nodes:
         if id(node) in values:
             continue

@@ -23,7 +23,7 @@ from codegen.blas import find_gemm
 from codegen.fastcall import add_call_entry, add_release_entry
 from codegen.mathlib import LOWERING_RULES, MathDeclarations, fused_routine
 from codegen.schedule import CHUNK_ELEMENTS, IMMEDIATE_OPS, schedule
-from codegen.types import INDEX, POINTER, llvm_type
+from codegen.types import INDEX, KERNEL_SYMBOL, POINTER, check_symbol, llvm_type
 from symgrad.ops import Op, REDUCTIONS, STRUCTURAL
 
 
@@ -270,6 +270,7 @@ class _Lowering:
         self.name = name
         self.gemm = gemm
         self.math = MathDeclarations(module)
+        self.size_numbers = {size: number for number, size in enumerate(function.size_names)}
         self.buffer_count = (len(function.inputs) + len(function.outputs)
                              + len(plan.temporaries) + len(plan.partials))
         self.scopes = self._alias_scopes()
@@ -311,16 +312,20 @@ class _Lowering:
         self.prologue = _Builder(llvm_function.append_basic_block("entry"))
         self.body = llvm_function.append_basic_block("body")
         self.builder = _Builder(self.body)
-        self.sizes = _Loaded(lambda name: self.prologue.load(
-            self.prologue.gep(sizes_arg, [INDEX(self.function.size_names.index(name))],
-                              source_etype=INDEX), name=f"size.{name}", typ=INDEX))
-        self.alias_metadata = {}
+        # (The loaders close over these, not over the lowering, which would then refer to
+        # itself: a cycle, keeping the module until a garbage collection.)
+        prologue, numbers, scopes = self.prologue, self.size_numbers, self.scopes
+        alias_metadata = self.alias_metadata = {}
+        # Values by the size's number: a size's own name may be any identifier.
+        self.sizes = _Loaded(lambda name: prologue.load(
+            prologue.gep(sizes_arg, [INDEX(numbers[name])], source_etype=INDEX),
+            name=f"size{numbers[name]}", typ=INDEX))
 
         def buffer(index):
-            pointer = self.prologue.load(self.prologue.gep(
-                buffers_arg, [INDEX(index)], source_etype=POINTER), name=f"buffer{index}",
-                typ=POINTER)
-            self.alias_metadata[id(pointer)] = self.scopes[index]
+            pointer = prologue.load(prologue.gep(buffers_arg, [INDEX(index)],
+                                                 source_etype=POINTER),
+                                    name=f"buffer{index}", typ=POINTER)
+            alias_metadata[id(pointer)] = scopes[index]
             return pointer
         self.buffers = _Loaded(buffer)
         self.accesses = {}
@@ -901,7 +906,7 @@ def plan_tensor_function(function, use_blas=True):
     return schedule(function, blas=gemm is not None), gemm
 
 
-def lower_tensor_function(function, name="symgrad_kernel", use_blas=True, planned=None,
+def lower_tensor_function(function, name=KERNEL_SYMBOL, use_blas=True, planned=None,
                           yield_symbol=None, steps=None):
     """Lower ``function`` to an LLVM module; returns ``(module, schedule)``.
 
@@ -910,8 +915,11 @@ def lower_tensor_function(function, name="symgrad_kernel", use_blas=True, planne
     ``NAME.parallel``, which threads run together (see :meth:`_Lowering.run`); waiting threads
     call ``yield_symbol`` (see :func:`codegen.workers.symbols`) now and then, where given.
     ``steps``: the numbers of the steps the module defines (default: all); the others come
-    from modules of :func:`lower_steps` loaded with it.
+    from modules of :func:`lower_steps` loaded with it.  ``name`` is a symbol
+    (:func:`codegen.types.check_symbol`); the names of the function's inputs, outputs and
+    symbolic sizes do not appear in the module.
     """
+    check_symbol(name)
     plan, gemm = planned if planned is not None else plan_tensor_function(function, use_blas)
     module = llvm_ir.Module(name=name)
     lowering = _Lowering(function, plan, module, name, gemm)
@@ -924,6 +932,7 @@ def lower_steps(function, name, planned, steps):
     """A module of the steps numbered ``steps`` alone (``NAME.stepK``, external), for the
     module of :func:`lower_tensor_function` that runs them: the two compile at the same
     time."""
+    check_symbol(name)
     plan, gemm = planned
     module = llvm_ir.Module(name=f"{name}.steps")
     _Lowering(function, plan, module, name, gemm).run(steps, entry=False)
@@ -969,6 +978,7 @@ def lower_call_entry(function, plan, name, array_new):
     :func:`codegen.fastcall.array_new_index`), and ``NAME.release``.  It calls ``NAME`` and
     ``NAME.parallel`` of the kernel's module (:func:`lower_tensor_function`), which is loaded
     with it: the two compile at the same time."""
+    check_symbol(name)
     module = llvm_ir.Module(name=f"{name}.call")
     kernel = llvm_ir.Function(module, llvm_ir.FunctionType(
         llvm_ir.VoidType(), [POINTER, POINTER]), name=name)

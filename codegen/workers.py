@@ -208,6 +208,10 @@ def _build_module(yield_symbol, sleep_symbol):
     _store(builder, block, _CLOSED, generation)
     emit_spin(builder, runner, lambda b: b.icmp_signed(
         "==", _load(b, block, _ACTIVE), INDEX(0)), yield_symbol, label="join")
+    # No worker enters a closed job; nor does the block keep pointers into the kernel (its
+    # code may be freed once the call returns) or into the caller's arrays.
+    for slot in (_FUNCTION, _SIZES, _BUFFERS, _STATE):
+        _store(builder, block, slot, INDEX(0))
     _store(builder, block, _BUSY, INDEX(0))
     builder.ret_void()
     return module
