@@ -23,12 +23,12 @@ Cases, each in a process of its own:
 * ``tensor hits``: the same from a disk cache filled beforehand;
 * ``tensor threads``: cold, each kernel called twice on a batch large enough for the native
   worker threads (the second call runs on them);
-* ``llvm pipeline``, ``llvm engine``: LLVM's pieces alone, per module: the optimisation pipeline of
-  :func:`codegen.jit.compile_object` on a small kernel's module, and an MCJIT engine created,
-  loaded with that object code and deleted.
+* ``llvm pipeline``, ``llvm engine``: LLVM's pieces alone, per module: the optimisation
+  pipeline and code generation of :func:`codegen.jit.compile_object` on a small kernel's
+  module, and an MCJIT engine created, loaded with that object code and deleted.
 
 ``--profile`` adds, per case, the Python objects left (``tracemalloc``) and the five places
-that allocated most of them.
+that allocated most of them (the heap column then counts tracemalloc's own records too).
 
     python benchmarks/memory.py [--quick] [--profile] [CASE ...]
 """
@@ -48,7 +48,7 @@ CASES = {
     "scalar cold": (400, 60),
     "scalar hits": (400, 60),
     "scalar threads": (200, 40),
-    "tensor cold": (60, 12),
+    "tensor cold": (60, 24),
     "tensor hits": (60, 12),
     "tensor threads": (40, 16),
     "llvm pipeline": (400, 40),

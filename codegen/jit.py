@@ -143,7 +143,9 @@ def _dispose_pass_manager(manager):
     """Free a module pass manager.  llvmlite's ``ModulePassManager.close()`` frees nothing:
     its ``_dispose`` is found on ``ffi.ObjectRef`` (a no-op) before the pass managers' own
     base class, so each pipeline, with what its passes kept of the module they ran on (86 KB
-    for a small scalar kernel), stayed allocated for the life of the process."""
+    for a small scalar kernel), stayed allocated for the life of the process.  (What remains
+    of a compile, 1.5 KB, is the instrumentation callbacks llvmlite allocates with each pass
+    builder and never frees.)"""
     dispose = getattr(ffi.lib, "LLVMPY_DisposeNewModulePassManger", None)
     if dispose is not None and type(manager)._dispose is ffi.ObjectRef._dispose:
         dispose(manager)
