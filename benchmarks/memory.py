@@ -38,6 +38,7 @@ import ctypes
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -195,6 +196,8 @@ def run_case(case, count, warm_up, profile):
         row["python"] = sum(d.size_diff for d in differences) / count / 1024
         row["sites"] = [(d.size_diff / count, d.traceback.format()[-6:])
                         for d in differences[:5]]
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
     return row
 
 
