@@ -81,7 +81,15 @@ def binary_cross_entropy(p, t, reduction="mean"):
 def softmax_cross_entropy(logits, t, axis=-1, reduction="mean"):
     r""":math:`-\sum_k t_k \log \operatorname{softmax}(z)_k = \operatorname{logsumexp}(z) -
     \sum_k t_k z_k` for each example (one-hot or probability targets ``t`` along ``axis``),
-    averaged (or summed) over the examples."""
+    averaged (or summed) over the examples.
+
+    A class with target 0 contributes nothing, even where its logit is ``-inf`` (a masked,
+    impossible class: ``0 log 0 = 0``, as the entropy's convention); a target class whose logit
+    is ``-inf`` gives an infinite loss.
+    """
     logits, t = _pair(logits, t, "softmax_cross_entropy")
-    per_example = logsumexp(logits, axis) - (t * logits).sum(axis)
+    products = t * logits
+    zero = ir.const(0.0, products.dtype)
+    taken = Tensor(ir.select(ir.compare(Op.EQ, t.node, zero), zero, products.node))
+    per_example = logsumexp(logits, axis) - taken.sum(axis)
     return _reduce(per_example, reduction)

@@ -252,12 +252,39 @@ def where(cond, if_true, if_false):
     return Tensor(ir.select(cond.node, _node(if_true, like_node), _node(if_false, like_node)))
 
 
+def _shifted_exponentials(x, axis):
+    """The pieces of a stable log-sum-exp along ``axis``: the shift ``m`` (the maximum, held
+    constant by reverse mode: its derivative cancels exactly), ``z = x - m``, and
+    ``log(sum(exp(z)))``, all kept with the reduced axis.
+
+    A row whose maximum is infinite has no finite shift: where it is ``-inf`` (every entry
+    ``-inf``, a fully masked row) ``z`` is ``-inf`` throughout; where it is ``+inf``, ``z`` is
+    0 at the ``+inf`` entries and ``-inf`` elsewhere (the limit of a row whose largest entries
+    grow together).  The log of an empty sum is taken as 0 there, so that neither the values
+    nor the gradients see ``inf - inf``.  NaN anywhere in a row makes the row NaN.
+    """
+    node = x.node
+    dtype = node.dtype
+    inf = ir.const(float("inf"), dtype)
+    zero = ir.const(0.0, dtype)
+    shift = ir.stop_gradient(ir.reduce_max(node, axis, True))
+    infinite = ir.compare(Op.EQ, ir.absolute(shift), inf)
+    limit = ir.select(ir.compare(Op.EQ, node, inf), zero, ir.neg(inf))
+    z = ir.select(infinite, limit, ir.sub(node, shift))
+    total = ir.reduce_sum(ir.exp(z), axis, True)
+    log_total = ir.select(ir.compare(Op.EQ, total, zero), zero, ir.log(total))
+    return shift, z, log_total
+
+
 def logsumexp(x, axis=-1, keepdims=False):
-    """``log(sum(exp(x)))`` along ``axis``, shifted by the maximum so it never overflows."""
-    # The shift's own derivative cancels exactly: leave it out of the backward pass.
-    shift = Tensor(ir.stop_gradient(ir.reduce_max(x.node, axis, True)))
-    total = Tensor(ir.log(ir.reduce_sum(ir.exp(ir.sub(x.node, shift.node)), axis, True)))
-    result = total + shift
+    """``log(sum(exp(x)))`` along ``axis``, shifted by the maximum so it never overflows.
+
+    As ``scipy.special.logsumexp`` and ``torch.logsumexp``: a row of ``-inf`` gives ``-inf``,
+    a row holding ``+inf`` gives ``+inf``, a row holding NaN gives NaN.  The gradient is
+    :func:`softmax` on a row whose maximum is finite, 0 on a row whose maximum is infinite.
+    """
+    shift, _, log_total = _shifted_exponentials(x, axis)
+    result = Tensor(ir.add(log_total, shift))
     if keepdims:
         return result
     axes = ir._normalize_axes(axis, x.ndim, "logsumexp")
@@ -265,10 +292,21 @@ def logsumexp(x, axis=-1, keepdims=False):
 
 
 def log_softmax(x, axis=-1):
-    """``x - logsumexp(x)`` along ``axis``."""
-    return x - logsumexp(x, axis, keepdims=True)
+    """``x - logsumexp(x)`` along ``axis``, computed as ``(x - max) - log(sum(exp(x - max)))``.
+
+    A row of ``-inf`` (every class masked) gives ``-inf`` throughout; a row holding ``+inf``
+    gives ``-log(k)`` at its ``k`` entries that are ``+inf`` and ``-inf`` elsewhere.
+    """
+    _, z, log_total = _shifted_exponentials(x, axis)
+    return Tensor(ir.sub(z, log_total))
 
 
 def softmax(x, axis=-1):
-    """``exp(x) / sum(exp(x))`` along ``axis``, computed without overflow."""
+    """``exp(x) / sum(exp(x))`` along ``axis``, computed without overflow.
+
+    A row of ``-inf`` (every entry masked) gives 0 throughout, with gradient 0 (torch and
+    scipy give NaN); a row holding ``+inf`` gives ``1/k`` at its ``k`` entries that are
+    ``+inf`` and 0 elsewhere (the limit); a row holding NaN gives NaN.  The gradient is 0 on
+    a row whose maximum is infinite.
+    """
     return Tensor(ir.exp(log_softmax(x, axis).node))
