@@ -582,3 +582,27 @@ def test_the_mode_of_the_files_written_in_a_group_folder(tmp_path, mode, key, wa
         cache.set_authentication_key(previous[1])
     entries = list(directory.glob("*.entry"))
     assert [_mode(entry) for entry in entries] == ([] if want is None else [want])
+
+
+def test_a_tensor_kernel_compiles_without_an_untrusted_cache(tmp_path):
+    # Its modules (kernel, steps, call entry) and the libraries it calls are looked up in the
+    # same directory: refused, they are compiled and give numpy's numbers.
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    os.chown(directory, STRANGER, STRANGERS)
+    previous = cache.set_cache_dir(directory)
+    try:
+        X, W, T = sg.tensor("X", ("n", 3)), sg.tensor("W", (2, 3)), sg.tensor("T", ("n", 2))
+        with pytest.warns(cache.CacheTrustWarning, match=f"uid {STRANGER}"):
+            step = sg.compile(sg.losses.mse(X @ W.T, T), wrt=[W], inputs=[X, T])
+        assert not step.compiled.from_cache
+        assert step.compiled.cache_refusal.path == str(directory)
+        rng = np.random.default_rng(1)
+        w, x, t = rng.normal(size=(2, 3)), rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+        value, (grad,) = step([w], x, t)
+        residual = x @ w.T - t
+        np.testing.assert_allclose(value, np.mean(residual**2), rtol=1e-13)
+        np.testing.assert_allclose(grad, 2 * residual.T @ x / residual.size, rtol=1e-13)
+        assert list(directory.iterdir()) == []
+    finally:
+        cache.set_cache_dir(previous)
