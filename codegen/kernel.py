@@ -70,6 +70,15 @@ def _prepare(array, shape, dtype):
     return np.require(np.broadcast_to(array, shape), requirements="CA"), 1
 
 
+def _prepared(name, array, shape, dtype):
+    """:func:`_prepare`, naming the argument when its copy does not fit in memory."""
+    try:
+        return _prepare(array, shape, dtype)
+    except MemoryError as error:
+        raise MemoryError(f"argument {name!r}: no memory for the copy the kernel reads "
+                          f"(shape {shape}, {np.dtype(dtype)}): {error}") from None
+
+
 class Kernel:
     """A native kernel compiled from an IR function.
 
@@ -147,17 +156,26 @@ class Kernel:
         values = self._bind(args, kwargs)
         arrays = [as_real_array(name, value) for name, value in zip(self.arg_names, values)]
         dtype = _compute_dtype(values, arrays)
+
+        def shapes():
+            return ", ".join(f"{name} has shape {array.shape}"
+                             for name, array in zip(self.arg_names, arrays))
         try:
             shape = np.broadcast_shapes(*(array.shape for array in arrays))
         except ValueError:
-            listed = ", ".join(f"{name} has shape {array.shape}"
-                               for name, array in zip(self.arg_names, arrays))
-            raise ValueError(f"the arguments do not broadcast together: {listed}") from None
+            raise ValueError(f"the arguments do not broadcast together: {shapes()}") from None
         numpy_dtype = _NUMPY_DTYPES[dtype]
-        outputs = [np.empty(shape, numpy_dtype) for _ in self.function.outputs]
+        try:
+            outputs = [np.empty(shape, numpy_dtype) for _ in self.function.outputs]
+        except (MemoryError, ValueError) as error:      # ValueError: more bytes than addresses
+            kind = MemoryError if isinstance(error, MemoryError) else ValueError
+            raise kind(f"the outputs ({len(self.function.outputs)} arrays of shape {shape}, "
+                       f"{dtype}, the broadcast of the arguments: {shapes()}) do not fit in "
+                       f"memory: {error}") from None
         count = int(np.prod(shape, dtype=np.int64))
         if count:
-            buffers = [_prepare(array, shape, numpy_dtype) for array in arrays]
+            buffers = [_prepared(name, array, shape, numpy_dtype)
+                       for name, array in zip(self.arg_names, arrays)]
             self._run(self.variant(dtype), count, buffers, outputs)
         if shape == ():
             as_python = all(is_python_number(v) for v in values)
@@ -379,7 +397,12 @@ class TensorKernel:
                 raise ValueError(f"argument {name!r} must have shape {_shape_text(node.shape)}, "
                                  f"got {array.shape}")
         # Either byte order; any layout or alignment: the kernel reads aligned C order.
-        return np.require(array, numpy_dtype, "CA")
+        try:
+            return np.require(array, numpy_dtype, "CA")
+        except MemoryError as error:
+            raise MemoryError(f"argument {name!r}: no memory for the aligned C-order copy the "
+                              f"kernel reads (shape {array.shape}, {numpy_dtype}): "
+                              f"{error}") from None
 
     def __call__(self, params, *args, **kwargs):
         outputs = None

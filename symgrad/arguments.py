@@ -106,8 +106,8 @@ def _as_plain_array(noun, name, value):
         try:
             return np.asarray(float(value))
         except OverflowError:
-            raise ValueError(f"{noun} {name!r} must be {_REAL} that float64 can hold, got an "
-                             f"int of {len(str(abs(value)))} digits") from None
+            raise ValueError(f"{noun} {name!r} must be {_REAL} that float64 can hold (below "
+                             f"2**1024), got an int of {value.bit_length()} bits") from None
     if isinstance(value, (int, float, np.generic)):
         return np.asarray(value)
     if isinstance(value, np.ma.MaskedArray):

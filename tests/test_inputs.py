@@ -373,7 +373,8 @@ REFUSED = [
     (np.zeros(2, [("a", "f8"), ("b", "f8")]), TypeError, r"dtype \[\('a', '<f8'\)"),
     (np.ones(2, np.longdouble), TypeError, r"dtype float128|dtype longdouble|float96"),
     ([[1.0], [1.0, 2.0]], TypeError, r"a list that numpy cannot make an array of"),
-    (10**400, ValueError, r"float64 can hold, got an int of 401 digits"),
+    (10**400, ValueError, r"float64 can hold \(below 2\*\*1024\), got an int of 1329 bits"),
+    (-(10**5000), ValueError, r"float64 can hold .*16610 bits"),   # beyond str()'s digits
 ]
 
 
@@ -399,6 +400,17 @@ def test_refused_naming_the_argument_before_native_code(scalar_kernel, monkeypat
     # By name, the same.
     with pytest.raises(error, match=f"argument {name!r}"):
         scalar_kernel(**dict(zip("xy", arguments)))
+
+
+def test_outputs_too_large_for_memory_are_reported_naming_the_arguments(scalar_kernel):
+    # 2**53 bytes: more than a process's address space (numpy: MemoryError); 2**63 bytes and
+    # more: more than numpy can count (ValueError).
+    huge = np.broadcast_to(0.0, (2**50,))
+    with pytest.raises(MemoryError, match=r"outputs .*shape \(1125899906842624,\).*x has shape"):
+        scalar_kernel(huge, 1.0)
+    with pytest.raises(ValueError, match=r"outputs .*x has shape \(1073741824,\), y has shape "
+                                         r"\(1073741824, 1\)"):
+        scalar_kernel(np.broadcast_to(0.0, (2**30,)), np.broadcast_to(0.0, (2**30, 1)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -546,7 +558,7 @@ def _tensor_refusals(dtype, n):
         ("c", np.complex128(1), TypeError, r"complex"),
         ("c", "1.0", TypeError, r"a str"),
         ("c", None, TypeError, r"None"),
-        ("c", 10**400, ValueError, r"float64 can hold.*401 digits"),
+        ("c", 10**400, ValueError, r"float64 can hold.*1329 bits"),
         ("c", np.longdouble(1), TypeError, r"float128|longdouble|float96"),
         ("c", np.array(1.0, other), TypeError, rf"must have dtype {own}.*dtype {other}"),
         ("c", np.ma.masked_array(1.0), TypeError, r"numpy\.ma\.MaskedArray"),
@@ -575,6 +587,14 @@ def test_tensor_kernels_refuse_naming_the_argument_before_native_code(steps, dty
         assert re.search(came, message), (came, message)
 
 
+def test_a_copy_too_large_for_memory_is_reported_naming_the_argument(steps):
+    step = steps["float64"]
+    w, b, _ = _tensor_arguments(1, "float64")
+    huge = np.broadcast_to(0.0, (2**46, 8))          # its copy: 2**52 bytes
+    with pytest.raises(MemoryError, match=r"argument 'X': no memory .*\(70368744177664, 8\)"):
+        step([w, b], huge, 1.0)
+
+
 def test_function_kernels_check_like_tensor_kernels(tmp_path):
     X = sg.tensor("X", ("n", 3))
     double = sg.compile_function([X * 2 + 1], [X])
@@ -591,7 +611,7 @@ def test_function_kernels_check_like_tensor_kernels(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Training
+# Training and checking
 # ---------------------------------------------------------------------------------------------
 
 def test_training_refuses_masked_data_and_values_by_name():
@@ -615,3 +635,16 @@ def test_training_refuses_masked_data_and_values_by_name():
     swapped = sg.fit(other, loss, [X, T], [data[0].astype(">f8"), data[1].tolist()],
                      epochs=2, shuffle=False)
     assert plain.loss == swapped.loss
+
+
+def test_gradcheck_refuses_masked_points_by_name():
+    with pytest.raises(TypeError, match=r"the value at 'y' must be .*MaskedArray.*filled"):
+        sg.gradcheck(x**2 * y, wrt=[x, y], at={x: 1.5, y: np.ma.masked_array([2.0, 3.0])})
+    W = sg.tensor("W", (2, 3))
+    X = sg.tensor("X", ("n", 3))
+    loss = ((X @ W.T) ** 2).sum()
+    masked = np.ma.masked_array(np.ones((4, 3)), mask=np.eye(4, 3))
+    with pytest.raises(TypeError, match=r"the value at 'X' must be .*MaskedArray"):
+        sg.gradcheck(loss, wrt=[W], at={W: np.ones((2, 3)), X: masked})
+    # The plain numbers pass (a list, a byte-swapped array).
+    sg.gradcheck(loss, wrt=[W], at={W: np.ones((2, 3)).tolist(), X: np.ones((4, 3), ">f8")})
