@@ -2,13 +2,14 @@
 
 Each returns a scalar tensor.  ``reduction`` is ``'mean'`` (over every element, or every
 example for softmax cross-entropy) or ``'sum'``.  The stable forms are used throughout: binary
-cross-entropy from logits is ``softplus(z) - t z``; from probabilities that come out of a
-sigmoid it is rewritten to the logits form; softmax cross-entropy uses log-sum-exp.
+cross-entropy from logits is ``(1 - t) softplus(z) + t softplus(-z)``; from probabilities that
+come out of a sigmoid it is rewritten to the logits form; softmax cross-entropy uses
+log-sum-exp.
 """
 
 from symgrad import ir
 from symgrad.ops import Op
-from symgrad.tensor import Tensor, as_tensor, logsumexp, where
+from symgrad.tensor import ShiftedExponentials, Tensor, as_tensor, where
 
 __all__ = ["perceptron_criterion", "mean_squared_error", "mse", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "softmax_cross_entropy"]
@@ -56,10 +57,18 @@ mse = mean_squared_error
 
 
 def binary_cross_entropy_with_logits(z, t, reduction="mean"):
-    r""":math:`-[t \log \sigma(z) + (1 - t) \log(1 - \sigma(z))] = \operatorname{softplus}(z)
-    - t z`, exact for any logit (at z = 40, t = 0 it is 40)."""
+    r""":math:`-[t \log \sigma(z) + (1 - t) \log(1 - \sigma(z))] = (1 - t)
+    \operatorname{softplus}(z) + t \operatorname{softplus}(-z)`, exact for any logit.
+
+    Both terms are positive, so nothing cancels: at z = 40 the loss is 40 for t = 0 and
+    softplus(-40) = 4.2e-18 for t = 1 (``softplus(z) - t z`` gives 0 there), and the gradient
+    :math:`(1 - t) \sigma(z) - t \sigma(-z)` is :math:`-\sigma(-40)`, not
+    :math:`\sigma(40) - 1 = 0`.  The two softplus terms share :math:`e^{-|z|}` and its
+    logarithm in the compiled loop.
+    """
     z, t = _pair(z, t, "binary_cross_entropy_with_logits")
-    return _reduce(Tensor(ir.softplus(z.node)) - t * z, reduction)
+    return _reduce((1 - t) * Tensor(ir.softplus(z.node)) + t * Tensor(ir.softplus(ir.neg(z.node))),
+                   reduction)
 
 
 def binary_cross_entropy(p, t, reduction="mean"):
@@ -79,9 +88,39 @@ def binary_cross_entropy(p, t, reduction="mean"):
 
 
 def softmax_cross_entropy(logits, t, axis=-1, reduction="mean"):
-    r""":math:`-\sum_k t_k \log \operatorname{softmax}(z)_k = \operatorname{logsumexp}(z) -
-    \sum_k t_k z_k` for each example (one-hot or probability targets ``t`` along ``axis``),
-    averaged (or summed) over the examples."""
+    r""":math:`-\sum_k t_k \log \operatorname{softmax}(z)_k = \sum_k t_k
+    (\operatorname{logsumexp}(z) - z_k)` for each example (one-hot or probability targets
+    ``t`` along ``axis``), averaged (or summed) over the examples.
+
+    Written as :math:`\sum_k t_k (m - z_k) + (\sum_k t_k) \log(\sum_i e^{z_i - m})`, with
+    ``m`` the maximum and the last logarithm a ``log1p`` (see
+    :class:`~symgrad.tensor.ShiftedExponentials`): every term is positive, so a confident
+    right answer (logits [40, 0], target [1, 0]) has the loss 4.2e-18 rather than 0.
+
+    Its gradient :math:`(\sum_k t_k) \operatorname{softmax}(z) - t` would, at the class that
+    holds nearly all the probability, subtract two numbers near 1 (0 instead of -4.2e-18).
+    Where one class has probability above 1/2 (the sum of the other exponentials is below 1,
+    so that maximum is unique), the loss is therefore written about that maximum ``M``, as a
+    function of it: :math:`\sum_{k \ne j} t_k (M - z_k) + (\sum_k t_k) \log(1 + \sum_{i \ne
+    j} e^{z_i - M})`, whose derivative at ``j`` comes out as :math:`\sum_{k \ne j} t_k -
+    (\sum_k t_k) (1 - p_j)` with :math:`1 - p_j` computed from the other classes.  Elsewhere
+    (ties included) no probability exceeds 1/2 and ``softmax(z) - t`` loses nothing.  Both
+    forms have the same value, bit for bit.
+    """
     logits, t = _pair(logits, t, "softmax_cross_entropy")
-    per_example = logsumexp(logits, axis) - (t * logits).sum(axis)
+    parts = ShiftedExponentials(logits, axis)
+    dominant = ir.compare(Op.LT, parts.excess, ir.const(1.0, logits.dtype))
+    # The same values as parts.gaps and parts.excess; the gradient goes through the maximum
+    # where one class dominates, and the maximum's own terms are constants there.
+    shift = ir.select(dominant, parts.maximum, parts.shift)
+    gaps = ir.sub(logits.node, shift)
+    own = ir.logical_and(parts.at_maximum, dominant)
+    zero, one = ir.const(0.0, logits.dtype), ir.const(1.0, logits.dtype)
+    indicator = ir.select(parts.at_maximum, one, zero)
+    terms = ir.select(own, zero, ir.sub(ir.exp(gaps), indicator))
+    further_maxima = ir.sub(ir.reduce_sum(indicator, axis, True), one)
+    excess = ir.add(ir.reduce_sum(terms, axis, True), further_maxima)
+    distances = Tensor(ir.select(own, zero, ir.neg(gaps)))       # m - z_k, at least 0
+    per_example = (t * distances).sum(axis) + \
+        (t.sum(axis, keepdims=True) * Tensor(ir.log1p(excess))).sum(axis)
     return _reduce(per_example, reduction)

@@ -252,23 +252,57 @@ def where(cond, if_true, if_false):
     return Tensor(ir.select(cond.node, _node(if_true, like_node), _node(if_false, like_node)))
 
 
-def logsumexp(x, axis=-1, keepdims=False):
-    """``log(sum(exp(x)))`` along ``axis``, shifted by the maximum so it never overflows."""
-    # The shift's own derivative cancels exactly: leave it out of the backward pass.
-    shift = Tensor(ir.stop_gradient(ir.reduce_max(x.node, axis, True)))
-    total = Tensor(ir.log(ir.reduce_sum(ir.exp(ir.sub(x.node, shift.node)), axis, True)))
-    result = total + shift
+class ShiftedExponentials:
+    r"""The pieces of a log-sum-exp along an axis that keep their digits when one element
+    dominates (reduced axes kept with size 1).
+
+    ``shift`` is the maximum (through which no gradient flows: its derivative cancels
+    exactly), ``gaps`` is ``x - shift`` and ``excess`` is :math:`\sum_i e^{x_i - shift} - 1`,
+    summed without the 1 that the maximum contributes (``exp(gap) - [x_i is a maximum]``, plus
+    the number of further maxima), so that ``log1p(excess)`` is exact where the sum rounds to
+    1: ``logsumexp([0, -40])`` is 4.2e-18, not 0.  Every term keeps the derivatives of
+    ``exp(gap)``.
+    """
+
+    def __init__(self, x, axis):
+        self.maximum = ir.reduce_max(x.node, axis, True)
+        self.shift = ir.stop_gradient(self.maximum)
+        self.gaps = ir.sub(x.node, self.shift)
+        self.at_maximum = ir.compare(Op.EQ, self.gaps, ir.const(0.0, x.dtype))
+        one, zero = ir.const(1.0, x.dtype), ir.const(0.0, x.dtype)
+        indicator = ir.select(self.at_maximum, one, zero)
+        further_maxima = ir.sub(ir.reduce_sum(indicator, axis, True), one)
+        terms = ir.sub(ir.exp(self.gaps), indicator)
+        self.excess = ir.add(ir.reduce_sum(terms, axis, True), further_maxima)
+        self.log_total = ir.log1p(self.excess)    # log(sum(exp(gaps)))
+
+
+def _drop_axes(tensor, x, axis, keepdims):
     if keepdims:
-        return result
+        return tensor
     axes = ir._normalize_axes(axis, x.ndim, "logsumexp")
-    return result.reshape(tuple(s for a, s in enumerate(x.shape) if a not in axes))
+    return tensor.reshape(tuple(s for a, s in enumerate(x.shape) if a not in axes))
+
+
+def logsumexp(x, axis=-1, keepdims=False):
+    """``log(sum(exp(x)))`` along ``axis``, shifted by the maximum so it never overflows, and
+    exact where one element dominates (see :class:`ShiftedExponentials`)."""
+    parts = ShiftedExponentials(x, axis)
+    return _drop_axes(Tensor(ir.add(parts.shift, parts.log_total)), x, axis, keepdims)
 
 
 def log_softmax(x, axis=-1):
-    """``x - logsumexp(x)`` along ``axis``."""
-    return x - logsumexp(x, axis, keepdims=True)
+    """``x - logsumexp(x)`` along ``axis``, as ``(x - max) - log(sum(exp(x - max)))``: the
+    difference ``x - max`` is exact for the elements near the maximum, where ``x`` and the
+    log-sum-exp agree in most of their digits."""
+    parts = ShiftedExponentials(x, axis)
+    return Tensor(ir.sub(parts.gaps, parts.log_total))
 
 
 def softmax(x, axis=-1):
-    """``exp(x) / sum(exp(x))`` along ``axis``, computed without overflow."""
-    return Tensor(ir.exp(log_softmax(x, axis).node))
+    """``exp(x) / sum(exp(x))`` along ``axis``, as ``exp(x - max) / sum(exp(x - max))``: no
+    overflow, and a few ulp in every element (``exp(log_softmax(x))`` would round the argument
+    first: 268 ulp off at x = [-700, 0, 0])."""
+    parts = ShiftedExponentials(x, axis)
+    exponentials = ir.exp(parts.gaps)
+    return Tensor(ir.div(exponentials, ir.reduce_sum(exponentials, axis, True)))

@@ -447,8 +447,10 @@ def test_grad_equals_sympy_diff(spec):
     ours = sg.grad(expr, wrt)
     theirs = [sympy.diff(expr, s) for s in wrt]
     for point in [-4.5, -1.2, -0.3, 0.4, 1.7, 6.0]:
-        subs = {x: sympy.Float(point), **{symbols[k]: sympy.Float(v)
-                                          for k, v in spec.params.items()}}
+        # Exact rationals, so that evalf works at 30 digits throughout: with 15-digit Floats
+        # sympy.diff's (1 - sigmoid(u)) sigmoid(u) cancels in SymPy's own arithmetic.
+        subs = {x: sympy.Rational(point), **{symbols[k]: sympy.Rational(v)
+                                             for k, v in spec.params.items()}}
         for mine, reference, s in zip(ours, theirs, wrt):
             got = sympy.sympify(mine).subs(subs).evalf(30)
             expected = reference.subs(subs).evalf(30)
