@@ -103,6 +103,12 @@ def _translate_one(expr, args, symbols, dtype):
     if func is sympy.Add:
         return _balanced(ir.add, args)
     if func is sympy.Mul:
+        coefficient = expr.args[0]
+        if coefficient.is_Number and coefficient.is_negative and len(args) > 1:
+            # -c a b ... as the negation of c a b ...: the same node as that product negated
+            # elsewhere (sigmoid(-u) beside sigmoid(u), which then share exp(-|u|)).
+            magnitude = [] if coefficient == -1 else [_number(-coefficient, dtype)]
+            return ir.neg(_product(magnitude + args[1:]))
         return _product(args)
     if func is sympy.Pow:
         if expr.exp == sympy.Rational(1, 2):

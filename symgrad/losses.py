@@ -9,7 +9,7 @@ log-sum-exp.
 
 from symgrad import ir
 from symgrad.ops import Op
-from symgrad.tensor import ShiftedExponentials, Tensor, as_tensor, where
+from symgrad.tensor import Normalizer, Tensor, _drop_axes, as_tensor, where
 
 __all__ = ["perceptron_criterion", "mean_squared_error", "mse", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "softmax_cross_entropy"]
@@ -92,35 +92,24 @@ def softmax_cross_entropy(logits, t, axis=-1, reduction="mean"):
     (\operatorname{logsumexp}(z) - z_k)` for each example (one-hot or probability targets
     ``t`` along ``axis``), averaged (or summed) over the examples.
 
-    Written as :math:`\sum_k t_k (m - z_k) + (\sum_k t_k) \log(\sum_i e^{z_i - m})`, with
-    ``m`` the maximum and the last logarithm a ``log1p`` (see
-    :class:`~symgrad.tensor.ShiftedExponentials`): every term is positive, so a confident
-    right answer (logits [40, 0], target [1, 0]) has the loss 4.2e-18 rather than 0.
-
-    Its gradient :math:`(\sum_k t_k) \operatorname{softmax}(z) - t` would, at the class that
-    holds nearly all the probability, subtract two numbers near 1 (0 instead of -4.2e-18).
-    Where one class has probability above 1/2 (the sum of the other exponentials is below 1,
-    so that maximum is unique), the loss is therefore written about that maximum ``M``, as a
-    function of it: :math:`\sum_{k \ne j} t_k (M - z_k) + (\sum_k t_k) \log(1 + \sum_{i \ne
-    j} e^{z_i - M})`, whose derivative at ``j`` comes out as :math:`\sum_{k \ne j} t_k -
-    (\sum_k t_k) (1 - p_j)` with :math:`1 - p_j` computed from the other classes.  Elsewhere
-    (ties included) no probability exceeds 1/2 and ``softmax(z) - t`` loses nothing.  Both
-    forms have the same value, bit for bit.
+    Written as :math:`\sum_k t_k (m - z_k) + (\sum_k t_k) \log(\sum_i e^{z_i - m})`, ``m``
+    the maximum, with the pieces of :class:`~symgrad.tensor.Normalizer`: every term is
+    positive, so a confident right answer (logits [40, 0], target [1, 0]) has the loss
+    4.2e-18 rather than 0, and the gradient :math:`(\sum_k t_k) \operatorname{softmax}(z) -
+    t` at the first logit is -4.2e-18, computed from the other class, rather than
+    :math:`p_1 - 1 = 0`.
     """
     logits, t = _pair(logits, t, "softmax_cross_entropy")
-    parts = ShiftedExponentials(logits, axis)
-    dominant = ir.compare(Op.LT, parts.excess, ir.const(1.0, logits.dtype))
-    # The same values as parts.gaps and parts.excess; the gradient goes through the maximum
-    # where one class dominates, and the maximum's own terms are constants there.
-    shift = ir.select(dominant, parts.maximum, parts.shift)
-    gaps = ir.sub(logits.node, shift)
-    own = ir.logical_and(parts.at_maximum, dominant)
-    zero, one = ir.const(0.0, logits.dtype), ir.const(1.0, logits.dtype)
-    indicator = ir.select(parts.at_maximum, one, zero)
-    terms = ir.select(own, zero, ir.sub(ir.exp(gaps), indicator))
-    further_maxima = ir.sub(ir.reduce_sum(indicator, axis, True), one)
-    excess = ir.add(ir.reduce_sum(terms, axis, True), further_maxima)
-    distances = Tensor(ir.select(own, zero, ir.neg(gaps)))       # m - z_k, at least 0
-    per_example = (t * distances).sum(axis) + \
-        (t.sum(axis, keepdims=True) * Tensor(ir.log1p(excess))).sum(axis)
-    return _reduce(per_example, reduction)
+    parts = Normalizer(logits, axis)
+    # sum of t_k (m - z_k) = -sum of t_k centred_k, from sums that need no more than the
+    # maximum (one pass over the logits fewer): the terms off the maxima, their offset and,
+    # where no element dominates, the maxima's (0-valued) terms.
+    zero = ir.const(0.0, logits.dtype)
+    at_maximum = Tensor(parts.at_maximum)
+    off_maxima = (t * where(at_maximum, 0.0, Tensor(ir.neg(parts.gaps)))).sum(axis, True)
+    weight_off_maxima = (t * where(at_maximum, 0.0, 1.0)).sum(axis, True)
+    on_maxima = (t * where(at_maximum, Tensor(ir.neg(parts.gaps)), 0.0)).sum(axis, True)
+    distances = off_maxima + Tensor(parts.offset) * weight_off_maxima + \
+        Tensor(ir.select(parts.dominant, zero, on_maxima.node))
+    normalizers = t.sum(axis, keepdims=True) * Tensor(parts.log_total)
+    return _reduce(_drop_axes(distances + normalizers, logits, axis, False), reduction)

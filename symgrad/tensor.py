@@ -252,29 +252,67 @@ def where(cond, if_true, if_false):
     return Tensor(ir.select(cond.node, _node(if_true, like_node), _node(if_false, like_node)))
 
 
-class ShiftedExponentials:
-    r"""The pieces of a log-sum-exp along an axis that keep their digits when one element
-    dominates (reduced axes kept with size 1).
+class Normalizer:
+    r"""The log-sum-exp of ``x`` along ``axis``, in pieces that keep their digits where one
+    element dominates (the reduced axes stay in the shapes, with size 1).
 
-    ``shift`` is the maximum (through which no gradient flows: its derivative cancels
-    exactly), ``gaps`` is ``x - shift`` and ``excess`` is :math:`\sum_i e^{x_i - shift} - 1`,
-    summed without the 1 that the maximum contributes (``exp(gap) - [x_i is a maximum]``, plus
-    the number of further maxima), so that ``log1p(excess)`` is exact where the sum rounds to
-    1: ``logsumexp([0, -40])`` is 4.2e-18, not 0.  Every term keeps the derivatives of
-    ``exp(gap)``.
+    With ``m`` the maximum and ``g = x - m`` (exact near the maximum), :math:`\log \sum_i
+    e^{x_i} = m + \log(1 + X)` where the excess :math:`X = \sum_i e^{g_i} - 1` is summed
+    without the 1 that a maximum contributes (its term is :math:`e^g - 1`, exactly 0 with the
+    derivatives of :math:`e^g`; further maxima add 1 each): ``log1p(X)`` keeps the digits
+    that the ``log`` of a sum rounded to 1 loses (``logsumexp([0, -40])`` is 4.2e-18, not 0).
+
+    The derivatives need more care where one element ``j`` holds more than half of the sum
+    (``X < 1``, which makes it the only maximum): softmax's :math:`p_j (1 - p_j)` and the
+    cross-entropy's :math:`p_j - 1` would subtract numbers near 1.  There the pieces are
+    functions of :math:`x_j` itself, the other terms being :math:`e^{x_i - x_j}`, so that
+    :math:`1 - p_j = X / (1 + X)` comes out of the other elements; ``offset`` (0 in value)
+    carries that dependence.  Elsewhere (ties included: there no element holds more than
+    half) the maximum is a constant shift, through which no gradient flows.
+
+    Attributes
+    ----------
+    shift : Node
+        ``m``, without gradient.
+    offset : Node
+        0; as a function, :math:`x_j - m` where ``j`` dominates, else the constant 0.
+    gaps : Node
+        ``g``, as a function ``x - m`` (no gradient through ``m``).
+    at_maximum : Node
+        Where ``g`` is 0.
+    dominant : Node
+        Where one element holds more than half of the sum (a row of one value per example).
+    centred : Node
+        ``g``; as a function, :math:`x_i - x_j` where ``j`` dominates (the constant 0 at ``j``
+        itself).
+    excess : Node
+        ``X``.
+    log_total : Node
+        ``log1p(X)``, the logarithm of the sum of :math:`e^{centred}`.
     """
 
     def __init__(self, x, axis):
-        self.maximum = ir.reduce_max(x.node, axis, True)
-        self.shift = ir.stop_gradient(self.maximum)
-        self.gaps = ir.sub(x.node, self.shift)
-        self.at_maximum = ir.compare(Op.EQ, self.gaps, ir.const(0.0, x.dtype))
-        one, zero = ir.const(1.0, x.dtype), ir.const(0.0, x.dtype)
-        indicator = ir.select(self.at_maximum, one, zero)
-        further_maxima = ir.sub(ir.reduce_sum(indicator, axis, True), one)
-        terms = ir.sub(ir.exp(self.gaps), indicator)
-        self.excess = ir.add(ir.reduce_sum(terms, axis, True), further_maxima)
-        self.log_total = ir.log1p(self.excess)    # log(sum(exp(gaps)))
+        node = x.node
+        zero, one = ir.const(0.0, node.dtype), ir.const(1.0, node.dtype)
+        self.shift = ir.stop_gradient(ir.reduce_max(node, axis, True))
+        self.gaps = gaps = ir.sub(node, self.shift)
+        self.at_maximum = at_maximum = ir.compare(Op.EQ, gaps, zero)
+        exponentials = ir.exp(gaps)
+        rest = ir.reduce_sum(ir.select(at_maximum, zero, exponentials), axis, True)
+        # e^g - 1 at the maxima: 0, with the derivatives of e^g.
+        ties = ir.reduce_sum(ir.select(at_maximum, ir.sub(exponentials, one), zero), axis,
+                             True)
+        further_maxima = ir.sub(ir.reduce_sum(ir.select(at_maximum, one, zero), axis, True),
+                                one)
+        self.dominant = dominant = ir.compare(Op.LT, ir.add(rest, further_maxima), one)
+        # 0 in value; where one element dominates, its gap as a function of it.
+        self.offset = ir.select(dominant, ir.reduce_sum(ir.select(at_maximum, gaps, zero),
+                                                        axis, True), zero)
+        self.centred = ir.select(ir.logical_and(at_maximum, dominant), zero,
+                                 ir.sub(gaps, self.offset))
+        self.excess = ir.add(ir.add(ir.mul(rest, ir.exp(ir.neg(self.offset))),
+                                    ir.select(dominant, zero, ties)), further_maxima)
+        self.log_total = ir.log1p(self.excess)
 
 
 def _drop_axes(tensor, x, axis, keepdims):
@@ -286,23 +324,25 @@ def _drop_axes(tensor, x, axis, keepdims):
 
 def logsumexp(x, axis=-1, keepdims=False):
     """``log(sum(exp(x)))`` along ``axis``, shifted by the maximum so it never overflows, and
-    exact where one element dominates (see :class:`ShiftedExponentials`)."""
-    parts = ShiftedExponentials(x, axis)
-    return _drop_axes(Tensor(ir.add(parts.shift, parts.log_total)), x, axis, keepdims)
+    exact where one element dominates (see :class:`Normalizer`)."""
+    parts = Normalizer(x, axis)
+    total = ir.add(ir.add(parts.shift, parts.offset), parts.log_total)
+    return _drop_axes(Tensor(total), x, axis, keepdims)
 
 
 def log_softmax(x, axis=-1):
     """``x - logsumexp(x)`` along ``axis``, as ``(x - max) - log(sum(exp(x - max)))``: the
-    difference ``x - max`` is exact for the elements near the maximum, where ``x`` and the
-    log-sum-exp agree in most of their digits."""
-    parts = ShiftedExponentials(x, axis)
-    return Tensor(ir.sub(parts.gaps, parts.log_total))
+    gap ``x - max`` is exact near the maximum, where ``x`` and the log-sum-exp agree in most
+    of their digits (see :class:`Normalizer`)."""
+    parts = Normalizer(x, axis)
+    return Tensor(ir.sub(parts.centred, parts.log_total))
 
 
 def softmax(x, axis=-1):
     """``exp(x) / sum(exp(x))`` along ``axis``, as ``exp(x - max) / sum(exp(x - max))``: no
-    overflow, and a few ulp in every element (``exp(log_softmax(x))`` would round the argument
-    first: 268 ulp off at x = [-700, 0, 0])."""
-    parts = ShiftedExponentials(x, axis)
-    exponentials = ir.exp(parts.gaps)
-    return Tensor(ir.div(exponentials, ir.reduce_sum(exponentials, axis, True)))
+    overflow, and a few ulp in every element and in its derivatives (``exp(log_softmax(x))``
+    would round the argument first: 268 ulp off at x = [-700, 0, 0]; see
+    :class:`Normalizer`)."""
+    parts = Normalizer(x, axis)
+    total = ir.add(ir.const(1.0, x.dtype), parts.excess)
+    return Tensor(ir.div(ir.exp(parts.centred), total))
