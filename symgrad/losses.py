@@ -9,7 +9,7 @@ log-sum-exp.
 
 from symgrad import ir
 from symgrad.ops import Op
-from symgrad.tensor import Normalizer, Tensor, _drop_axes, as_tensor, where
+from symgrad.tensor import Normalizer, Tensor, as_tensor, where
 
 __all__ = ["perceptron_criterion", "mean_squared_error", "mse", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "softmax_cross_entropy"]
@@ -67,8 +67,9 @@ def binary_cross_entropy_with_logits(z, t, reduction="mean"):
     logarithm in the compiled loop.
     """
     z, t = _pair(z, t, "binary_cross_entropy_with_logits")
-    return _reduce((1 - t) * Tensor(ir.softplus(z.node)) + t * Tensor(ir.softplus(ir.neg(z.node))),
-                   reduction)
+    per_element = (1 - t) * Tensor(ir.softplus(z.node)) + \
+        t * Tensor(ir.softplus(ir.neg(z.node)))
+    return _reduce(per_element, reduction)
 
 
 def binary_cross_entropy(p, t, reduction="mean"):
@@ -112,4 +113,4 @@ def softmax_cross_entropy(logits, t, axis=-1, reduction="mean"):
     distances = off_maxima + Tensor(parts.offset) * weight_off_maxima + \
         Tensor(ir.select(parts.dominant, zero, on_maxima.node))
     normalizers = t.sum(axis, keepdims=True) * Tensor(parts.log_total)
-    return _reduce(_drop_axes(distances + normalizers, logits, axis, False), reduction)
+    return _reduce((distances + normalizers).sum(axis), reduction)     # drops the axis
