@@ -123,7 +123,18 @@ def _translate_one(expr, args, symbols, dtype):
     if func is sympy.Add:
         return _balanced(ir.add, args)
     if func is sympy.Mul:
-        return _quotient(expr.args, args)
+        factors, nodes = list(expr.args), list(args)
+        coefficient = factors[0]
+        if coefficient.is_Number and coefficient.is_negative and len(args) > 1:
+            # -c a b ... as the negation of c a b ... (exactly the same number): the same
+            # node as that product negated elsewhere (sigmoid(-u) beside sigmoid(u), which
+            # then share exp(-|u|)).
+            if coefficient == -1:
+                factors, nodes = factors[1:], nodes[1:]
+            else:
+                factors[0], nodes[0] = -coefficient, _number(-coefficient, dtype)
+            return ir.neg(_quotient(factors, nodes))
+        return _quotient(factors, nodes)
     if func is sympy.Pow:
         if expr.exp == sympy.Rational(1, 2):
             return ir.sqrt(args[0])
