@@ -9,10 +9,11 @@ native function in a builtin function object, so a call costs about as much as c
 builtin.
 
 For a tensor kernel, :func:`add_call_entry` emits the whole call of a small kernel in native
-code: it checks the arguments (numpy arrays of the kernel's dtype, C-contiguous, of the
-declared shapes, symbolic sizes consistent), allocates the outputs through numpy's C API and
-the temporaries, and runs the kernel with the GIL released; anything else it hands back to the
-Python path, which converts, reports or runs large calls on threads.
+code: it checks the arguments (exactly numpy arrays of the kernel's dtype in native byte
+order, C-contiguous and aligned, of the declared shapes, symbolic sizes consistent), allocates
+the outputs through numpy's C API and the temporaries, and runs the kernel with the GIL
+released; anything else it hands back to the Python path, which converts, reports or runs
+large calls on threads.
 
 The object layout these read (``ob_type``, a float's value, a numpy array's data pointer,
 dimensions, dtype and flags) is checked against the running interpreter and numpy by
@@ -42,6 +43,7 @@ _ARRAY_DIMENSIONS_OFFSET = 32
 _ARRAY_DESCR_OFFSET = 56
 _ARRAY_FLAGS_OFFSET = 64
 _C_CONTIGUOUS = 0x0001
+_ALIGNED = 0x0100
 _METH_FASTCALL_KEYWORDS = 0x0080 | 0x0002
 METH_FASTCALL = 0x0080
 _SYMBOLS = ("PyFloat_FromDouble", "PyTuple_New", "PyTuple_SetItem", "PyObject_Vectorcall",
@@ -175,8 +177,9 @@ def _array_layout_matches():
     """Whether numpy arrays have the field offsets the entries read."""
     def field(array, offset, ctype):
         return ctype.from_address(id(array) + offset).value
+    unaligned = np.ndarray((3,), np.float64, buffer=bytearray(32), offset=1)
     for array in (np.arange(6.0).reshape(2, 3), np.arange(6.0, dtype=np.float32)[::2],
-                  np.zeros((3, 1, 2)).T):
+                  np.zeros((3, 1, 2)).T, unaligned):
         if field(array, _ARRAY_DATA_OFFSET, ctypes.c_void_p) != array.ctypes.data:
             return False
         if field(array, _ARRAY_ND_OFFSET, ctypes.c_int) != array.ndim:
@@ -187,7 +190,8 @@ def _array_layout_matches():
         if field(array, _ARRAY_DESCR_OFFSET, ctypes.c_void_p) != id(array.dtype):
             return False
         flags = field(array, _ARRAY_FLAGS_OFFSET, ctypes.c_int)
-        if bool(flags & _C_CONTIGUOUS) != array.flags.c_contiguous:
+        if bool(flags & _C_CONTIGUOUS) != array.flags.c_contiguous or \
+                bool(flags & _ALIGNED) != array.flags.aligned:
             return False
     return all(np.zeros(1, dtype).dtype is np.dtype(dtype) for dtype in ("float64", "float32"))
 
@@ -285,7 +289,8 @@ def add_fast_entry(module, element, num_inputs, num_outputs, name):
 
 def _check_arguments(fast, layouts, size_count, dtype):
     """Emit, into ``fast(self, args, nargs)``, the checks of its arguments: numpy arrays
-    (exactly ``ndarray``) of ``dtype``, C-contiguous, of the declared shapes (``layouts``:
+    (exactly ``ndarray``) of ``dtype`` (its own descriptor: native byte order), C-contiguous
+    and aligned, of the declared shapes (``layouts``:
     numbers, or the index of a symbolic size), the symbolic sizes consistent.  Any failed check
     returns None.  Returns ``(builder, sizes)``: the builder after the checks, and a stack array
     of the symbolic sizes found."""
@@ -321,8 +326,8 @@ def _check_arguments(fast, layouts, size_count, dtype):
         require(builder.icmp_unsigned("==", field(obj, _TYPE_OFFSET, POINTER), ndarray))
         require(builder.icmp_unsigned("==", field(obj, _ARRAY_DESCR_OFFSET, POINTER), descr))
         flags = field(obj, _ARRAY_FLAGS_OFFSET, int32)
-        require(builder.icmp_unsigned("!=", builder.and_(flags, int32(_C_CONTIGUOUS)),
-                                      int32(0)))
+        wanted = int32(_C_CONTIGUOUS | _ALIGNED)
+        require(builder.icmp_unsigned("==", builder.and_(flags, wanted), wanted))
         require(builder.icmp_signed("==", field(obj, _ARRAY_ND_OFFSET, int32),
                                     int32(len(layout))))
         dimensions = field(obj, _ARRAY_DIMENSIONS_OFFSET, POINTER)

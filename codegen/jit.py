@@ -283,6 +283,10 @@ class CompiledModule:
         The host assembly.
     from_cache : bool
         Whether the native code came from the disk cache (:mod:`codegen.cache`).
+    cache_refusal : codegen.cache.Refusal or None
+        Why the disk cache's entry of the module, or the cache directory, was not trusted
+        (its path, owner and mode, or a tag that does not verify, and how to fix it), where
+        that is why the module was compiled.
     """
 
     def __init__(self, build, identity, opt_level=3, codegen_opt_level=None, unroll=True,
@@ -300,6 +304,7 @@ class CompiledModule:
         self._before_compile = before_compile
         self._libraries = libraries
         self.from_cache = False
+        self.cache_refusal = None
         self._stored = False
         self._store_lock = threading.Lock()
         self._key = None
@@ -310,7 +315,7 @@ class CompiledModule:
                 f"part {number}: {part.identity} (level {self._levels[number]})"
                 for number, part in enumerate(self._parts[1:], 1)])
             self._key = cache.cache_key(identity, _host_description(), list(self._settings))
-            entry = cache.load(self._key)
+            entry, self.cache_refusal = cache.lookup(self._key)
             if entry is not None and len(entry) == len(self._parts):
                 for part, compiled in zip(self._parts, entry):
                     part.compiled = compiled

@@ -14,7 +14,7 @@ from codegen.lower_tensor import (STATE_WORDS, lower_call_entry, lower_steps,
                                   lower_tensor_function, plan_tensor_function, split_steps)
 from codegen.schedule import chunking
 from codegen.types import KERNEL_SYMBOL
-from symgrad.arguments import bind
+from symgrad.arguments import as_real_array, bind, describe, is_python_number
 from symgrad.printing import function_to_text
 
 _ENTRY_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
@@ -39,33 +39,16 @@ class _Variant:
                              else None)
 
 
-def _as_real_array(name, value):
-    """``value`` as a numpy array of real numbers, or a TypeError naming the argument."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"argument {name!r} must be a real number or an array of real numbers, "
-                        f"got a bool")
-    try:
-        array = np.asarray(value)
-    except Exception as error:  # numpy raises many types for ragged or odd objects
-        raise TypeError(f"argument {name!r} must be a real number or an array of real numbers, "
-                        f"got {type(value).__name__}: {error}") from error
-    kind = array.dtype.kind
-    if kind == "c":
-        raise TypeError(f"argument {name!r} must be real, got complex values (dtype "
-                        f"{array.dtype})")
-    if kind not in "fiu" or (kind == "f" and array.dtype.itemsize > 8):
-        raise TypeError(f"argument {name!r} must be a real number or an array of real numbers "
-                        f"(float64, float32 or integers), got dtype {array.dtype}")
-    return array
-
-
 def _compute_dtype(values, arrays):
-    """float32 when every numpy argument is float32 (or float16); float64 otherwise.
+    """float32 when every argument other than a Python number is float32 or float16 (which
+    float32 holds exactly); float64 otherwise.
 
-    Python numbers do not decide the dtype, as in numpy's promotion rules.
+    Python numbers do not decide the dtype, as in numpy's promotion rules; everything else
+    does as ``np.asarray`` makes it (a list of floats is float64, as in numpy).  Integers
+    make it float64 (numpy gives float32 for 8- and 16-bit integers with float32; float64
+    holds them exactly).
     """
-    strong = [array.dtype for value, array in zip(values, arrays)
-              if isinstance(value, (np.ndarray, np.generic))]
+    strong = [array.dtype for value, array in zip(values, arrays) if not is_python_number(value)]
     if strong and all(d.kind == "f" and d.itemsize <= 4 for d in strong):
         return "float32"
     return "float64"
@@ -74,18 +57,28 @@ def _compute_dtype(values, arrays):
 def _prepare(array, shape, dtype):
     """A buffer and an element stride that the kernel can read for every element of ``shape``.
 
-    Scalars are read with stride 0, contiguous and 1-d strided arrays in place; anything else
-    (a broadcast, a transposed matrix) is copied to a contiguous array first.
+    Scalars are read with stride 0, aligned contiguous and 1-d strided arrays in place;
+    anything else (a broadcast, a transposed matrix, memory not aligned to the element size)
+    is copied to a contiguous array first.  Another dtype or byte order is converted.
     """
     array = array.astype(dtype, copy=False)
     if array.size == 1:
-        return np.ascontiguousarray(array.reshape(())), 0
-    if array.shape == shape:
+        return np.array(array.reshape(())), 0
+    if array.shape == shape and array.flags.aligned:
         if array.flags.c_contiguous:
             return array, 1
         if array.ndim == 1 and array.strides[0] % array.itemsize == 0:
             return array, array.strides[0] // array.itemsize
-    return np.ascontiguousarray(np.broadcast_to(array, shape)), 1
+    return np.require(np.broadcast_to(array, shape), requirements="CA"), 1
+
+
+def _prepared(name, array, shape, dtype):
+    """:func:`_prepare`, naming the argument when its copy does not fit in memory."""
+    try:
+        return _prepare(array, shape, dtype)
+    except MemoryError as error:
+        raise MemoryError(f"argument {name!r}: no memory for the copy the kernel reads "
+                          f"(shape {shape}, {np.dtype(dtype)}): {error}") from None
 
 
 class Kernel:
@@ -195,22 +188,31 @@ class _Calls:
 
     def call(self, *args, **kwargs):
         values = bind(self.arg_names, args, kwargs)
-        arrays = [_as_real_array(name, value) for name, value in zip(self.arg_names, values)]
+        arrays = [as_real_array(name, value) for name, value in zip(self.arg_names, values)]
         dtype = _compute_dtype(values, arrays)
+
+        def shapes():
+            return ", ".join(f"{name} has shape {array.shape}"
+                             for name, array in zip(self.arg_names, arrays))
         try:
             shape = np.broadcast_shapes(*(array.shape for array in arrays))
         except ValueError:
-            listed = ", ".join(f"{name} has shape {array.shape}"
-                               for name, array in zip(self.arg_names, arrays))
-            raise ValueError(f"the arguments do not broadcast together: {listed}") from None
+            raise ValueError(f"the arguments do not broadcast together: {shapes()}") from None
         numpy_dtype = _NUMPY_DTYPES[dtype]
-        outputs = [np.empty(shape, numpy_dtype) for _ in self.function.outputs]
+        try:
+            outputs = [np.empty(shape, numpy_dtype) for _ in self.function.outputs]
+        except (MemoryError, ValueError) as error:      # ValueError: more bytes than addresses
+            kind = MemoryError if isinstance(error, MemoryError) else ValueError
+            raise kind(f"the outputs ({len(self.function.outputs)} arrays of shape {shape}, "
+                       f"{dtype}, the broadcast of the arguments: {shapes()}) do not fit in "
+                       f"memory: {error}") from None
         count = int(np.prod(shape, dtype=np.int64))
         if count:
-            buffers = [_prepare(array, shape, numpy_dtype) for array in arrays]
+            buffers = [_prepared(name, array, shape, numpy_dtype)
+                       for name, array in zip(self.arg_names, arrays)]
             self._run(self.variant(dtype), count, buffers, outputs)
         if shape == ():
-            as_python = all(not isinstance(v, (np.ndarray, np.generic)) for v in values)
+            as_python = all(is_python_number(v) for v in values)
             outputs = [float(o) if as_python else o[()] for o in outputs]
         if self.value_and_grad:
             return outputs[0], tuple(outputs[1:])
@@ -411,13 +413,15 @@ class TensorKernel:
 
     def _check(self, node, value, sizes):
         name = node.attrs
-        numpy_dtype = np.dtype(_NUMPY_DTYPES[self.dtype])
-        if node.shape == () and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return np.array(value, numpy_dtype)
-        array = _as_real_array(name, value)
-        if array.dtype != numpy_dtype:
-            raise TypeError(f"argument {name!r} must have dtype {numpy_dtype}, got "
-                            f"{array.dtype}")
+        numpy_dtype = self._numpy_dtype
+        if node.shape == () and (is_python_number(value) or isinstance(value, np.generic)):
+            # A number takes the kernel's dtype (bools, complex and the like are refused).
+            return np.array(as_real_array(name, value), numpy_dtype)
+        array = as_real_array(name, value, dtypes=f"{numpy_dtype}, the kernel's dtype")
+        if array.dtype.kind != "f" or array.dtype.itemsize != numpy_dtype.itemsize:
+            raise TypeError(f"argument {name!r} must have dtype {numpy_dtype} (the kernel's, "
+                            f"fixed when it was compiled), got {describe(value, array)}; "
+                            f"convert it with np.asarray(value, dtype=np.{numpy_dtype})")
         if array.ndim != len(node.shape):
             raise ValueError(f"argument {name!r} must have shape {_shape_text(node.shape)}, "
                              f"got {array.shape}")
@@ -433,7 +437,13 @@ class TensorKernel:
             elif expected != actual:
                 raise ValueError(f"argument {name!r} must have shape {_shape_text(node.shape)}, "
                                  f"got {array.shape}")
-        return np.ascontiguousarray(array)
+        # Either byte order; any layout or alignment: the kernel reads aligned C order.
+        try:
+            return np.require(array, numpy_dtype, "CA")
+        except MemoryError as error:
+            raise MemoryError(f"argument {name!r}: no memory for the aligned C-order copy the "
+                              f"kernel reads (shape {array.shape}, {numpy_dtype}): "
+                              f"{error}") from None
 
     def __call__(self, params, *args, **kwargs):
         outputs = None
@@ -496,17 +506,20 @@ class TensorKernel:
                     parallel.call_threads(threads), state.ctypes.data)
 
     def _sizes_if_ready(self, values):
-        """The symbolic sizes, when every value is already a C-contiguous array of the kernel's
-        dtype and of its declared shape, or a Python float for a scalar (the common cases,
-        checked quickly; floats are replaced in ``values`` by arrays); else None."""
+        """The symbolic sizes, when every value is already an aligned C-contiguous array of the
+        kernel's dtype (native byte order) and of its declared shape, or a Python float for a
+        scalar (the common cases, checked quickly; floats are replaced in ``values`` by
+        arrays); else None."""
         dtype = self._numpy_dtype
         found = {}
         for index, (value, layout) in enumerate(zip(values, self._layouts)):
             if type(value) is float and layout == ():
                 values[index] = np.array(value, dtype)
                 continue
-            if type(value) is not np.ndarray or value.dtype is not dtype or \
-                    not value.flags.c_contiguous:
+            if type(value) is not np.ndarray or value.dtype is not dtype:
+                return None
+            flags = value.flags
+            if not (flags.c_contiguous and flags.aligned):
                 return None
             shape = value.shape
             if shape == layout:                 # every size a number, and they match

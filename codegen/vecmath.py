@@ -47,7 +47,7 @@ class _Format:
     bias: int
     exp_low: float       # exp(x) rounds to 0 below this
     exp_high: float      # exp(x) overflows above this
-    expm1_low: float     # expm1(x) rounds to -1 below this
+    expm1_floor: int     # 2**k expm1(r) + (2**k - 1) rounds to -1 for k at or below this
     expm1_direct: int    # largest k for which 2**k expm1(r) + (2**k - 1) is used
     ln2_high: float      # ln 2 with trailing zero bits: k * ln2_high is exact
     ln2_low: float       # ln 2 - ln2_high
@@ -59,12 +59,12 @@ class _Format:
 
 FORMATS = {
     "float64": _Format(
-        bits=64, mantissa=52, bias=1023, exp_low=-746.0, exp_high=710.0, expm1_low=-40.0,
+        bits=64, mantissa=52, bias=1023, exp_low=-746.0, exp_high=710.0, expm1_floor=-60,
         expm1_direct=60, ln2_high=6.93147180369123816490e-01,
         ln2_low=1.90821492927058770002e-10, sqrt_half_bits=0x3FE6A09E667F3BCD,
         subnormal_shift=54, exp_degree=13, log_terms=10),
     "float32": _Format(
-        bits=32, mantissa=23, bias=127, exp_low=-104.0, exp_high=89.0, expm1_low=-18.0,
+        bits=32, mantissa=23, bias=127, exp_low=-104.0, exp_high=89.0, expm1_floor=-30,
         expm1_direct=28, ln2_high=0.693359375, ln2_low=-2.12194440e-4,
         sqrt_half_bits=0x3F3504F3, subnormal_shift=25, exp_degree=7, log_terms=5),
 }
@@ -157,11 +157,18 @@ def emit_expm1(e, x, nonpositive=False):
     """expm1; ``nonpositive``: for x <= 0 or NaN only (as tanh uses it), where neither the
     large-argument path nor the zero's sign matters."""
     b = e.b
-    _, k, r = e.reduce(x, e.fmt.expm1_low, e.fmt.exp_high)
+    # The reduction and the polynomial are exp's, instruction for instruction: where exp and
+    # expm1 of one argument meet in a loop (elu and its derivative, tanh and its derivative),
+    # they share them.
+    _, k, r = e.reduce(x, e.fmt.exp_low, e.fmt.exp_high)
     # expm1(r) = r + r^2 (1/2 + r/6 + ...): exact for r = x when k = 0.
     small = b.fadd(r, b.fmul(b.fmul(r, r), e.estrin(r, _taylor(2, e.fmt.exp_degree))))
     limit = e.iconst(e.fmt.expm1_direct)
-    direct_k = k if nonpositive else b.select(b.icmp_signed(">", k, limit), limit, k)
+    # Below 2**expm1_floor the result is -1 to the last bit, and 2**k stays a normal number.
+    floor = e.iconst(e.fmt.expm1_floor)
+    direct_k = b.select(b.icmp_signed("<", k, floor), floor, k)
+    if not nonpositive:
+        direct_k = b.select(b.icmp_signed(">", direct_k, limit), limit, direct_k)
     two_k = e.power_of_two(direct_k)
     direct = e.call("fmuladd", two_k, small, b.fsub(two_k, e.const(1.0)))
     if nonpositive:
@@ -232,9 +239,10 @@ def emit_log1p(e, x, unit=False):
 
 def emit_tanh(e, x):
     b = e.b
-    magnitude = e.call("fabs", x)
+    # -|2x|, written as the sigmoid of 2x (tanh's derivative) writes the argument of its exp:
+    # the two then share the reduction.
     t = b.call(e.math.routine("expm1.nonpositive", e.dtype),
-               [b.fmul(e.const(-2.0), magnitude)])
+               [b.fneg(e.call("fabs", b.fmul(e.const(2.0), x)))])
     positive = b.fdiv(b.fneg(t), b.fadd(t, e.const(2.0)))
     return e.call("copysign", positive, x)
 

@@ -3,6 +3,7 @@
 import numpy as np
 import sympy
 
+from symgrad.arguments import as_real_array
 from symgrad.errors import GradcheckError
 
 
@@ -13,7 +14,7 @@ def _point(at, kernel):
         name = key.name if isinstance(key, sympy.Symbol) else key
         if not isinstance(name, str):
             raise TypeError(f"at must map symbols or names to values, got key {key!r}")
-        by_name[name] = np.array(value, dtype=np.float64)
+        by_name[name] = np.array(as_real_array(name, value, noun="the value at"), np.float64)
     unknown = set(by_name) - set(kernel.arg_names)
     if unknown:
         raise ValueError(f"at names {sorted(unknown)}, which are not arguments of the kernel "
@@ -158,8 +159,13 @@ def _tensor_gradcheck(f, wrt, at, eps, atol, rtol, full_limit, directions, seed)
     unknown = set(values) - set(kernel.param_names) - set(kernel.input_names)
     if unknown:
         raise ValueError(f"at names {sorted(unknown)}, which are not arguments of the kernel")
-    params = [np.array(values[n], dtype=np.float64) for n in kernel.param_names]
-    inputs = {n: np.array(values[n], dtype=np.float64) for n in kernel.input_names}
+    params, inputs = [], {}
+    for name in kernel.param_names + kernel.input_names:
+        array = np.array(as_real_array(name, values[name], noun="the value at"), np.float64)
+        if name in kernel.input_names:
+            inputs[name] = array
+        else:
+            params.append(array)
 
     def loss(point):
         return float(kernel(point, **inputs)[0])

@@ -6,7 +6,7 @@ errors), and writes the forward values, the deltas and the parameter gradients a
 matrix expressions in terms of those names.  For a multilayer perceptron they read as the
 lecture's backpropagation rules (examples are rows, so the rules appear transposed)::
 
-    delta1 = (delta2*W2) o (1 - a1 o a1)          delta^(l) = (W^(l+1)^T delta^(l+1)) (.) h'(z^(l))
+    delta1 = (delta2*W2) o (a1 o sigmoid.(-z1))   delta^(l) = (W^(l+1)^T delta^(l+1)) (.) h'(z^(l))
     dC/dW1 = delta1.T*X                           dC/dW^(l) = delta^(l) (a^(l-1))^T
     dC/db1 = 1*delta1                             dC/db^(l) = delta^(l), summed over the batch
 """

@@ -89,9 +89,11 @@ NUMPY_RULES = {**ELEMENTWISE_RULES, **STRUCTURAL_RULES}
 def fold_constant(op, values, dtype):
     """Evaluate ``op`` on Python floats in ``dtype`` arithmetic; returns a Python float."""
     np_dtype = NUMPY_DTYPES[dtype]
+    # On arrays, not numpy scalars: the scalars compute some operations otherwise than the
+    # arrays a kernel's operands are (np.float32(-0.0) ** 0.5 is +0.0, sqrt's -0.0 on arrays).
     with np.errstate(all="ignore"):
-        result = ELEMENTWISE_RULES[op](*[np_dtype(v) for v in values])
-    return float(result)
+        result = ELEMENTWISE_RULES[op](*[np.array([v], np_dtype) for v in values])
+    return float(np.asarray(result)[0])
 
 
 def evaluate(function, *args, **kwargs):

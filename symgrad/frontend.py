@@ -48,6 +48,26 @@ def _product(factors):
     return result
 
 
+def _is_reciprocal(expr, node):
+    """Whether SymPy's printers put ``expr``, a factor of a product, in the denominator, and
+    its translation ``node`` is ``1 / denominator`` (a constant one is folded instead)."""
+    return (expr.is_Pow and expr.exp.is_Rational and expr.exp.is_negative
+            and node.op is Op.DIV and node.args[0].op is Op.CONST)
+
+
+def _quotient(factors, nodes):
+    """A SymPy product as its printers (and lambdify) write it: the numerator's factors
+    multiplied in order, divided by the product of the denominator's, so that ``x*y**-1`` is
+    one correctly rounded ``x / y``."""
+    pairs = list(zip(factors, nodes))
+    numerator = [node for factor, node in pairs if not _is_reciprocal(factor, node)]
+    denominator = [node.args[1] for factor, node in pairs if _is_reciprocal(factor, node)]
+    if not denominator:
+        return _product(numerator)
+    top = _product(numerator) if numerator else ir.const(1.0, denominator[0].dtype)
+    return ir.div(top, _product(denominator))
+
+
 def _balanced(combine, items):
     items = list(items)
     while len(items) > 1:
@@ -68,13 +88,13 @@ def _number(expr, dtype):
 
 
 def _power(base, exponent_expr, exponent):
-    if exponent_expr.is_Integer and exponent_expr < 0:
-        one = ir.const(1.0, base.dtype)
-        if exponent_expr == -1:
-            return ir.div(one, base)
-        return ir.div(one, ir.power(base, ir.const(float(-exponent_expr), base.dtype)))
-    if exponent_expr == sympy.Rational(-1, 2):
-        return ir.div(ir.const(1.0, base.dtype), ir.sqrt(base))
+    # A negative rational power is a reciprocal, as SymPy prints it (x**-2 is 1/x**2,
+    # x**(-1/2) is 1/sqrt(x)); :func:`_quotient` relies on this form.
+    if exponent_expr.is_Rational and exponent_expr.is_negative:
+        positive = -exponent_expr
+        denominator = ir.sqrt(base) if positive == sympy.Rational(1, 2) else \
+            ir.power(base, ir.const(float(positive), base.dtype))
+        return ir.div(ir.const(1.0, base.dtype), denominator)
     return ir.power(base, exponent)
 
 
@@ -103,7 +123,18 @@ def _translate_one(expr, args, symbols, dtype):
     if func is sympy.Add:
         return _balanced(ir.add, args)
     if func is sympy.Mul:
-        return _product(args)
+        factors, nodes = list(expr.args), list(args)
+        coefficient = factors[0]
+        if coefficient.is_Number and coefficient.is_negative and len(args) > 1:
+            # -c a b ... as the negation of c a b ... (exactly the same number): the same
+            # node as that product negated elsewhere (sigmoid(-u) beside sigmoid(u), which
+            # then share exp(-|u|)).
+            if coefficient == -1:
+                factors, nodes = factors[1:], nodes[1:]
+            else:
+                factors[0], nodes[0] = -coefficient, _number(-coefficient, dtype)
+            return ir.neg(_quotient(factors, nodes))
+        return _quotient(factors, nodes)
     if func is sympy.Pow:
         if expr.exp == sympy.Rational(1, 2):
             return ir.sqrt(args[0])

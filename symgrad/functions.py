@@ -21,7 +21,9 @@ import sympy
 
 from symgrad.frontend import sympify
 from symgrad.sympy_functions import expm1, sigmoid as _sigmoid, softplus as _softplus
-from symgrad.tensor import Tensor, elementwise
+from symgrad import ir
+from symgrad.ops import Op
+from symgrad.tensor import Tensor, elementwise, where
 
 __all__ = [
     "activation", "sigmoid", "tanh", "step", "relu", "leaky_relu", "prelu", "elu", "softplus",
@@ -133,14 +135,33 @@ def acon_a(x, beta=1):
 @activation
 def acon_b(x, a, beta=1):
     r"""ACON-B :math:`S_\beta(x, a x) = (1 - a) x \sigma(\beta (1 - a) x) + a x`."""
-    return (1 - a) * x * _sigmoid(beta * (1 - a) * x) + a * x
+    return _smooth_switch(x, a * x, (1 - a) * x, beta)
 
 
 @activation
 def acon_c(x, p1, p2, beta=1):
     r"""ACON-C :math:`(p_1 - p_2) x \sigma(\beta (p_1 - p_2) x) + p_2 x`, with ``p1``, ``p2``
     and ``beta`` learnable; its slope tends to ``p1`` as x -> +inf and ``p2`` as x -> -inf."""
-    return (p1 - p2) * x * _sigmoid(beta * (p1 - p2) * x) + p2 * x
+    return _smooth_switch(p1 * x, p2 * x, (p1 - p2) * x, beta)
+
+
+def _smooth_switch(high, low, gap, beta):
+    r"""ACON's :math:`S_\beta(\eta_a, \eta_b) = (\eta_a - \eta_b) \sigma(\beta (\eta_a -
+    \eta_b)) + \eta_b`, given ``high`` = :math:`\eta_a`, ``low`` = :math:`\eta_b` and ``gap``
+    = :math:`\eta_a - \eta_b` written so that it rounds once (``(1 - a) x`` rather than
+    ``x - a x``).
+
+    The derivative of :math:`\eta_b + g \sigma(d)`, :math:`d = \beta g`, with respect to
+    :math:`\eta_b`'s parameter holds :math:`1 - \sigma(d)`, which loses its digits as
+    :math:`\sigma(d)` nears 1 (ACON-C's d/dp2 at x = 40, p1 = 1, p2 = 1/4 came out
+    -1.0844e-10 instead of -1.0855e-10, and 0 once :math:`\sigma(d)` rounds to 1).  So the
+    function is written on each side of :math:`d = 0` in the form where that sigmoid is at
+    most 1/2: :math:`\eta_b + g \sigma(d)` for d < 0 and :math:`\eta_a - g \sigma(-d)`
+    otherwise (the same function: :math:`\sigma(d) = 1 - \sigma(-d)`).
+    """
+    switch = beta * gap
+    return sympy.Piecewise((low + gap * _sigmoid(switch), switch < 0),
+                           (high - gap * _sigmoid(-switch), True))
 
 
 def smooth_max(xs, beta=1, axis=-1):
@@ -154,15 +175,33 @@ def smooth_max(xs, beta=1, axis=-1):
     beta : number, symbol or scalar tensor
         beta -> inf gives the maximum, beta = 0 the mean, beta -> -inf the minimum.
 
-    The weights are computed relative to the largest ``beta x_i``, so nothing overflows.
+    The sum is taken about the value ``c`` of largest weight, :math:`S = c + \sum_i (x_i - c)
+    w_i` with :math:`w_i \propto e^{\beta (x_i - c)}`: no exponent is positive, so nothing
+    overflows, and the derivatives :math:`w_j (1 + \beta (x_j - S))` and :math:`\sum_j w_j
+    x_j (x_j - S)` (d/dbeta, a weighted variance) come out of reverse mode as differences of
+    :math:`x_j - c`, small where the weights are large, rather than of the values themselves
+    (d/dbeta at x = [-700, 0, 700] was 0 instead of 4.8e-299).
     """
     if isinstance(xs, Tensor):
-        from symgrad.tensor import softmax
-        return (xs * softmax(xs * beta, axis)).sum(axis)
+        scaled = xs * beta
+        top = ir.reduce_max(scaled.node, axis, True)
+        at_maximum = where(Tensor(ir.compare(Op.EQ, scaled.node, top)), 1.0, 0.0)
+        # c: the mean of the values of largest weight (one value, unless beta is 0).  S does
+        # not depend on it, so no gradient flows through it.
+        center = Tensor(ir.stop_gradient(((xs * at_maximum).sum(axis, keepdims=True)
+                                          / at_maximum.sum(axis, keepdims=True)).node))
+        offsets = xs - center
+        exponentials = Tensor(ir.exp((offsets * beta).node))
+        weights = exponentials / exponentials.sum(axis, keepdims=True)
+        return (center + (offsets * weights).sum(axis, keepdims=True)).sum(axis)
     values = [sympify(x) for x in xs]
     if not values:
         raise ValueError("smooth_max needs at least one value")
     beta = sympify(beta)
-    shift = sympy.Max(*[beta * x for x in values])
-    weights = [sympy.exp(beta * x - shift) for x in values]
-    return sympy.Add(*[x * w for x, w in zip(values, weights)]) / sympy.Add(*weights)
+    top = sympy.Max(*[beta * x for x in values])
+    # c: the first value of largest weight.
+    center = sympy.Piecewise(*[(x, sympy.Eq(beta * x, top)) for x in values[:-1]],
+                             (values[-1], True))
+    weights = [sympy.exp(beta * (x - center)) for x in values]
+    return center + sympy.Add(*[(x - center) * w for x, w in zip(values, weights)]) / \
+        sympy.Add(*weights)

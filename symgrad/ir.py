@@ -196,7 +196,10 @@ def _like(value, node):
 
 
 def _is_value(node, value):
-    return node.op is Op.CONST and node.attrs == value and node.dtype != "bool"
+    """Whether ``node`` is the float constant ``value``, sign of zero included (``0.0`` and
+    ``-0.0`` are different values to the rewrites below)."""
+    return (node.op is Op.CONST and node.dtype != "bool" and node.attrs == value
+            and math.copysign(1.0, node.attrs) == math.copysign(1.0, value))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,10 +228,9 @@ def _retype_const(node, dtype):
 
 
 def neg(x):
+    # -(a - b) is not b - a: for a == b it is -0.0 where b - a is +0.0.
     if x.op is Op.NEG:
         return x.args[0]
-    if x.op is Op.SUB:
-        return sub(x.args[1], x.args[0])
     return _elementwise(Op.NEG, x)
 
 
@@ -243,9 +245,10 @@ def add(a, b):
     merged = _merge_selects(add, a, b)
     if merged is not None:
         return merged
-    if _is_value(b, 0.0) and not a.is_const:
+    # -0.0 is the identity of IEEE addition; +0.0 is not (-0.0 + 0.0 is +0.0).
+    if _is_value(b, -0.0) and not a.is_const:
         return _broadcast_like(a, b)
-    if _is_value(a, 0.0) and not b.is_const:
+    if _is_value(a, -0.0) and not b.is_const:
         return _broadcast_like(b, a)
     if b.op is Op.NEG:
         return sub(a, b.args[0])
@@ -258,9 +261,11 @@ def sub(a, b):
     merged = _merge_selects(sub, a, b)
     if merged is not None:
         return merged
+    # a - 0.0 is a, and -0.0 - b is -b, for every a and b (signed zeros, inf and NaN
+    # included); a - (-0.0) and 0.0 - b are not.
     if _is_value(b, 0.0) and not a.is_const:
         return _broadcast_like(a, b)
-    if _is_value(a, 0.0) and not b.is_const:
+    if _is_value(a, -0.0) and not b.is_const:
         return _broadcast_like(neg(b), a)
     if b.op is Op.NEG:
         return add(a, b.args[0])
@@ -268,20 +273,15 @@ def sub(a, b):
 
 
 def mul(a, b):
-    # Zero is a value: a product with an exact zero constant is zero (reverse mode relies on
-    # this to drop contributions symbolically).
+    # x * 1 is x and x * -1 is -x exactly.  x * 0 is not 0 (inf * 0 is NaN, -2 * 0 is -0.0),
+    # and x * (1/y) is not x / y (two roundings, and 1/y overflows for tiny y): neither is
+    # rewritten.  Reverse mode represents "no contribution" by None, not by a product with 0.
     for x, y in ((a, b), (b, a)):
         if y.op is Op.CONST and not x.is_const:
             if y.attrs == 1.0:
                 return _broadcast_like(x, y)
-            if y.attrs == 0.0:
-                return _broadcast_like(_like(0.0, x), y)
             if y.attrs == -1.0:
                 return _broadcast_like(neg(x), y)
-    if a.op is Op.DIV and _is_value(a.args[0], 1.0):
-        return div(b, a.args[1])
-    if b.op is Op.DIV and _is_value(b.args[0], 1.0):
-        return div(a, b.args[1])
     if a.op is Op.NEG and b.op is Op.NEG:
         return mul(a.args[0], b.args[0])
     # Constants go first, so that 2*x and x*2 are one node.
@@ -296,15 +296,17 @@ def div(a, b):
         for one, other in (b.args, reversed(b.args)):
             if _is_value(one, 1.0) and other.op is Op.EXP:
                 return sigmoid(neg(other.args[0]))
+    # x / 1 is x; 0 / x is not 0 (0/0 and 0/NaN are NaN, 0/-2 is -0.0).
     if _is_value(b, 1.0) and not a.is_const:
-        return _broadcast_like(a, b)
-    if _is_value(a, 0.0) and not b.is_const:
         return _broadcast_like(a, b)
     return _elementwise(Op.DIV, a, b)
 
 
 def power(base, exponent):
-    if exponent.op is Op.CONST and not base.is_const:
+    # numpy computes these exponents the same way (x ** 0.5 is sqrt(x), x ** -1 is 1 / x,
+    # x ** 0 is 1 even for NaN), so the rewrites keep numpy's results, signed zeros included;
+    # constant bases take them too, so that a folded power is the one computed at run time.
+    if exponent.op is Op.CONST:
         if exponent.attrs == 1.0:
             return _broadcast_like(base, exponent)
         if exponent.attrs == 0.0:
@@ -374,7 +376,8 @@ sign = _unary(Op.SIGN)
 
 
 def absolute(x):
-    if x.op in (Op.ABS, Op.EXP, Op.SQRT):
+    # |exp(x)| is exp(x), NaN included; |sqrt(x)| is not sqrt(x) (sqrt(-0.0) is -0.0).
+    if x.op in (Op.ABS, Op.EXP):
         return x
     return _elementwise(Op.ABS, x)
 
@@ -511,16 +514,16 @@ def matmul(a, b):
                          f"({a.shape[1]} != {b.shape[0]})")
     dtype = _float_dtype((a, b), Op.MATMUL)
     shape = (a.shape[0], b.shape[1])
-    if (a.op is Op.CONST and a.attrs == 0.0) or (b.op is Op.CONST and b.attrs == 0.0):
-        return const(0.0, dtype, shape)
-    # A uniform constant matrix c times B is c times B's column sums on every row (and
-    # symmetrically): the gradient of sum(A @ B) needs no matrix of ones.
+    # A uniform constant matrix c times B is the column sums of c B on every row (and
+    # symmetrically): the gradient of sum(A @ B) needs no matrix of ones.  The sums are of
+    # the products c B[k, j] the matrix product forms, so inf and NaN in B (and c = 0) give
+    # what the product gives; only the order of the summation is the reduction's.
     if a.op is Op.CONST:
-        sums = reduce_sum(_retype_const(b, dtype), 0, keepdims=True)
-        return broadcast_to(mul(const(a.attrs, dtype), sums), shape)
+        scaled = mul(const(a.attrs, dtype), _retype_const(b, dtype))
+        return broadcast_to(reduce_sum(scaled, 0, keepdims=True), shape)
     if b.op is Op.CONST:
-        sums = reduce_sum(_retype_const(a, dtype), 1, keepdims=True)
-        return broadcast_to(mul(sums, const(b.attrs, dtype)), shape)
+        scaled = mul(_retype_const(a, dtype), const(b.attrs, dtype))
+        return broadcast_to(reduce_sum(scaled, 1, keepdims=True), shape)
     return make_node(Op.MATMUL, (_retype_const(a, dtype), _retype_const(b, dtype)), None,
                      dtype, shape)
 

@@ -2,13 +2,14 @@
 
 Each returns a scalar tensor.  ``reduction`` is ``'mean'`` (over every element, or every
 example for softmax cross-entropy) or ``'sum'``.  The stable forms are used throughout: binary
-cross-entropy from logits is ``softplus(z) - t z``; from probabilities that come out of a
-sigmoid it is rewritten to the logits form; softmax cross-entropy uses log-sum-exp.
+cross-entropy from logits is ``(1 - t) softplus(z) + t softplus(-z)``; from probabilities that
+come out of a sigmoid it is rewritten to the logits form; softmax cross-entropy uses
+log-sum-exp.
 """
 
 from symgrad import ir
 from symgrad.ops import Op
-from symgrad.tensor import Tensor, as_tensor, logsumexp, where
+from symgrad.tensor import Normalizer, Tensor, as_tensor, where
 
 __all__ = ["perceptron_criterion", "mean_squared_error", "mse", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "softmax_cross_entropy"]
@@ -56,10 +57,19 @@ mse = mean_squared_error
 
 
 def binary_cross_entropy_with_logits(z, t, reduction="mean"):
-    r""":math:`-[t \log \sigma(z) + (1 - t) \log(1 - \sigma(z))] = \operatorname{softplus}(z)
-    - t z`, exact for any logit (at z = 40, t = 0 it is 40)."""
+    r""":math:`-[t \log \sigma(z) + (1 - t) \log(1 - \sigma(z))] = (1 - t)
+    \operatorname{softplus}(z) + t \operatorname{softplus}(-z)`, exact for any logit.
+
+    Both terms are positive, so nothing cancels: at z = 40 the loss is 40 for t = 0 and
+    softplus(-40) = 4.2e-18 for t = 1 (``softplus(z) - t z`` gives 0 there), and the gradient
+    :math:`(1 - t) \sigma(z) - t \sigma(-z)` is :math:`-\sigma(-40)`, not
+    :math:`\sigma(40) - 1 = 0`.  The two softplus terms share :math:`e^{-|z|}` and its
+    logarithm in the compiled loop.
+    """
     z, t = _pair(z, t, "binary_cross_entropy_with_logits")
-    return _reduce(Tensor(ir.softplus(z.node)) - t * z, reduction)
+    per_element = (1 - t) * Tensor(ir.softplus(z.node)) + \
+        t * Tensor(ir.softplus(ir.neg(z.node)))
+    return _reduce(per_element, reduction)
 
 
 def binary_cross_entropy(p, t, reduction="mean"):
@@ -79,9 +89,35 @@ def binary_cross_entropy(p, t, reduction="mean"):
 
 
 def softmax_cross_entropy(logits, t, axis=-1, reduction="mean"):
-    r""":math:`-\sum_k t_k \log \operatorname{softmax}(z)_k = \operatorname{logsumexp}(z) -
-    \sum_k t_k z_k` for each example (one-hot or probability targets ``t`` along ``axis``),
-    averaged (or summed) over the examples."""
+    r""":math:`-\sum_k t_k \log \operatorname{softmax}(z)_k = \sum_k t_k
+    (\operatorname{logsumexp}(z) - z_k)` for each example (one-hot or probability targets
+    ``t`` along ``axis``), averaged (or summed) over the examples.
+
+    Written as :math:`\sum_k t_k (m - z_k) + (\sum_k t_k) \log(\sum_i e^{z_i - m})`, ``m``
+    the maximum, with the pieces of :class:`~symgrad.tensor.Normalizer`: every term is
+    positive, so a confident right answer (logits [40, 0], target [1, 0]) has the loss
+    4.2e-18 rather than 0, and the gradient :math:`(\sum_k t_k) \operatorname{softmax}(z) -
+    t` at the first logit is -4.2e-18, computed from the other class, rather than
+    :math:`p_1 - 1 = 0`.
+
+    A class with target 0 contributes nothing, even where its logit is ``-inf`` (a masked,
+    impossible class: ``0 log 0 = 0``, the entropy's convention); a target class whose logit
+    is ``-inf`` gives an infinite loss.
+    """
     logits, t = _pair(logits, t, "softmax_cross_entropy")
-    per_example = logsumexp(logits, axis) - (t * logits).sum(axis)
-    return _reduce(per_example, reduction)
+    parts = Normalizer(logits, axis)
+    # sum of t_k (m - z_k) = -sum of t_k centred_k, from sums that need no more than the
+    # maximum (one pass over the logits fewer): the terms off the maxima, their offset and,
+    # where no element dominates, the maxima's (0-valued) terms.
+    zero = ir.const(0.0, logits.dtype)
+    at_maximum = Tensor(parts.at_maximum)
+    # A class with target 0 adds nothing, even where its logit is -inf (0 log 0 = 0).
+    distance = t * where(at_maximum, 0.0, Tensor(ir.neg(parts.gaps)))
+    untargeted = ir.compare(Op.EQ, t.node, zero)
+    off_maxima = Tensor(ir.select(untargeted, zero, distance.node)).sum(axis, True)
+    weight_off_maxima = (t * where(at_maximum, 0.0, 1.0)).sum(axis, True)
+    on_maxima = (t * where(at_maximum, Tensor(ir.neg(parts.gaps)), 0.0)).sum(axis, True)
+    distances = off_maxima + Tensor(parts.offset) * weight_off_maxima + \
+        Tensor(ir.select(parts.dominant, zero, on_maxima.node))
+    normalizers = t.sum(axis, keepdims=True) * Tensor(parts.log_total)
+    return _reduce((distances + normalizers).sum(axis), reduction)     # drops the axis

@@ -14,6 +14,7 @@ compiler differentiates; their current values are numpy arrays kept beside them.
 import numpy as np
 
 from symgrad import ir
+from symgrad.arguments import as_real_array
 from symgrad.derivation import label
 from symgrad.functions import relu, leaky_relu, elu, prelu
 from symgrad.tensor import Tensor, tensor
@@ -93,14 +94,14 @@ class Dense:
 
 
 def _checked(value, parameter):
-    array = np.asarray(value)
+    array = as_real_array(parameter.name, value, noun="parameter")
     if array.shape != parameter.shape:
         raise ValueError(f"parameter {parameter.name!r} must have shape {parameter.shape}, got "
                          f"{array.shape}")
-    if array.dtype != np.dtype(parameter.dtype):
+    if array.dtype.kind != "f" or array.dtype.itemsize != np.dtype(parameter.dtype).itemsize:
         raise TypeError(f"parameter {parameter.name!r} must have dtype {parameter.dtype}, got "
                         f"{array.dtype}")
-    return array.copy()
+    return array.astype(parameter.dtype)        # a copy, in native byte order
 
 
 class MLP:

@@ -252,23 +252,126 @@ def where(cond, if_true, if_false):
     return Tensor(ir.select(cond.node, _node(if_true, like_node), _node(if_false, like_node)))
 
 
-def logsumexp(x, axis=-1, keepdims=False):
-    """``log(sum(exp(x)))`` along ``axis``, shifted by the maximum so it never overflows."""
-    # The shift's own derivative cancels exactly: leave it out of the backward pass.
-    shift = Tensor(ir.stop_gradient(ir.reduce_max(x.node, axis, True)))
-    total = Tensor(ir.log(ir.reduce_sum(ir.exp(ir.sub(x.node, shift.node)), axis, True)))
-    result = total + shift
+class Normalizer:
+    r"""The log-sum-exp of ``x`` along ``axis``, in pieces that keep their digits where one
+    element dominates (the reduced axes stay in the shapes, with size 1).
+
+    With ``m`` the maximum and ``g = x - m`` (exact near the maximum), :math:`\log \sum_i
+    e^{x_i} = m + \log(1 + X)` where the excess :math:`X = \sum_i e^{g_i} - 1` is summed
+    without the 1 that a maximum contributes (its term is :math:`e^g - 1`, exactly 0 with the
+    derivatives of :math:`e^g`; further maxima add 1 each): ``log1p(X)`` keeps the digits
+    that the ``log`` of a sum rounded to 1 loses (``logsumexp([0, -40])`` is 4.2e-18, not 0).
+
+    The derivatives need more care where one element ``j`` holds more than half of the sum
+    (``X < 1``, which makes it the only maximum): softmax's :math:`p_j (1 - p_j)` and the
+    cross-entropy's :math:`p_j - 1` would subtract numbers near 1.  There the pieces are
+    functions of :math:`x_j` itself, the other terms being :math:`e^{x_i - x_j}`, so that
+    :math:`1 - p_j = X / (1 + X)` comes out of the other elements; ``offset`` (0 in value)
+    carries that dependence.  Elsewhere (ties included: there no element holds more than
+    half) the maximum is a constant shift, through which no gradient flows.
+
+    Attributes
+    ----------
+    shift : Node
+        ``m``, without gradient.
+    offset : Node
+        0; as a function, :math:`x_j - m` where ``j`` dominates, else the constant 0.
+    gaps : Node
+        ``g``, as a function ``x - m`` (no gradient through ``m``).
+    at_maximum : Node
+        Where ``g`` is 0.
+    dominant : Node
+        Where one element holds more than half of the sum (a row of one value per example).
+    centred : Node
+        ``g``; as a function, :math:`x_i - x_j` where ``j`` dominates (the constant 0 at ``j``
+        itself).
+    excess : Node
+        ``X``.
+    log_total : Node
+        ``log1p(X)``, the logarithm of the sum of :math:`e^{centred}`; 0 for a row of ``-inf``.
+    total : Node
+        ``1 + X``, the sum of :math:`e^{centred}`; 1 for a row of ``-inf``.
+
+    A row whose maximum is infinite has no finite shift.  Where it is ``-inf`` (every entry
+    ``-inf``, a fully masked row) the gaps are ``-inf`` throughout and the sum, empty, is taken
+    as 1, so that the log-sum-exp is ``-inf``, the log-softmax ``-inf`` and the softmax 0,
+    never ``inf - inf``.  Where it is ``+inf``, the gaps are 0 at the ``+inf`` entries and
+    ``-inf`` elsewhere: the limit of a row whose largest entries grow together.  NaN in a row
+    makes the whole row NaN.  No gradient flows through the entries of such rows.
+    """
+
+    def __init__(self, x, axis):
+        node = x.node
+        zero, one = ir.const(0.0, node.dtype), ir.const(1.0, node.dtype)
+        inf = ir.const(float("inf"), node.dtype)
+        self.shift = ir.stop_gradient(ir.reduce_max(node, axis, True))
+        infinite = ir.compare(Op.EQ, ir.absolute(self.shift), inf)
+        limit = ir.select(ir.compare(Op.EQ, node, inf), zero, ir.neg(inf))
+        self.gaps = gaps = ir.select(infinite, limit, ir.sub(node, self.shift))
+        self.at_maximum = at_maximum = ir.compare(Op.EQ, gaps, zero)
+        exponentials = ir.exp(gaps)
+        rest = ir.reduce_sum(ir.select(at_maximum, zero, exponentials), axis, True)
+        # e^g - 1 at the maxima: 0, with the derivatives of e^g.
+        ties = ir.reduce_sum(ir.select(at_maximum, ir.sub(exponentials, one), zero), axis,
+                             True)
+        further_maxima = ir.sub(ir.reduce_sum(ir.select(at_maximum, one, zero), axis, True),
+                                one)
+        self.dominant = dominant = ir.compare(Op.LT, ir.add(rest, further_maxima), one)
+        # 0 in value; where one element dominates, its gap as a function of it.
+        self.offset = ir.select(dominant, ir.reduce_sum(ir.select(at_maximum, gaps, zero),
+                                                        axis, True), zero)
+        self.centred = ir.select(ir.logical_and(at_maximum, dominant), zero,
+                                 ir.sub(gaps, self.offset))
+        self.excess = ir.add(ir.add(ir.mul(rest, ir.exp(ir.neg(self.offset))),
+                                    ir.select(dominant, zero, ties)), further_maxima)
+        # No element at the maximum: a row of -inf (in a NaN row the excess is NaN anyway).
+        empty = ir.compare(Op.EQ, further_maxima, ir.neg(one))
+        self.log_total = ir.select(empty, zero, ir.log1p(self.excess))
+        self.total = ir.select(empty, one, ir.add(one, self.excess))
+
+
+def _drop_axes(tensor, x, axis, keepdims):
     if keepdims:
-        return result
+        return tensor
     axes = ir._normalize_axes(axis, x.ndim, "logsumexp")
-    return result.reshape(tuple(s for a, s in enumerate(x.shape) if a not in axes))
+    return tensor.reshape(tuple(s for a, s in enumerate(x.shape) if a not in axes))
+
+
+def logsumexp(x, axis=-1, keepdims=False):
+    """``log(sum(exp(x)))`` along ``axis``, shifted by the maximum so it never overflows, and
+    exact where one element dominates (see :class:`Normalizer`).
+
+    As ``scipy.special.logsumexp`` and ``torch.logsumexp``: a row of ``-inf`` gives ``-inf``,
+    a row holding ``+inf`` gives ``+inf``, a row holding NaN gives NaN.  The gradient is
+    :func:`softmax` on a row whose maximum is finite, 0 on a row whose maximum is infinite.
+    """
+    parts = Normalizer(x, axis)
+    total = ir.add(ir.add(parts.shift, parts.offset), parts.log_total)
+    return _drop_axes(Tensor(total), x, axis, keepdims)
 
 
 def log_softmax(x, axis=-1):
-    """``x - logsumexp(x)`` along ``axis``."""
-    return x - logsumexp(x, axis, keepdims=True)
+    """``x - logsumexp(x)`` along ``axis``, as ``(x - max) - log(sum(exp(x - max)))``: the
+    gap ``x - max`` is exact near the maximum, where ``x`` and the log-sum-exp agree in most
+    of their digits (see :class:`Normalizer`).
+
+    A row of ``-inf`` (every class masked) gives ``-inf`` throughout; a row holding ``+inf``
+    gives ``-log(k)`` at its ``k`` entries that are ``+inf`` and ``-inf`` elsewhere.
+    """
+    parts = Normalizer(x, axis)
+    return Tensor(ir.sub(parts.centred, parts.log_total))
 
 
 def softmax(x, axis=-1):
-    """``exp(x) / sum(exp(x))`` along ``axis``, computed without overflow."""
-    return Tensor(ir.exp(log_softmax(x, axis).node))
+    """``exp(x) / sum(exp(x))`` along ``axis``, as ``exp(x - max) / sum(exp(x - max))``: no
+    overflow, and a few ulp in every element and in its derivatives (``exp(log_softmax(x))``
+    would round the argument first: 268 ulp off at x = [-700, 0, 0]; see
+    :class:`Normalizer`).
+
+    A row of ``-inf`` (every entry masked) gives 0 throughout, with gradient 0 (torch and
+    scipy give NaN); a row holding ``+inf`` gives ``1/k`` at its ``k`` entries that are
+    ``+inf`` and 0 elsewhere (the limit); a row holding NaN gives NaN.  The gradient is 0 on
+    a row whose maximum is infinite.
+    """
+    parts = Normalizer(x, axis)
+    return Tensor(ir.div(ir.exp(parts.centred), parts.total))

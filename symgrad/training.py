@@ -11,6 +11,7 @@ import zipfile
 
 import numpy as np
 
+from symgrad.arguments import as_real_array
 from symgrad.optim import GradientDescent, Optimizer, Trainer
 
 __all__ = ["fit", "History", "save", "load"]
@@ -81,7 +82,8 @@ def _parameters_and_values(model):
             getattr(model, "set_values", None)
     pairs = list(model.items()) if isinstance(model, dict) else list(model)
     params = [p for p, _ in pairs]
-    values = [np.array(v, copy=True) for _, v in pairs]
+    values = [np.array(as_real_array(p.name, v, noun="the value of parameter"), copy=True)
+              for p, v in pairs]
     return params, values, None
 
 
@@ -139,10 +141,12 @@ def fit(model, loss, inputs, data, optimizer=None, epochs=10, batch_size=None, s
                         f"{type(optimizer).__name__}")
     params, values, setter = _parameters_and_values(model)
     inputs = list(inputs)
-    data = [np.asarray(array) for array in data]
+    data = list(data)
     if len(data) != len(inputs):
         raise ValueError(f"data must hold one array per input {[t.name for t in inputs]}, "
                          f"got {len(data)}")
+    data = [as_real_array(tensor.name, array, noun="the data for input")
+            for tensor, array in zip(inputs, data)]
     count = data[0].shape[0] if data and data[0].ndim else 0
     for tensor, array in zip(inputs, data):
         if array.ndim == 0 or array.shape[0] != count:

@@ -17,5 +17,6 @@ hypothesis.settings.register_profile("ci", deadline=None, derandomize=True, prin
 hypothesis.settings.register_profile("dev", deadline=None)
 hypothesis.settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
-# Kernels compiled by the tests go to a fresh cache, never the user's.
+# Kernels compiled by the tests go to a fresh cache, never the user's, without the user's key.
 cache.set_cache_dir(tempfile.mkdtemp(prefix="symgrad-test-cache-"))
+cache.set_authentication_key(None)

@@ -20,8 +20,8 @@ def test_grad(capsys):
 def test_grad_of_every_symbol_by_default(capsys):
     assert main(["grad", "sigmoid(a*b)"]) == 0
     output = capsys.readouterr().out
-    assert "df/da = b*(1 - sigmoid(a*b))*sigmoid(a*b)" in output
-    assert "df/db = a*(1 - sigmoid(a*b))*sigmoid(a*b)" in output
+    assert "df/da = b*sigmoid(-a*b)*sigmoid(a*b)" in output
+    assert "df/db = a*sigmoid(-a*b)*sigmoid(a*b)" in output
 
 
 def test_ir(capsys):

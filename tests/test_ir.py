@@ -41,17 +41,34 @@ def test_constant_folding():
 
 def test_algebraic_identities():
     x = ir.input_node("x")
-    zero, one = ir.const(0.0), ir.const(1.0)
-    assert ir.add(x, zero) is x
+    zero, negative_zero, one = ir.const(0.0), ir.const(-0.0), ir.const(1.0)
+    assert ir.add(x, negative_zero) is x
+    assert ir.sub(x, zero) is x
+    assert ir.sub(negative_zero, x) is ir.neg(x)
     assert ir.mul(one, x) is x
-    assert ir.mul(x, zero) is zero
     assert ir.mul(x, ir.const(-1.0)) is ir.neg(x)
     assert ir.neg(ir.neg(x)) is x
     assert ir.add(x, ir.neg(ir.exp(x))) is ir.sub(x, ir.exp(x))
-    assert ir.mul(x, ir.div(one, ir.exp(x))) is ir.div(x, ir.exp(x))
     assert ir.power(x, one) is x
     assert ir.power(x, ir.const(0.5)) is ir.sqrt(x)
     assert ir.mul(x, ir.const(2.0)) is ir.mul(ir.const(2.0), x)
+
+
+def test_identities_that_ieee_arithmetic_does_not_have_are_not_applied():
+    # Each of these would change a NaN, an inf or the sign of a zero (tests/test_ieee.py
+    # checks the numbers); they stay operations.
+    x = ir.input_node("x")
+    zero, negative_zero, one = ir.const(0.0), ir.const(-0.0), ir.const(1.0)
+    assert ir.add(x, zero).op is Op.ADD                       # -0.0 + 0.0 is +0.0
+    assert ir.sub(x, negative_zero).op is Op.SUB              # -0.0 - -0.0 is +0.0
+    assert ir.sub(zero, x).op is Op.SUB                       # 0.0 - 0.0 is +0.0, -x is -0.0
+    assert ir.mul(x, zero).op is Op.MUL                       # inf * 0 is NaN
+    assert ir.div(zero, x).op is Op.DIV                       # 0 / 0 is NaN
+    assert ir.mul(x, ir.div(one, ir.exp(x))).op is Op.MUL     # two roundings, as written
+    assert ir.neg(ir.sub(x, ir.exp(x))).op is Op.NEG          # -(a - a) is -0.0
+    assert ir.absolute(ir.sqrt(x)).op is Op.ABS               # sqrt(-0.0) is -0.0
+    assert ir.matmul(ir.const(0.0, shape=(2, 3)), ir.input_node("B", shape=(3, 4))).op \
+        is not Op.CONST                                       # 0 @ [inf] is NaN
 
 
 def test_select_simplifications():
