@@ -386,7 +386,7 @@ def test_refused_naming_the_argument_before_native_code(scalar_kernel, monkeypat
                                                         came, position, count):
     def native(*arguments):
         raise AssertionError("native code ran")
-    monkeypatch.setattr(scalar_kernel, "_run", native)
+    monkeypatch.setattr(scalar_kernel._calls, "_run", native)     # (its general path's)
     good = 0.5 if count == 1 else np.linspace(0, 1, count)
     arguments = [good, good]
     arguments[position] = bad
