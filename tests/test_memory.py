@@ -210,7 +210,7 @@ def test_a_module_dropped_while_it_compiles_is_freed_when_its_threads_end():
 # (case, kernels, warm-up kernels, bound in KB per kernel).  Before kernels were freed, a cold
 # scalar kernel kept 87 KB, a tensor kernel 598 KB (257 KB from the disk cache, 23 MB after
 # large calls on the workers), and LLVM's optimisation pipeline alone 82 KB a module (llvmlite
-# did not free it); the bounds are a quarter of that or less (now: 1-35 KB, see the README).
+# did not free it); the bounds are a quarter of that or less (now: 1-85 KB, see the README).
 # The C heap in use, which no allocator's free pages blur, must stay under half the bound.
 # Tensor kernels warm up longer: the resident set grows by 2-4 MB over the first few dozen
 # (compile threads' stacks and allocator arenas), then stays.
@@ -221,7 +221,7 @@ BUDGETS = [
     ("scalar threads", 150, 20, 20),
     ("tensor cold", 40, 24, 150),
     ("tensor hits", 30, 5, 60),
-    ("tensor threads", 20, 16, 150),
+    ("tensor threads", 20, 16, 400),      # (large calls: +-2 MB of allocator noise)
 ]
 
 
