@@ -15,6 +15,7 @@ from codegen.lower_tensor import (STATE_WORDS, lower_call_entry, lower_steps,
 from codegen.schedule import chunking
 from codegen.types import KERNEL_SYMBOL
 from symgrad.arguments import as_real_array, bind, describe, is_python_number
+from symgrad.messages import bounded_list
 from symgrad.printing import function_to_text
 
 _ENTRY_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
@@ -393,21 +394,21 @@ class TensorKernel:
         if isinstance(params, dict):
             unknown = set(params) - set(self.param_names)
             if unknown:
-                raise TypeError(f"params has unknown names {sorted(unknown)}; the parameters "
-                                f"are {list(self.param_names)}")
+                raise TypeError(f"params has unknown names {bounded_list(sorted(unknown))}; the "
+                                f"parameters are {bounded_list(self.param_names)}")
             missing = [n for n in self.param_names if n not in params]
             if missing:
-                raise TypeError(f"params is missing {missing}")
+                raise TypeError(f"params is missing {bounded_list(missing)}")
             param_values = [params[n] for n in self.param_names]
         else:
             if isinstance(params, np.ndarray) or not hasattr(params, "__len__"):
                 raise TypeError(f"params must be a sequence (or dict) of {self.num_params} "
-                                f"arrays {list(self.param_names)}, got "
+                                f"arrays {bounded_list(self.param_names)}, got "
                                 f"{type(params).__name__}")
             param_values = list(params)
             if len(param_values) != self.num_params:
                 raise TypeError(f"params must hold {self.num_params} arrays "
-                                f"{list(self.param_names)}, got {len(param_values)}")
+                                f"{bounded_list(self.param_names)}, got {len(param_values)}")
         return param_values + bind(self.input_names, args, kwargs, noun="input",
                                    after=" after params")
 

@@ -71,8 +71,9 @@ def lower_function(function, name=KERNEL_SYMBOL, fast_entry=False):
     signature = llvm_ir.FunctionType(llvm_ir.VoidType(), [INDEX, POINTER, POINTER, POINTER])
     element = llvm_ir.Function(module, signature, name=f"{name}.element")
     element.linkage = "internal"
-    element.attributes.add("noinline" if is_large(function) else "alwaysinline")
-    _lower_element(function, element, MathDeclarations(module))
+    large = is_large(function)
+    element.attributes.add("noinline" if large else "alwaysinline")
+    _lower_element(function, element, MathDeclarations(module, inline=not large))
 
     kernel = llvm_ir.Function(module, signature, name=name)
     n, inputs_arg, strides_arg, outputs_arg = kernel.args

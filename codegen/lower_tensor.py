@@ -141,12 +141,17 @@ def _workspace(function, plan):
     names = function.size_names
 
     def emit(builder, size):
+        known = {}      # shape -> its element count, emitted once
+
         def count(shape):
-            total = INDEX(1)
-            for extent in shape:
-                total = builder.mul(total, size(names.index(extent))
-                                    if isinstance(extent, str) else INDEX(extent))
-            return total
+            shape = tuple(shape)
+            if shape not in known:
+                total = INDEX(1)
+                for extent in shape:
+                    total = builder.mul(total, size(names.index(extent))
+                                        if isinstance(extent, str) else INDEX(extent))
+                known[shape] = total
+            return known[shape]
         counts = [count(node.shape) for node in plan.temporaries]
         for node, step_shape in plan.partials:
             rows = count(step_shape[:1])
@@ -290,17 +295,28 @@ class _Lowering:
         self.folded = {number + 1 for number in self.epilogues}
 
     def _alias_scopes(self):
-        """Per buffer, its ``(alias.scope, noalias)`` metadata: every buffer is its own scope
-        and no access to it touches another buffer.  (Outputs and temporaries are fresh
-        arrays; inputs are only read, so inputs that share memory are no exception.)  With
-        this, loops vectorise without run-time overlap checks and accumulators stay in
-        registers."""
-        domain = self.module.add_metadata([f"{self.name}.buffers"])
-        scopes = [self.module.add_metadata([f"buffer{index}", domain])
-                  for index in range(self.buffer_count)]
-        return [(self.module.add_metadata([scopes[index]]),
-                 self.module.add_metadata(scopes[:index] + scopes[index + 1:]))
-                for index in range(self.buffer_count)]
+        """Per buffer, its ``(alias.scope, noalias)`` metadata, saying that no access to a
+        buffer touches another.  (Outputs and temporaries are fresh arrays; inputs are only
+        read, so inputs that share memory are no exception.)  With this, loops vectorise
+        without run-time overlap checks and accumulators stay in registers.
+
+        The buffers are told apart by the bits of their numbers: one scope domain per bit,
+        with a scope for each value of the bit.  A buffer is in the scopes of its own bits and
+        does not alias the scopes of the other values; two different buffers differ in some
+        bit, where each one's scope is in the other's noalias list (LLVM's rule for scoped
+        no-alias).  The metadata grows as B log B in the number of buffers, not B squared."""
+        bits = max(1, (self.buffer_count - 1).bit_length())
+        scopes = []
+        for bit in range(bits):
+            domain = self.module.add_metadata([f"{self.name}.bit{bit}"])
+            scopes.append([self.module.add_metadata([f"bit{bit}={value}", domain])
+                           for value in (0, 1)])
+        result = []
+        for index in range(self.buffer_count):
+            own = [scopes[bit][(index >> bit) & 1] for bit in range(bits)]
+            other = [scopes[bit][1 - ((index >> bit) & 1)] for bit in range(bits)]
+            result.append((self.module.add_metadata(own), self.module.add_metadata(other)))
+        return result
 
     def begin_function(self, llvm_function):
         """Start emitting ``llvm_function(sizes, buffers, ...)``: sizes, buffer pointers and

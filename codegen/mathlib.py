@@ -15,10 +15,12 @@ from symgrad.ops import Op
 
 
 class MathDeclarations:
-    """Declares (once per module) the intrinsics and routines that lowering calls."""
+    """Declares (once per module) the intrinsics and routines that lowering calls; with
+    ``inline`` false the routines are called rather than inlined (:func:`vecmath.define_routine`)."""
 
-    def __init__(self, module):
+    def __init__(self, module, inline=True):
         self.module = module
+        self.inline = inline
         self._declared = {}
 
     def _function(self, name, dtype, arity):
@@ -37,7 +39,8 @@ class MathDeclarations:
         use."""
         key = ("routine", name, dtype)
         if key not in self._declared:
-            self._declared[key] = vecmath.define_routine(self.module, name, dtype, self)
+            self._declared[key] = vecmath.define_routine(self.module, name, dtype, self,
+                                                         self.inline)
         return self._declared[key]
 
 

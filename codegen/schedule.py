@@ -22,6 +22,16 @@ from symgrad.ops import ELEMENTWISE, Op, REDUCTIONS, STRUCTURAL
 
 IMMEDIATE_OPS = frozenset({Op.CONST, Op.DIM})
 
+# The most levels of inline values one loop body computes: a deeper chain of elementwise
+# values is stored every so many levels.  Planning stays linear in the graph and a loop body
+# small enough for LLVM, whose time grows faster than linearly in a body's size, while one
+# more pass over memory per this many levels of arithmetic costs next to nothing.
+MAX_INLINE_DEPTH = 48
+
+# The most values (stored and inline) one loop computes; a value that would join a fuller loop
+# starts another over the same shape, for the same reason.
+MAX_STEP_NODES = 512
+
 
 @dataclass
 class Step:
@@ -73,11 +83,14 @@ class Schedule:
 
     def partial_slot(self, node):
         """The slot of the partial results of reduction ``node``, or None."""
-        base = len(self.function.inputs) + len(self.function.outputs) + len(self.temporaries)
-        for index, (reduction, _) in enumerate(self.partials):
-            if reduction is node:
-                return base + index
-        return None
+        table = self.__dict__.get("_partial_slots")
+        if table is None or len(table) != len(self.partials):
+            base = len(self.function.inputs) + len(self.function.outputs) + \
+                len(self.temporaries)
+            table = {id(reduction): base + index
+                     for index, (reduction, _) in enumerate(self.partials)}
+            self.__dict__["_partial_slots"] = table
+        return table.get(id(node))
 
 
 #: Elements per chunk of a chunked step (rows of its first axis, at least one row).
@@ -115,6 +128,23 @@ def _must_store(node, users, outputs):
         if user.op in ELEMENTWISE and user.shape != node.shape:
             return True       # broadcast into a larger loop: compute once, not per row
     return False
+
+
+def _bound_depth(order, stored, views):
+    """Store the float elementwise values that are more than :data:`MAX_INLINE_DEPTH` levels
+    of inline values above the nearest stored ones."""
+    depth = {}
+    for node in order:
+        key = id(node)
+        if key in stored or key in views or node.op in IMMEDIATE_OPS or \
+                node.op not in ELEMENTWISE:
+            depth[key] = 0
+            continue
+        level = 1 + max((depth[id(arg)] for arg in node.args), default=0)
+        if level > MAX_INLINE_DEPTH and node.dtype != "bool":
+            stored[key] = node
+            level = 0
+        depth[key] = level
 
 
 def _closure(root, stored, views, order_index):
@@ -166,6 +196,7 @@ def schedule(function, blas=False):
             views.add(id(node))
         elif _is_float_elementwise(node) and _must_store(node, users, outputs):
             stored[id(node)] = node
+    _bound_depth(order, stored, views)
     # View operands must be stored; a reshape needs a contiguous buffer, so a view feeding a
     # reshape is copied into one first.  Outputs that are views are stored as well, and so is
     # a transposed right operand of a matrix product: its rows must be contiguous for the
@@ -248,12 +279,16 @@ def _group(order, stored, views, order_index):
     steps = []
     producer = {}           # id(stored node) -> index of the step computing it
     latest_loop = {}        # loop shape -> index of the latest elementwise step over it
+    members, reductions, known = [], [], []     # per step: ids of its nodes, reductions, inline
     for node in order:
         if id(node) not in stored or node.op is Op.INPUT:
             continue
         if node.op is Op.MATMUL:
             producer[id(node)] = len(steps)
             steps.append(Step("matmul", node.shape, [node]))
+            members.append({id(node)})
+            reductions.append(set())
+            known.append(set())
             continue
         inline, reads = _closure(node, stored, views, order_index)
         through_views = {id(base) for read in reads if id(read) in views
@@ -264,20 +299,28 @@ def _group(order, stored, views, order_index):
         needed = max([producer.get(key, -1) for key in direct | through_views], default=-1)
         loop_shape = node.args[0].shape if node.op in REDUCTIONS else node.shape
         candidate = latest_loop.get(loop_shape, -1)
-        joinable = candidate >= needed and candidate >= 0
+        joinable = candidate >= needed and candidate >= 0 and \
+            len(members[candidate]) + len(known[candidate]) < MAX_STEP_NODES
         if joinable and candidate == needed:
-            members = {id(n) for n in steps[candidate].nodes}
-            reductions = {id(n) for n in steps[candidate].nodes if n.op in REDUCTIONS}
-            joinable = not (through_views & members) and not (direct & reductions)
+            joinable = not (through_views & members[candidate]) and \
+                not (direct & reductions[candidate])
         if not joinable:
             candidate = len(steps)
             latest_loop[loop_shape] = candidate
             steps.append(Step("elementwise", loop_shape, [], []))
+            members.append(set())
+            reductions.append(set())
+            known.append(set())
         step = steps[candidate]
         step.nodes.append(node)
+        members[candidate].add(id(node))
+        if node.op in REDUCTIONS:
+            reductions[candidate].add(id(node))
         producer[id(node)] = candidate
-        known = {id(n) for n in step.inline}
-        step.inline.extend(n for n in inline if id(n) not in known)
+        for n in inline:
+            if id(n) not in known[candidate]:
+                known[candidate].add(id(n))
+                step.inline.append(n)
     for step in steps:
         if step.kind == "elementwise":
             step.inline.sort(key=lambda n: order_index[id(n)])

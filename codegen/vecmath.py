@@ -297,13 +297,15 @@ ROUTINES = {
 }
 
 
-def define_routine(module, name, dtype, math):
-    """Define ``symgrad.NAME.SUFFIX`` in ``module``: internal, always inlined, one argument."""
+def define_routine(module, name, dtype, math, inline=True):
+    """Define ``symgrad.NAME.SUFFIX`` in ``module``: internal, one argument, always inlined
+    (or, with ``inline`` false, never: one copy that the code calls, for kernels so large
+    that thousands of inlined copies would make LLVM's compile time grow as their square)."""
     element = llvm_type(dtype)
     function = llvm_ir.Function(module, llvm_ir.FunctionType(element, [element]),
                                 name=f"symgrad.{name}.{'f64' if dtype == 'float64' else 'f32'}")
     function.linkage = "internal"
-    function.attributes.add("alwaysinline")
+    function.attributes.add("alwaysinline" if inline else "noinline")
     function.attributes.add("nounwind")
     builder = llvm_ir.IRBuilder(function.append_basic_block("entry"))
     builder.ret(ROUTINES[name](_Emitter(builder, dtype, math), function.args[0]))

@@ -4,8 +4,9 @@ import sympy
 
 from symgrad import ir
 from symgrad.errors import UnknownSymbolError
-from symgrad.frontend import sympify, to_ir
+from symgrad.frontend import free_symbols, sympify, to_ir
 from symgrad.grad import value_and_grad, vjp
+from symgrad.messages import bounded_list
 from symgrad.printing import to_sympy
 
 
@@ -70,14 +71,14 @@ def trace(expr, wrt=(), inputs=()):
     input_list, _ = _symbol_list(inputs, "inputs")
     both = set(wrt_list) & set(input_list)
     if both:
-        raise ValueError(f"symbols {sorted(map(str, both))} are both in wrt and in inputs")
+        raise ValueError(f"symbols {bounded_list(sorted(map(str, both)))} are both in wrt and in inputs")
     arguments = wrt_list + input_list
-    undeclared = expr.free_symbols - set(arguments)
+    undeclared = free_symbols(expr) - set(arguments)
     if undeclared:
         raise UnknownSymbolError(
-            f"the expression has free symbols {sorted(map(str, undeclared))} that are "
-            f"neither in wrt {[str(s) for s in wrt_list]} nor in inputs "
-            f"{[str(s) for s in input_list]}")
+            f"the expression has free symbols {bounded_list(sorted(map(str, undeclared)))} "
+            f"that are neither in wrt {bounded_list(map(str, wrt_list))} nor in inputs "
+            f"{bounded_list(map(str, input_list))}")
     nodes = _input_nodes(arguments)
     output = to_ir(expr, nodes)
     return ir.Function([nodes[s] for s in arguments], [output], ["f"])
@@ -118,7 +119,7 @@ def grad(expr, wrt):
         return Derivation(expr, wrt_list, inputs)
     expr = sympify(expr)
     wrt_list, single = _symbol_list(wrt, "wrt")
-    free = sorted(expr.free_symbols - set(wrt_list), key=str)
+    free = sorted(free_symbols(expr) - set(wrt_list), key=str)
     nodes = _input_nodes(wrt_list + free)
     output = to_ir(expr, nodes)
     gradients = vjp(output, [nodes[s] for s in wrt_list])
@@ -147,13 +148,13 @@ def trace_tensor(expr, wrt, inputs=()):
     names = [t.name for t in arguments]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ValueError(f"arguments {repeated} are given more than once (in wrt or inputs)")
+        raise ValueError(f"arguments {bounded_list(repeated)} are given more than once (in wrt or inputs)")
     if expr.shape != ():
         raise ValueError(f"the expression to differentiate must be a scalar, got shape "
                          f"{expr.shape}; reduce it with .sum() or .mean()")
     _check_declared([expr], arguments,
-                    f"neither in wrt {names[:len(wrt_list)]} nor in inputs "
-                    f"{names[len(wrt_list):]}")
+                    f"neither in wrt {bounded_list(names[:len(wrt_list)])} nor in inputs "
+                    f"{bounded_list(names[len(wrt_list):])}")
     return ir.Function([t.node for t in arguments], [expr.node], ["loss"]), wrt_list
 
 
@@ -162,7 +163,8 @@ def _check_declared(expressions, arguments, where):
     undeclared = sorted({n.attrs for n in ir.toposort([e.node for e in expressions])
                          if n.op.value == "input" and id(n) not in declared})
     if undeclared:
-        raise UnknownSymbolError(f"the expression uses tensors {undeclared} that are {where}")
+        raise UnknownSymbolError(f"the expression uses tensors {bounded_list(undeclared)} that are "
+                                 f"{where}")
 
 
 def compile_function(outputs, inputs, names=None):
@@ -197,8 +199,8 @@ def compile_function(outputs, inputs, names=None):
     argument_names = [t.name for t in arguments]
     repeated = sorted({n for n in argument_names if argument_names.count(n) > 1})
     if repeated:
-        raise ValueError(f"inputs {repeated} are given more than once")
-    _check_declared(outputs, arguments, f"not in inputs {argument_names}")
+        raise ValueError(f"inputs {bounded_list(repeated)} are given more than once")
+    _check_declared(outputs, arguments, f"not in inputs {bounded_list(argument_names)}")
     function = ir.Function([t.node for t in arguments], [o.node for o in outputs], names)
     return FunctionKernel(function)
 

@@ -3,6 +3,8 @@ name them."""
 
 import numpy as np
 
+from symgrad.messages import bounded_list, bounded_text
+
 
 def bind(names, args, kwargs, noun="argument", after=""):
     """The values of ``names`` from positional ``args`` and keyword ``kwargs``, in order.
@@ -13,18 +15,20 @@ def bind(names, args, kwargs, noun="argument", after=""):
     """
     names = list(names)
     if len(args) > len(names):
-        raise TypeError(f"takes {len(names)} {noun}s {names}{after}, got {len(args)} "
+        raise TypeError(f"takes {len(names)} {noun}s {bounded_list(names)}{after}, got {len(args)} "
                         f"positional {noun}s")
     bound = dict(zip(names, args))
     for name, value in kwargs.items():
         if name not in bound and name not in names:
-            raise TypeError(f"unknown {noun} {name!r}; the {noun}s are {names}")
+            raise TypeError(f"unknown {noun} {bounded_text(name, quoted=True)}; the {noun}s are "
+                            f"{bounded_list(names)}")
         if name in bound:
-            raise TypeError(f"{noun} {name!r} given twice, by position and by name")
+            raise TypeError(f"{noun} {bounded_text(name, quoted=True)} given twice, by position and by name")
         bound[name] = value
     missing = [name for name in names if name not in bound]
     if missing:
-        raise TypeError(f"missing {noun}s {missing}; the {noun}s are {names}")
+        raise TypeError(f"missing {noun}s {bounded_list(missing)}; the {noun}s are "
+                        f"{bounded_list(names)}")
     return [bound[name] for name in names]
 
 

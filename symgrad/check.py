@@ -5,6 +5,7 @@ import sympy
 
 from symgrad.arguments import as_real_array
 from symgrad.errors import GradcheckError
+from symgrad.messages import bounded_list
 
 
 def _point(at, kernel):
@@ -17,11 +18,11 @@ def _point(at, kernel):
         by_name[name] = np.array(as_real_array(name, value, noun="the value at"), np.float64)
     unknown = set(by_name) - set(kernel.arg_names)
     if unknown:
-        raise ValueError(f"at names {sorted(unknown)}, which are not arguments of the kernel "
-                         f"{list(kernel.arg_names)}")
+        raise ValueError(f"at names {bounded_list(sorted(unknown))}, which are not arguments of "
+                         f"the kernel {bounded_list(kernel.arg_names)}")
     missing = [name for name in kernel.arg_names if name not in by_name]
     if missing:
-        raise ValueError(f"at gives no value for {missing}")
+        raise ValueError(f"at gives no value for {bounded_list(missing)}")
     return [by_name[name] for name in kernel.arg_names]
 
 
@@ -150,15 +151,16 @@ def _tensor_gradcheck(f, wrt, at, eps, atol, rtol, full_limit, directions, seed)
         wrt_names = [_name_of(w) for w in ([wrt] if isinstance(wrt, (Tensor, str)) else wrt)]
         if wrt_names != list(f.param_names):
             raise ValueError(f"wrt {wrt_names} must be the kernel's parameters "
-                             f"{list(f.param_names)}")
+                             f"{bounded_list(f.param_names)}")
         fused = f.function
     kernel = TensorKernel(fused.with_dtype("float64"), num_params=len(wrt_names))
     missing = [n for n in kernel.param_names + kernel.input_names if n not in values]
     if missing:
-        raise ValueError(f"at gives no value for {missing}")
+        raise ValueError(f"at gives no value for {bounded_list(missing)}")
     unknown = set(values) - set(kernel.param_names) - set(kernel.input_names)
     if unknown:
-        raise ValueError(f"at names {sorted(unknown)}, which are not arguments of the kernel")
+        raise ValueError(f"at names {bounded_list(sorted(unknown))}, which are not arguments "
+                         f"of the kernel")
     params, inputs = [], {}
     for name in kernel.param_names + kernel.input_names:
         array = np.array(as_real_array(name, values[name], noun="the value at"), np.float64)

@@ -11,6 +11,7 @@ lecture's backpropagation rules (examples are rows, so the rules appear transpos
     dC/db1 = 1*delta1                             dC/db^(l) = delta^(l), summed over the batch
 """
 
+import sys
 import weakref
 
 import sympy
@@ -20,9 +21,11 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.printing.str import StrPrinter
 
 from symgrad import ir
+from symgrad.errors import DepthError
 from symgrad.grad import reverse
 from symgrad.ops import ELEMENTWISE, Op
-from symgrad.printing import function_to_dot, sympy_constant, to_sympy
+from symgrad.printing import (evaluated_height, function_to_dot, heights, sympy_constant,
+                              to_sympy)
 
 # Display names of nodes, set by layers (z1, a1...): node -> (name, cotangent name or None).
 _LABELS = weakref.WeakKeyDictionary()
@@ -241,6 +244,28 @@ class _MatrixPrinter:
         return None
 
 
+# Python frames per level of an equation that SymPy's matrix expressions and printers take,
+# with a margin of three: an equation 68 levels deep takes about 250.
+MATRIX_FRAMES_PER_LEVEL = 12
+
+
+def _check_depth(roots, names):
+    """Raise :class:`DepthError` when an equation, the expression of a root down to the named
+    values, is deeper than SymPy's matrix expressions and printers can take (they recurse
+    once per level), found by an iterative walk."""
+    _, root_heights = heights(roots, names)
+    deepest = max(root_heights, default=0)
+    limit = evaluated_height(MATRIX_FRAMES_PER_LEVEL)
+    if deepest > limit:
+        raise DepthError(
+            f"the derivation's longest equation is {deepest} operations deep, and SymPy's "
+            f"matrix expressions and printers recurse once per level: at most {limit} fit "
+            f"in the recursion limit ({sys.getrecursionlimit()}).  Name intermediate values "
+            f"with symgrad.derivation.label(tensor, name, cotangent_name) so that each "
+            f"equation stays short (as the layers of symgrad.nn do), or raise the limit with "
+            f"sys.setrecursionlimit; compiling does not need the derivation")
+
+
 class Derivation:
     """Reverse mode's derivative of a scalar tensor expression, as named equations.
 
@@ -276,6 +301,9 @@ class Derivation:
                 name = _LABELS[node][1]
                 names[id(ct)] = sympy.Symbol(name) if dims is None else \
                     MatrixSymbol(name, *dims)
+        roots = labelled + [cotangents[id(n)] for n in recorded if id(n) in cotangents] + \
+            list(gradients)
+        _check_depth(roots, names)
         printer = _MatrixPrinter(names)
         self.equations = [(_LABELS[n][0], printer.convert(n, root=True)) for n in labelled]
         for node in reversed(recorded):

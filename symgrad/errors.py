@@ -16,3 +16,9 @@ class UnknownSymbolError(ValueError):
 
 class GradcheckError(AssertionError):
     """Analytic and finite-difference gradients disagree (the message holds a table)."""
+
+
+class DepthError(RecursionError):
+    """An expression nested too deeply for a step that must recurse once per level (SymPy's
+    constructors and printers): raised before the recursion limit is reached, with the depth
+    found and what to do."""

@@ -7,13 +7,15 @@ Supported: numbers (integers, rationals, floats, ``pi``, ``E``, ``oo``, ``nan``)
 comparisons combined with ``And``, ``Or``, ``Not``.  Anything else raises
 :class:`~symgrad.errors.UnsupportedExpressionError` naming the function and the sub-expression.
 
-The walk is iterative, so a 300-deep nest of functions translates without recursion.
+Every walk here is iterative and keys SymPy objects by identity (hashing one hashes all of
+it, recursively), so a nest 100,000 deep translates without recursion.
 """
 
 import sympy
 
 from symgrad import ir
 from symgrad.errors import ShapeError, UnknownSymbolError, UnsupportedExpressionError
+from symgrad.messages import bounded_list, bounded_text
 from symgrad.ops import Op
 from symgrad.sympy_functions import expm1, log1p, sigmoid, softplus
 
@@ -83,7 +85,8 @@ def _number(expr, dtype):
         return ir.const(float("nan"), dtype)
     if expr is sympy.zoo or expr.is_extended_real is False:
         raise UnsupportedExpressionError(
-            f"symgrad computes with real numbers; the constant {expr} is not real")
+            f"symgrad computes with real numbers; the constant {bounded_text(expr)} is not "
+            f"real")
     return ir.const(float(expr), dtype)
 
 
@@ -98,6 +101,25 @@ def _power(base, exponent_expr, exponent):
     return ir.power(base, exponent)
 
 
+def free_symbols(expr):
+    """The symbols of ``expr``, found by an iterative walk (SymPy's ``free_symbols`` recurses
+    once per level of nesting).  Bound symbols (of ``Lambda``, ``Integral``, ...) are not
+    translated anyway, so every ``Symbol`` found counts."""
+    found = set()
+    seen = set()
+    stack = [expr]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, sympy.Symbol):
+            found.add(current)
+        elif isinstance(current, sympy.Basic):
+            stack.extend(current.args)
+    return found
+
+
 def _children(expr):
     if isinstance(expr, sympy.Piecewise):
         return [part for pair in expr.args for part in pair.args]
@@ -108,8 +130,8 @@ def _translate_one(expr, args, symbols, dtype):
     """One SymPy node, its operands already translated to ``args``."""
     if isinstance(expr, sympy.Symbol):
         if expr not in symbols:
-            raise UnknownSymbolError(f"symbol {expr} is not declared; declared symbols are "
-                                     f"{sorted(str(s) for s in symbols)}")
+            raise UnknownSymbolError(f"symbol {bounded_text(expr)} is not declared; declared "
+                                     f"symbols are {bounded_list(sorted(map(str, symbols)))}")
         return symbols[expr]
     if expr in (sympy.true, sympy.false):
         return ir.const(bool(expr), "bool")
@@ -118,7 +140,8 @@ def _translate_one(expr, args, symbols, dtype):
         return _number(expr, dtype)
     if expr is sympy.I or isinstance(expr, sympy.core.numbers.ImaginaryUnit):
         raise UnsupportedExpressionError(
-            f"symgrad computes with real numbers; the sub-expression {expr} is complex")
+            f"symgrad computes with real numbers; the sub-expression {bounded_text(expr)} is "
+            f"complex")
     func = expr.func
     if func is sympy.Add:
         return _balanced(ir.add, args)
@@ -142,7 +165,8 @@ def _translate_one(expr, args, symbols, dtype):
     if func in _UNARY:
         if len(args) != 1:
             raise UnsupportedExpressionError(
-                f"{func.__name__} with {len(args)} arguments is not supported, in {expr}")
+                f"{func.__name__} with {len(args)} arguments is not supported, in "
+                f"{bounded_text(expr)}")
         return _UNARY[func](args[0])
     if func is sympy.Max:
         return _balanced(ir.maximum, args)
@@ -176,7 +200,8 @@ def _translate_one(expr, args, symbols, dtype):
         return result
     name = getattr(func, "__name__", type(expr).__name__)
     raise UnsupportedExpressionError(
-        f"symgrad does not support the function {name!r} (in the sub-expression {expr})")
+        f"symgrad does not support the function {name!r} (in the sub-expression "
+        f"{bounded_text(expr)})")
 
 
 def to_ir(expr, symbols, dtype="float64"):
@@ -203,27 +228,29 @@ def to_ir(expr, symbols, dtype="float64"):
         For a free symbol missing from ``symbols``.
     """
     expr = sympify(expr)
-    memo = {}
+    memo = {}       # id(SymPy object) -> IR node; ``expr`` keeps every object alive
     stack = [expr]
     while stack:
         current = stack[-1]
-        if current in memo:
+        if id(current) in memo:
             stack.pop()
             continue
-        pending = [child for child in _children(current) if child not in memo]
+        children = _children(current)
+        pending = [child for child in children if id(child) not in memo]
         if pending:
             stack.extend(reversed(pending))
             continue
         stack.pop()
         try:
-            memo[current] = _translate_one(current, [memo[c] for c in _children(current)],
-                                           symbols, dtype)
+            memo[id(current)] = _translate_one(current, [memo[id(c)] for c in children],
+                                               symbols, dtype)
         except (TypeError, ValueError) as error:
             if isinstance(error, (UnsupportedExpressionError, UnknownSymbolError, ShapeError)):
                 raise
             raise UnsupportedExpressionError(
-                f"cannot translate the sub-expression {current}: {error}") from error
-    return memo[expr]
+                f"cannot translate the sub-expression {bounded_text(current)}: "
+                f"{bounded_text(error)}") from error
+    return memo[id(expr)]
 
 
 def sympify(expr):

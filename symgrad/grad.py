@@ -14,6 +14,7 @@ reach a differentiation target, so the side not taken contributes exactly 0.
 """
 
 from symgrad import ir
+from symgrad.messages import bounded_list, bounded_text
 from symgrad.ops import ELEMENTWISE, Op
 from symgrad.rules import NON_DIFFERENTIABLE, VJP_RULES, Guarded
 
@@ -143,8 +144,8 @@ def value_and_grad(function, wrt):
     wrt_nodes = []
     for name in wrt:
         if name not in by_name:
-            raise ValueError(f"wrt names {name!r}, which is not an input of the function; "
-                             f"inputs are {list(by_name)}")
+            raise ValueError(f"wrt names {bounded_text(name, quoted=True)}, which is not an input of the function; "
+                             f"inputs are {bounded_list(by_name)}")
         wrt_nodes.append(by_name[name])
     (value,) = function.outputs
     grads = vjp(value, wrt_nodes)

@@ -14,6 +14,7 @@ import math
 import weakref
 
 from symgrad.errors import ShapeError
+from symgrad.messages import bounded_list
 from symgrad.ops import ARITY, BOOLEAN_RESULT, COMPARISONS, Op
 
 FLOAT_DTYPES = ("float64", "float32")
@@ -688,7 +689,7 @@ class Function:
             if node.op is not Op.INPUT:
                 raise ValueError(f"function inputs must be INPUT nodes, got {node!r}")
         if len(set(names)) != len(names):
-            raise ValueError(f"function inputs have repeated names: {names}")
+            raise ValueError(f"function inputs have repeated names: {bounded_list(names)}")
         if output_names is None:
             output_names = [f"out{i}" for i in range(len(self.outputs))]
         self.output_names = tuple(output_names)
@@ -700,7 +701,7 @@ class Function:
         for node in self.nodes:
             if node.op is Op.INPUT and id(node) not in declared:
                 raise ValueError(f"input {node.attrs!r} is used but is not an argument of the "
-                                 f"function; arguments are {names}")
+                                 f"function; arguments are {bounded_list(names)}")
             if node.op is Op.DIM and node.attrs not in sizes:
                 raise ValueError(f"the symbolic size {node.attrs!r} is used but no input's "
                                  f"shape has it")

@@ -16,6 +16,7 @@ The non-gradient rules of the lecture are kernels too: :func:`perceptron_rule` (
 
 import numpy as np
 
+from symgrad.messages import bounded_list
 from symgrad.tensor import Tensor, tensor, where
 
 __all__ = ["Optimizer", "GradientDescent", "SGD", "Momentum", "Adam", "Trainer",
@@ -219,7 +220,7 @@ class Trainer:
         """
         if len(batch) != len(self.inputs):
             raise TypeError(f"batch must hold {len(self.inputs)} arrays "
-                            f"{[t.name for t in self.inputs]}, got {len(batch)}")
+                            f"{bounded_list(t.name for t in self.inputs)}, got {len(batch)}")
         if not self.fused:
             loss, grads = self.kernel(values, *batch)
             updated = [self.optimizer.reference(p, g, s, step)

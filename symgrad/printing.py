@@ -2,6 +2,7 @@
 
 from fractions import Fraction
 import math
+import sys
 
 import sympy
 
@@ -158,8 +159,61 @@ def _display_children(node):
     return list(node.args)
 
 
+# SymPy's evaluating constructors recurse into their operands (to sort terms, to ask for
+# assumptions): about this many Python frames per level of the operands' height, measured on
+# nests of every op with a margin of two.
+FRAMES_PER_LEVEL = 24
+
+
+def _stack_depth():
+    frame, depth = sys._getframe(), 0
+    while frame is not None:
+        frame, depth = frame.f_back, depth + 1
+    return depth
+
+
+def evaluated_height(frames_per_level=FRAMES_PER_LEVEL):
+    """The greatest height of an expression that SymPy's evaluating constructors can build
+    with the recursion room left (a node higher than this is built unevaluated), at
+    ``frames_per_level`` Python frames per level."""
+    room = sys.getrecursionlimit() - _stack_depth() - 50
+    return max(room // frames_per_level, 1)
+
+
+def heights(roots, leaves=()):
+    """``(by_id, root_heights)``: ``id(node) -> height`` over the operands for every node below
+    ``roots`` down to the nodes whose ids are in ``leaves`` (height 1), and the height of each
+    root (a root in ``leaves`` is measured too, and is a leaf to the others), by an iterative
+    walk."""
+    by_id = {key: 1 for key in leaves}
+    root_heights = []
+    for root in roots:
+        by_id.pop(id(root), None)
+        stack = [root]
+        while stack:
+            node = stack[-1]
+            if id(node) in by_id:
+                stack.pop()
+                continue
+            pending = [a for a in node.args if id(a) not in by_id]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            by_id[id(node)] = 1 + max((by_id[id(a)] for a in node.args), default=0)
+        root_heights.append(by_id[id(root)])
+        if id(root) in leaves:
+            by_id[id(root)] = 1
+    return by_id, root_heights
+
+
 def to_sympy(nodes, symbols, leaf_values=None):
     """SymPy expressions for IR nodes.
+
+    Expressions up to :func:`evaluated_height` levels are built by SymPy's evaluating
+    constructors (so ``x + x`` is ``2*x``); the levels above, in a graph deeper than SymPy can
+    evaluate without reaching the recursion limit, are built unevaluated, as written, by an
+    iterative walk.
 
     Parameters
     ----------
@@ -174,6 +228,11 @@ def to_sympy(nodes, symbols, leaf_values=None):
     list of sympy.Expr
     """
     memo = dict(leaf_values or {})
+    height, _ = heights(nodes, memo)
+    limit = evaluated_height()
+
+    def low(node):
+        return height[id(node)] <= limit
 
     def convert(node):
         if node.op is Op.CONST:
@@ -183,8 +242,14 @@ def to_sympy(nodes, symbols, leaf_values=None):
         if node.op is Op.INPUT:
             return symbols[node.attrs]
         if node.op in _FLATTENED:
-            return _FLATTENED[node.op](*[memo[id(a)] for a in _flat_operands(node)])
+            operands = _flat_operands(node) if low(node) else node.args
+            return _FLATTENED[node.op](*[memo[id(a)] for a in operands])
         if node.op is Op.SELECT:
+            if not low(node):
+                # One piece at a time: the chain of selections below is a nest of Piecewise.
+                cond, if_true, if_false = (memo[id(a)] for a in node.args)
+                rest = [] if if_false is sympy.nan else [(if_false, True)]
+                return sympy.Piecewise((if_true, cond), *rest)
             step = _heaviside_parts(node)
             if step is not None:
                 return sympy.Heaviside(memo[id(step[0])], sympy_constant(step[1]))
@@ -216,12 +281,24 @@ def to_sympy(nodes, symbols, leaf_values=None):
             if id(node) in memo:
                 stack.pop()
                 continue
-            pending = [c for c in _display_children(node) if id(c) not in memo]
+            children = _display_children(node) if low(node) else node.args
+            pending = [c for c in children if id(c) not in memo]
             if pending:
                 stack.extend(reversed(pending))
                 continue
             stack.pop()
-            memo[id(node)] = convert(node)
+            if low(node):
+                try:
+                    memo[id(node)] = convert(node)
+                    continue
+                except RecursionError:
+                    pass
+            with sympy.evaluate(False):
+                value = convert(node)
+            # Ask now, one level at a time, what SymPy would otherwise ask of the whole nest
+            # at once later (and cache): whether the expression commutes.
+            getattr(value, "is_commutative", None)
+            memo[id(node)] = value
     return [memo[id(node)] for node in nodes]
 
 

@@ -12,6 +12,7 @@ import zipfile
 import numpy as np
 
 from symgrad.arguments import as_real_array
+from symgrad.messages import bounded_list
 from symgrad.optim import GradientDescent, Optimizer, Trainer
 
 __all__ = ["fit", "History", "save", "load"]
@@ -143,7 +144,7 @@ def fit(model, loss, inputs, data, optimizer=None, epochs=10, batch_size=None, s
     inputs = list(inputs)
     data = list(data)
     if len(data) != len(inputs):
-        raise ValueError(f"data must hold one array per input {[t.name for t in inputs]}, "
+        raise ValueError(f"data must hold one array per input {bounded_list(t.name for t in inputs)}, "
                          f"got {len(data)}")
     data = [as_real_array(tensor.name, array, noun="the data for input")
             for tensor, array in zip(inputs, data)]
@@ -210,7 +211,7 @@ def save(path, model):
     params, values, _ = _parameters_and_values(model)
     names = [p.name for p in params]
     if len(set(names)) != len(names):
-        raise ValueError(f"parameter names must be distinct to be saved, got {names}")
+        raise ValueError(f"parameter names must be distinct to be saved, got {bounded_list(names)}")
     np.savez(path, **dict(zip(names, values)))
 
 
@@ -231,8 +232,8 @@ def load(path, model):
         missing = [n for n in names if n not in archive.files]
         extra = [n for n in archive.files if n not in names]
         if missing or extra:
-            raise ValueError(f"{path!s} holds parameters {sorted(archive.files)}, the model has "
-                             f"{names}")
+            raise ValueError(f"{path!s} holds parameters {bounded_list(sorted(archive.files))}, the "
+                             f"model has {bounded_list(names)}")
         values = []
         for param in params:
             try:
