@@ -81,16 +81,14 @@ class Schedule:
     views: set
     partials: list = field(default_factory=list)
 
+    def __post_init__(self):
+        base = len(self.function.inputs) + len(self.function.outputs) + len(self.temporaries)
+        self._partial_slots = {id(reduction): base + index
+                               for index, (reduction, _) in enumerate(self.partials)}
+
     def partial_slot(self, node):
         """The slot of the partial results of reduction ``node``, or None."""
-        table = self.__dict__.get("_partial_slots")
-        if table is None or len(table) != len(self.partials):
-            base = len(self.function.inputs) + len(self.function.outputs) + \
-                len(self.temporaries)
-            table = {id(reduction): base + index
-                     for index, (reduction, _) in enumerate(self.partials)}
-            self.__dict__["_partial_slots"] = table
-        return table.get(id(node))
+        return self._partial_slots.get(id(node))
 
 
 #: Elements per chunk of a chunked step (rows of its first axis, at least one row).

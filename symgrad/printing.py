@@ -160,8 +160,8 @@ def _display_children(node):
 
 
 # SymPy's evaluating constructors recurse into their operands (to sort terms, to ask for
-# assumptions): about this many Python frames per level of the operands' height, measured on
-# nests of every op with a margin of two.
+# assumptions): a generous allowance of Python frames per level of the operands' height.  A
+# node where SymPy reaches the limit all the same is built unevaluated (see to_sympy).
 FRAMES_PER_LEVEL = 24
 
 
