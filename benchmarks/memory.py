@@ -24,8 +24,8 @@ Cases, each in a process of its own:
 * ``tensor threads``: cold, each kernel called twice on a batch large enough for the native
   worker threads (the second call runs on them);
 * ``llvm pipeline``, ``llvm engine``: LLVM's pieces alone, per module: the optimisation
-  pipeline and code generation of :func:`codegen.jit.compile_object` on a small kernel's
-  module, and an MCJIT engine created, loaded with that object code and deleted.
+  pipeline and code generation of :func:`symgrad.codegen.compile.jit.compile_object` on a
+  small kernel's module, and an MCJIT engine created, loaded with that object code and deleted.
 
 ``--profile`` adds, per case, the Python objects left (``tracemalloc``) and the five places
 that allocated most of them (the heap column then counts tracemalloc's own records too).
@@ -93,6 +93,7 @@ def heap_bytes():
 
 def _scalar(threads):
     import numpy as np
+
     import symgrad as sg
     x, y = sg.symbols("x y")
     if threads:
@@ -107,6 +108,7 @@ def _scalar(threads):
 
 def _tensor(threads):
     import numpy as np
+
     import symgrad as sg
     X, Y = sg.tensor("X", ("n", 4)), sg.tensor("Y", ("n", 1))
     if threads:
@@ -126,23 +128,24 @@ def _tensor(threads):
 
 def _small_module():
     import symgrad as sg
-    from codegen.jit import CompiledModule
-    from codegen.lower import lower_function
-    from symgrad.grad import value_and_grad
+    from symgrad.autodiff.reverse import value_and_grad
+    from symgrad.codegen.compile.jit import CompiledModule
+    from symgrad.codegen.lower.elementwise import lower_elementwise as lower_function
     x, y = sg.symbols("x y")
     fused = value_and_grad(sg.trace(x * y + 3.5, wrt=[x, y]), ["x", "y"])
     return CompiledModule(lambda: lower_function(fused, "kernel", True), "memory").llvm_ir
 
 
 def _pipeline(threads):
-    from codegen.jit import compile_object
+    from symgrad.codegen.compile.jit import compile_object
     text = _small_module()
     return lambda number: compile_object(text)
 
 
 def _engine(threads):
     import llvmlite.binding as llvm
-    from codegen.jit import compile_object, host_target_machine
+
+    from symgrad.codegen.compile.jit import compile_object, host_target_machine
     object_code, _ = compile_object(_small_module())
 
     def load(number):
@@ -166,7 +169,7 @@ def _workload(case):
 
 def run_case(case, count, warm_up, profile):
     """Measure one case in this process; returns the row's figures."""
-    from codegen import cache
+    from symgrad.codegen.compile import cache
     build, mode = _workload(case)
     directory = tempfile.mkdtemp(prefix="symgrad-memory-") if mode == "hits" else None
     cache.set_cache_dir(directory)

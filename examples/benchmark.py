@@ -10,7 +10,7 @@ Workloads (median of several repeats; every result checked against a float64 num
 * W4 tiny network: XOR 2-4-1, sigmoid, BCE, batch 4, float64: one forward+backward call.
 * W5 compile time: declaration to first gradient for W1 and W3, cold and with the disk cache.
 
-First the machine's limits: its peak FLOP/s (:mod:`codegen.peak`: fused multiply-adds on every
+First the machine's limits: its peak FLOP/s (``benchmarks/peak.py``: fused multiply-adds on every
 core at once, the rate no matrix product passes), numpy's 1024x1024 matmul rate with the BLAS
 kernels it runs, and memory copy bandwidth.  W3 gives the rate of symgrad's matrix products
 over the whole step as a share of that peak.
@@ -24,6 +24,7 @@ Peers are optional (the ``bench`` extra, or ``pip install jax`` and
 
 import argparse
 import os
+import pathlib
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,9 @@ import numpy as np
 import sympy
 
 import symgrad as sg
-from codegen import peak
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
+import peak  # noqa: E402  (benchmarks/peak.py: the peak-rate probe)
 
 try:
     import torch

@@ -5,33 +5,51 @@ and run forward and backward passes together as one native kernel compiled with 
 >>> x, y = sg.symbols("x y")
 >>> sg.grad(x**2 + x*y + (x + y)**2, [x, y])
 [4*x + 3*y, 3*x + 2*y]
+
+The stages are subpackages: :mod:`symgrad.ir` (the IR), :mod:`symgrad.frontend` (SymPy and
+tensor expressions into IR), :mod:`symgrad.autodiff` (reverse mode), :mod:`symgrad.display`
+(IR back to SymPy, derivations), :mod:`symgrad.reference` (the numpy interpreter, gradcheck)
+and :mod:`symgrad.codegen` (lowering to LLVM, compiling, running).  Public names load on
+first use, so that ``import symgrad.ir`` loads neither SymPy nor LLVM.
 """
 
-from symgrad import losses, nn, optim
-from symgrad.api import compile, compile_function, grad, symbols, trace
-from symgrad.check import gradcheck
-from symgrad.errors import (GradcheckError, ShapeError, UnknownSymbolError,
-                            UnsupportedExpressionError)
-from symgrad.functions import (acon_a, acon_b, acon_c, activation, elu, leaky_relu, mish,
-                               prelu, relu, sigmoid, smooth_max, softplus, step, swish, tanh)
-from symgrad.training import History, fit, load, save
-from symgrad.tensor import (Tensor, elementwise, log_softmax, logsumexp, matmul, softmax,
-                            tensor, where)
+import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = [
-    "symbols", "grad", "compile", "compile_function", "gradcheck", "trace",
-    "tensor", "Tensor", "elementwise", "matmul", "where", "softmax", "log_softmax",
-    "logsumexp",
-    "activation", "sigmoid", "tanh", "step", "relu", "leaky_relu", "prelu", "elu", "softplus",
-    "swish", "mish", "smooth_max", "acon_a", "acon_b", "acon_c",
-    "nn", "losses", "optim", "fit", "History", "save", "load",
-    "GradcheckError", "ShapeError", "UnknownSymbolError", "UnsupportedExpressionError",
-    "num_threads", "set_num_threads",
-]
+# Public name -> the module that defines it.
+_NAMES = {
+    "symbols": "symgrad.api", "grad": "symgrad.api", "compile": "symgrad.api",
+    "compile_function": "symgrad.api", "trace": "symgrad.api",
+    "gradcheck": "symgrad.reference.gradcheck",
+    "GradcheckError": "symgrad.errors", "ShapeError": "symgrad.errors",
+    "UnknownSymbolError": "symgrad.errors", "UnsupportedExpressionError": "symgrad.errors",
+    "DepthError": "symgrad.errors",
+    **{name: "symgrad.functions" for name in (
+        "acon_a", "acon_b", "acon_c", "activation", "elu", "leaky_relu", "mish", "prelu",
+        "relu", "sigmoid", "smooth_max", "softplus", "step", "swish", "tanh")},
+    **{name: "symgrad.training" for name in ("History", "fit", "load", "save")},
+    **{name: "symgrad.tensors" for name in (
+        "Tensor", "elementwise", "label", "log_softmax", "logsumexp", "matmul", "softmax",
+        "tensor", "where")},
+    "num_threads": "symgrad.codegen.runtime.threads",
+    "set_num_threads": "symgrad.codegen.runtime.threads",
+}
+_MODULES = ("nn", "losses", "optim")
 
-# The JIT backend (llvmlite and LLVM) loads with symgrad, as JAX loads XLA: a first compile
-# then costs compiling only.  (Where codegen is imported first, it is already loading.)
-import codegen  # noqa: E402,F401
-from codegen.parallel import num_threads, set_num_threads  # noqa: E402
+__all__ = sorted(_NAMES) + list(_MODULES)
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f"symgrad.{name}")
+    else:
+        raise AttributeError(f"module 'symgrad' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -15,7 +15,7 @@ import sympy
 from sympy.parsing.sympy_parser import parse_expr, standard_transformations
 
 import symgrad as sg
-from symgrad.sympy_functions import sigmoid, softplus
+from symgrad.frontend.sympy_functions import sigmoid, softplus
 
 
 def _parse(text, wrt_text):
@@ -25,7 +25,7 @@ def _parse(text, wrt_text):
     try:
         expr = parse_expr(text, local_dict=dict(known), transformations=standard_transformations)
     except (SyntaxError, TypeError, ValueError, sympy.SympifyError) as error:
-        raise SystemExit(f"error: cannot parse the expression {text!r}: {error}")
+        raise SystemExit(f"error: cannot parse the expression {text!r}: {error}") from None
     # Every symbol becomes a real symbol, as symgrad.symbols makes them.
     real = {s: sympy.Symbol(s.name, real=True) for s in expr.free_symbols}
     expr = expr.xreplace(real)
@@ -129,8 +129,24 @@ def command_demo(args):
     return run_demo(epochs=args.epochs, progress=None if not args.no_progress else False)
 
 
+def _version_text():
+    import importlib.metadata
+    import platform
+
+    versions = []
+    for name in ("sympy", "numpy", "llvmlite"):
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    return (f"symgrad {sg.__version__} (Python {platform.python_version()}, "
+            f"{', '.join(versions)})")
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m symgrad", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m symgrad",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version_text())
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="the worked example, then an MLP trained on digits")
     demo.add_argument("--epochs", type=int, default=30)

@@ -1,16 +1,35 @@
 """The public entry points: ``symbols``, ``trace``, ``grad`` and ``compile``."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from symgrad.codegen import FunctionKernel, Kernel, TensorKernel
+    from symgrad.tensors import Tensor
+
 import sympy
 
 from symgrad import ir
-from symgrad.errors import UnknownSymbolError
-from symgrad.frontend import free_symbols, sympify, to_ir
-from symgrad.grad import value_and_grad, vjp
+from symgrad.autodiff.reverse import value_and_grad, vjp
+from symgrad.display.to_sympy import to_sympy
+from symgrad.frontend.sympy_to_ir import free_symbols, sympify, to_ir
+from symgrad.frontend.trace import (
+    check_declared,
+    input_nodes,
+    inputs_of,
+    symbol_list,
+    tensor_list,
+    trace,
+    trace_tensor,
+)
 from symgrad.messages import bounded_list
-from symgrad.printing import to_sympy
+
+__all__ = ["symbols", "trace", "grad", "compile", "compile_function"]
 
 
-def symbols(names, **assumptions):
+def symbols(names: str, **assumptions: object) -> Any:
     """Real SymPy symbols, as ``sympy.symbols`` makes them.
 
     Examples
@@ -23,68 +42,7 @@ def symbols(names, **assumptions):
     return sympy.symbols(names, **assumptions)
 
 
-def _symbol_list(argument, name):
-    if isinstance(argument, sympy.Symbol):
-        return [argument], True
-    if isinstance(argument, (str, bytes)) or not hasattr(argument, "__iter__"):
-        raise TypeError(f"{name} must be a SymPy symbol or a sequence of symbols, got "
-                        f"{type(argument).__name__}")
-    items = list(argument)
-    for item in items:
-        if not isinstance(item, sympy.Symbol):
-            raise TypeError(f"{name} must hold SymPy symbols, got {item!r} "
-                            f"({type(item).__name__})")
-    return items, False
-
-
-def _input_nodes(symbol_list):
-    """One INPUT node per symbol, named by the symbol; distinct symbols need distinct names."""
-    nodes = {}
-    by_name = {}
-    for symbol in symbol_list:
-        if symbol in nodes:
-            continue
-        name = symbol.name
-        if name in by_name:
-            raise ValueError(f"two different symbols are both named {name!r} "
-                             f"({by_name[name]!r} with assumptions "
-                             f"{by_name[name].assumptions0} and {symbol!r} with "
-                             f"{symbol.assumptions0}); rename one")
-        by_name[name] = symbol
-        nodes[symbol] = ir.input_node(name)
-    return nodes
-
-
-def trace(expr, wrt=(), inputs=()):
-    """Translate a SymPy expression into an IR :class:`~symgrad.ir.Function`.
-
-    The function's arguments are ``wrt`` followed by ``inputs``; every free symbol of ``expr``
-    must be among them.
-
-    Returns
-    -------
-    symgrad.ir.Function
-        With one output named ``f``.
-    """
-    expr = sympify(expr)
-    wrt_list, _ = _symbol_list(wrt, "wrt")
-    input_list, _ = _symbol_list(inputs, "inputs")
-    both = set(wrt_list) & set(input_list)
-    if both:
-        raise ValueError(f"symbols {bounded_list(sorted(map(str, both)))} are both in wrt and in inputs")
-    arguments = wrt_list + input_list
-    undeclared = free_symbols(expr) - set(arguments)
-    if undeclared:
-        raise UnknownSymbolError(
-            f"the expression has free symbols {bounded_list(sorted(map(str, undeclared)))} "
-            f"that are neither in wrt {bounded_list(map(str, wrt_list))} nor in inputs "
-            f"{bounded_list(map(str, input_list))}")
-    nodes = _input_nodes(arguments)
-    output = to_ir(expr, nodes)
-    return ir.Function([nodes[s] for s in arguments], [output], ["f"])
-
-
-def grad(expr, wrt):
+def grad(expr: sympy.Expr | Tensor, wrt: Any) -> Any:
     """The gradient of a scalar SymPy expression, by reverse mode over symgrad's IR.
 
     Parameters
@@ -107,67 +65,27 @@ def grad(expr, wrt):
     >>> grad(x**2 + x*y + (x + y)**2, [x, y])
     [4*x + 3*y, 3*x + 2*y]
     """
-    from symgrad.tensor import Tensor
+    from symgrad.tensors import Tensor
 
     if isinstance(expr, Tensor):
-        from symgrad.check import _inputs_of
-        from symgrad.derivation import Derivation
+        from symgrad.display.derivation import Derivation
 
-        wrt_list = _tensor_list(wrt, "wrt")
+        wrt_list = tensor_list(wrt, "wrt")
         names = {t.name for t in wrt_list}
-        inputs = [t for t in _inputs_of(expr) if t.name not in names]
+        inputs = [t for t in inputs_of(expr) if t.name not in names]
         return Derivation(expr, wrt_list, inputs)
     expr = sympify(expr)
-    wrt_list, single = _symbol_list(wrt, "wrt")
+    wrt_list, single = symbol_list(wrt, "wrt")
     free = sorted(free_symbols(expr) - set(wrt_list), key=str)
-    nodes = _input_nodes(wrt_list + free)
+    nodes = input_nodes(wrt_list + free)
     output = to_ir(expr, nodes)
     gradients = vjp(output, [nodes[s] for s in wrt_list])
     expressions = to_sympy(gradients, {node.attrs: symbol for symbol, node in nodes.items()})
     return expressions[0] if single else expressions
 
 
-def _tensor_list(argument, name):
-    from symgrad.tensor import Tensor
-
-    items = [argument] if isinstance(argument, Tensor) else list(argument)
-    for item in items:
-        if not isinstance(item, Tensor):
-            raise TypeError(f"{name} must hold tensors, got {type(item).__name__}")
-        if item.name is None:
-            raise TypeError(f"{name} must hold argument tensors (symgrad.tensor or network "
-                            f"parameters), got the computed tensor {item!r}")
-    return items
-
-
-def trace_tensor(expr, wrt, inputs=()):
-    """The IR function of a scalar tensor expression, with arguments ``wrt`` then ``inputs``."""
-    wrt_list = _tensor_list(wrt, "wrt")
-    input_list = _tensor_list(inputs, "inputs")
-    arguments = wrt_list + input_list
-    names = [t.name for t in arguments]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ValueError(f"arguments {bounded_list(repeated)} are given more than once (in wrt or inputs)")
-    if expr.shape != ():
-        raise ValueError(f"the expression to differentiate must be a scalar, got shape "
-                         f"{expr.shape}; reduce it with .sum() or .mean()")
-    _check_declared([expr], arguments,
-                    f"neither in wrt {bounded_list(names[:len(wrt_list)])} nor in inputs "
-                    f"{bounded_list(names[len(wrt_list):])}")
-    return ir.Function([t.node for t in arguments], [expr.node], ["loss"]), wrt_list
-
-
-def _check_declared(expressions, arguments, where):
-    declared = {id(t.node) for t in arguments}
-    undeclared = sorted({n.attrs for n in ir.toposort([e.node for e in expressions])
-                         if n.op.value == "input" and id(n) not in declared})
-    if undeclared:
-        raise UnknownSymbolError(f"the expression uses tensors {bounded_list(undeclared)} that are "
-                                 f"{where}")
-
-
-def compile_function(outputs, inputs, names=None):
+def compile_function(outputs: Tensor | Sequence[Tensor], inputs: Sequence[Tensor],
+                     names: Sequence[str] | None = None) -> FunctionKernel:
     """Compile tensor expressions (no differentiation) into one native kernel.
 
     Parameters
@@ -180,7 +98,7 @@ def compile_function(outputs, inputs, names=None):
 
     Returns
     -------
-    codegen.kernel.FunctionKernel
+    symgrad.codegen.runtime.tensor_kernel.FunctionKernel
         ``kernel(*arrays, **arrays_by_name)`` returns a tuple with one array per output.
 
     Examples
@@ -188,24 +106,24 @@ def compile_function(outputs, inputs, names=None):
     >>> X = tensor("X", ("n", 3)); w = tensor("w", (3,))
     >>> k = compile_function([X @ w.reshape(3, 1)], [X, w])
     """
-    from codegen.kernel import FunctionKernel
-    from symgrad.tensor import Tensor
+    from symgrad.codegen import FunctionKernel
+    from symgrad.tensors import Tensor
 
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     for output in outputs:
         if not isinstance(output, Tensor):
             raise TypeError(f"outputs must be tensors, got {type(output).__name__}")
-    arguments = _tensor_list(inputs, "inputs")
+    arguments = tensor_list(inputs, "inputs")
     argument_names = [t.name for t in arguments]
     repeated = sorted({n for n in argument_names if argument_names.count(n) > 1})
     if repeated:
         raise ValueError(f"inputs {bounded_list(repeated)} are given more than once")
-    _check_declared(outputs, arguments, f"not in inputs {bounded_list(argument_names)}")
+    check_declared(outputs, arguments, f"not in inputs {bounded_list(argument_names)}")
     function = ir.Function([t.node for t in arguments], [o.node for o in outputs], names)
     return FunctionKernel(function)
 
 
-def compile(expr, wrt, inputs=()):
+def compile(expr: sympy.Expr | Tensor, wrt: Any, inputs: Any = ()) -> Kernel | TensorKernel:
     """Compile a scalar SymPy expression and its gradient into one native kernel.
 
     Parameters
@@ -219,7 +137,7 @@ def compile(expr, wrt, inputs=()):
 
     Returns
     -------
-    codegen.Kernel or codegen.kernel.TensorKernel
+    symgrad.codegen.Kernel or symgrad.codegen.runtime.tensor_kernel.TensorKernel
         For a SymPy expression, ``kernel(*wrt_values, *input_values)`` (or by symbol name as
         keywords) returns ``(value, (d/d wrt[0], d/d wrt[1], ...))``, elementwise over numpy
         broadcasting.  For a tensor expression, ``kernel(params, *inputs, **inputs)`` takes
@@ -233,16 +151,16 @@ def compile(expr, wrt, inputs=()):
     >>> k(3.0, -2.0)
     (4.0, (6.0, 5.0))
     """
-    from codegen import Kernel
-    from symgrad.tensor import Tensor
+    from symgrad.codegen import Kernel
+    from symgrad.tensors import Tensor
 
     if isinstance(expr, Tensor):
-        from codegen.kernel import TensorKernel
+        from symgrad.codegen import TensorKernel
 
         function, wrt_list = trace_tensor(expr, wrt, inputs)
         fused = value_and_grad(function, [t.name for t in wrt_list])
         return TensorKernel(fused, num_params=len(wrt_list))
     function = trace(expr, wrt, inputs)
-    wrt_list, _ = _symbol_list(wrt, "wrt")
+    wrt_list, _ = symbol_list(wrt, "wrt")
     fused = value_and_grad(function, [s.name for s in wrt_list])
     return Kernel(fused, value_and_grad=True)

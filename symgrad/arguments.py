@@ -23,7 +23,8 @@ def bind(names, args, kwargs, noun="argument", after=""):
             raise TypeError(f"unknown {noun} {bounded_text(name, quoted=True)}; the {noun}s are "
                             f"{bounded_list(names)}")
         if name in bound:
-            raise TypeError(f"{noun} {bounded_text(name, quoted=True)} given twice, by position and by name")
+            raise TypeError(f"{noun} {bounded_text(name, quoted=True)} given twice, by position "
+                            f"and by name")
         bound[name] = value
     missing = [name for name in names if name not in bound]
     if missing:

@@ -19,11 +19,13 @@ import inspect
 
 import sympy
 
-from symgrad.frontend import sympify
-from symgrad.sympy_functions import expm1, sigmoid as _sigmoid, softplus as _softplus
 from symgrad import ir
-from symgrad.ops import Op
-from symgrad.tensor import Tensor, elementwise, where
+from symgrad.frontend.sympy_functions import expm1
+from symgrad.frontend.sympy_functions import sigmoid as _sigmoid
+from symgrad.frontend.sympy_functions import softplus as _softplus
+from symgrad.frontend.sympy_to_ir import sympify
+from symgrad.ir.ops import Op
+from symgrad.tensors import Tensor, _derived, elementwise, where
 
 __all__ = [
     "activation", "sigmoid", "tanh", "step", "relu", "leaky_relu", "prelu", "elu", "softplus",
@@ -35,7 +37,7 @@ def activation(formula):
     """Make an activation from a SymPy formula of scalars.
 
     The result returns ``formula(*args)`` for SymPy (or number) arguments, and applies
-    ``formula`` elementwise when any argument is a :class:`~symgrad.tensor.Tensor`.
+    ``formula`` elementwise when any argument is a :class:`~symgrad.tensors.Tensor`.
 
     Examples
     --------
@@ -185,13 +187,13 @@ def smooth_max(xs, beta=1, axis=-1):
     if isinstance(xs, Tensor):
         scaled = xs * beta
         top = ir.reduce_max(scaled.node, axis, True)
-        at_maximum = where(Tensor(ir.compare(Op.EQ, scaled.node, top)), 1.0, 0.0)
+        at_maximum = where(_derived(ir.compare(Op.EQ, scaled.node, top), scaled), 1.0, 0.0)
         # c: the mean of the values of largest weight (one value, unless beta is 0).  S does
         # not depend on it, so no gradient flows through it.
-        center = Tensor(ir.stop_gradient(((xs * at_maximum).sum(axis, keepdims=True)
-                                          / at_maximum.sum(axis, keepdims=True)).node))
+        mean = (xs * at_maximum).sum(axis, keepdims=True) / at_maximum.sum(axis, keepdims=True)
+        center = _derived(ir.stop_gradient(mean.node), mean)
         offsets = xs - center
-        exponentials = Tensor(ir.exp((offsets * beta).node))
+        exponentials = _derived(ir.exp((offsets * beta).node), offsets)
         weights = exponentials / exponentials.sum(axis, keepdims=True)
         return (center + (offsets * weights).sum(axis, keepdims=True)).sum(axis)
     values = [sympify(x) for x in xs]

@@ -7,9 +7,11 @@ come out of a sigmoid it is rewritten to the logits form; softmax cross-entropy 
 log-sum-exp.
 """
 
+from __future__ import annotations
+
 from symgrad import ir
-from symgrad.ops import Op
-from symgrad.tensor import Normalizer, Tensor, as_tensor, where
+from symgrad.ir.ops import Op
+from symgrad.tensors import Normalizer, Tensor, _derived, as_tensor, where
 
 __all__ = ["perceptron_criterion", "mean_squared_error", "mse", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "softmax_cross_entropy"]
@@ -33,7 +35,7 @@ def _pair(prediction, target, name):
     return prediction, target
 
 
-def perceptron_criterion(y, t, reduction="sum"):
+def perceptron_criterion(y: Tensor, t: Tensor | float, reduction: str = "sum") -> Tensor:
     r"""Rosenblatt's criterion :math:`E_P = -\sum_{n \in M} t_n y_n` over the misclassified
     set :math:`M = \{n : t_n y_n \le 0\}`, with targets :math:`t_n \in \{-1, +1\}` and
     outputs :math:`y_n = w^T x_n`.
@@ -47,7 +49,7 @@ def perceptron_criterion(y, t, reduction="sum"):
     return _reduce(where(margin <= 0, -margin, 0.0), reduction)
 
 
-def mean_squared_error(y, t, reduction="mean"):
+def mean_squared_error(y: Tensor, t: Tensor | float, reduction: str = "mean") -> Tensor:
     r""":math:`\frac{1}{N} \sum (y - t)^2`."""
     y, t = _pair(y, t, "mean_squared_error")
     return _reduce((y - t) ** 2, reduction)
@@ -56,7 +58,8 @@ def mean_squared_error(y, t, reduction="mean"):
 mse = mean_squared_error
 
 
-def binary_cross_entropy_with_logits(z, t, reduction="mean"):
+def binary_cross_entropy_with_logits(z: Tensor, t: Tensor | float,
+                                     reduction: str = "mean") -> Tensor:
     r""":math:`-[t \log \sigma(z) + (1 - t) \log(1 - \sigma(z))] = (1 - t)
     \operatorname{softplus}(z) + t \operatorname{softplus}(-z)`, exact for any logit.
 
@@ -67,12 +70,12 @@ def binary_cross_entropy_with_logits(z, t, reduction="mean"):
     logarithm in the compiled loop.
     """
     z, t = _pair(z, t, "binary_cross_entropy_with_logits")
-    per_element = (1 - t) * Tensor(ir.softplus(z.node)) + \
-        t * Tensor(ir.softplus(ir.neg(z.node)))
+    per_element = (1 - t) * _derived(ir.softplus(z.node), z) + \
+        t * _derived(ir.softplus(ir.neg(z.node)), z)
     return _reduce(per_element, reduction)
 
 
-def binary_cross_entropy(p, t, reduction="mean"):
+def binary_cross_entropy(p: Tensor, t: Tensor | float, reduction: str = "mean") -> Tensor:
     r""":math:`-[t \log p + (1 - t) \log(1 - p)]` for probabilities ``p``.
 
     When ``p`` is a sigmoid of logits, the logits form is used (exact for any logit);
@@ -81,20 +84,22 @@ def binary_cross_entropy(p, t, reduction="mean"):
     """
     p, t = _pair(p, t, "binary_cross_entropy")
     if p.node.op is Op.SIGMOID:
-        return binary_cross_entropy_with_logits(Tensor(p.node.args[0]), t, reduction)
+        return binary_cross_entropy_with_logits(_derived(p.node.args[0], p), t,
+                                                reduction)
     floor = ir.const(-100.0, p.dtype)
-    log_p = Tensor(ir.maximum(ir.log(p.node), floor))
-    log_not_p = Tensor(ir.maximum(ir.log1p(ir.neg(p.node)), floor))
+    log_p = _derived(ir.maximum(ir.log(p.node), floor), p)
+    log_not_p = _derived(ir.maximum(ir.log1p(ir.neg(p.node)), floor), p)
     return _reduce(-(t * log_p + (1 - t) * log_not_p), reduction)
 
 
-def softmax_cross_entropy(logits, t, axis=-1, reduction="mean"):
+def softmax_cross_entropy(logits: Tensor, t: Tensor, axis: int = -1,
+                          reduction: str = "mean") -> Tensor:
     r""":math:`-\sum_k t_k \log \operatorname{softmax}(z)_k = \sum_k t_k
     (\operatorname{logsumexp}(z) - z_k)` for each example (one-hot or probability targets
     ``t`` along ``axis``), averaged (or summed) over the examples.
 
     Written as :math:`\sum_k t_k (m - z_k) + (\sum_k t_k) \log(\sum_i e^{z_i - m})`, ``m``
-    the maximum, with the pieces of :class:`~symgrad.tensor.Normalizer`: every term is
+    the maximum, with the pieces of :class:`~symgrad.tensors.Normalizer`: every term is
     positive, so a confident right answer (logits [40, 0], target [1, 0]) has the loss
     4.2e-18 rather than 0, and the gradient :math:`(\sum_k t_k) \operatorname{softmax}(z) -
     t` at the first logit is -4.2e-18, computed from the other class, rather than
@@ -110,14 +115,15 @@ def softmax_cross_entropy(logits, t, axis=-1, reduction="mean"):
     # maximum (one pass over the logits fewer): the terms off the maxima, their offset and,
     # where no element dominates, the maxima's (0-valued) terms.
     zero = ir.const(0.0, logits.dtype)
-    at_maximum = Tensor(parts.at_maximum)
+    at_maximum = _derived(parts.at_maximum, logits)
     # A class with target 0 adds nothing, even where its logit is -inf (0 log 0 = 0).
-    distance = t * where(at_maximum, 0.0, Tensor(ir.neg(parts.gaps)))
+    distance = t * where(at_maximum, 0.0, _derived(ir.neg(parts.gaps), logits))
     untargeted = ir.compare(Op.EQ, t.node, zero)
-    off_maxima = Tensor(ir.select(untargeted, zero, distance.node)).sum(axis, True)
+    off_maxima = _derived(ir.select(untargeted, zero, distance.node), distance).sum(axis, True)
     weight_off_maxima = (t * where(at_maximum, 0.0, 1.0)).sum(axis, True)
-    on_maxima = (t * where(at_maximum, Tensor(ir.neg(parts.gaps)), 0.0)).sum(axis, True)
-    distances = off_maxima + Tensor(parts.offset) * weight_off_maxima + \
-        Tensor(ir.select(parts.dominant, zero, on_maxima.node))
-    normalizers = t.sum(axis, keepdims=True) * Tensor(parts.log_total)
+    on_maxima = (t * where(at_maximum, _derived(ir.neg(parts.gaps), logits), 0.0)).sum(axis,
+                                                                                  True)
+    distances = off_maxima + _derived(parts.offset, logits) * weight_off_maxima + \
+        _derived(ir.select(parts.dominant, zero, on_maxima.node), on_maxima)
+    normalizers = t.sum(axis, keepdims=True) * _derived(parts.log_total, logits)
     return _reduce((distances + normalizers).sum(axis), reduction)     # drops the axis

@@ -3,10 +3,11 @@
 A message names the first few items and the count, and shows an expression in at most a few
 hundred characters: SymPy's printers recurse once per level of nesting, so an expression that
 is deep or large is written here by an iterative walk, in function-call form, cut at the
-limit.
+limit.  (SymPy is not imported here: where it is not loaded, no value is a SymPy
+expression.)
 """
 
-import sympy
+import sys
 
 LIST_ITEMS = 8
 TEXT_CHARACTERS = 200
@@ -36,6 +37,11 @@ def _small(expr, nodes=300, height=40):
     return True
 
 
+def _is_sympy(value):
+    sympy = sys.modules.get("sympy")
+    return sympy is not None and isinstance(value, sympy.Basic)
+
+
 def _call_form(expr, limit):
     """``tanh(tanh(Add(x, y)))``, written by an iterative walk and cut after ``limit``
     characters."""
@@ -46,7 +52,7 @@ def _call_form(expr, limit):
         item = stack.pop()
         if isinstance(item, str):
             text = item
-        elif isinstance(item, sympy.Basic) and item.args:
+        elif _is_sympy(item) and item.args:
             text = f"{type(item).__name__}("
             stack.append(")")
             for position, arg in enumerate(reversed(item.args)):
@@ -66,7 +72,7 @@ def bounded_text(value, limit=TEXT_CHARACTERS, quoted=False):
     A SymPy expression small enough for SymPy's printer is printed by it; a deeper or larger
     one in function-call form.  ``quoted`` gives strings their ``repr``.
     """
-    if isinstance(value, sympy.Basic):
+    if _is_sympy(value):
         text = None
         if _small(value):
             try:

@@ -15,9 +15,8 @@ import numpy as np
 
 from symgrad import ir
 from symgrad.arguments import as_real_array
-from symgrad.derivation import label
-from symgrad.functions import relu, leaky_relu, elu, prelu
-from symgrad.tensor import Tensor, tensor
+from symgrad.functions import elu, leaky_relu, prelu, relu
+from symgrad.tensors import Tensor, label, tensor
 
 _RELU_LIKE = (relu, leaky_relu, elu, prelu)
 
@@ -43,7 +42,10 @@ class Dense:
         An activation from :mod:`symgrad.functions` (or any function of a tensor); None for
         the identity.
     name : str
-        Suffix of the parameter names: ``W{name}``, ``b{name}``.
+        Suffix of the parameter names (``W{name}``, ``b{name}``) and of the names a
+        derivation shows (``z{name}``, ``a{name}``, ``delta{name}``).
+    prefix : str
+        Prefix of the parameter names (``{prefix}W{name}``), to keep two networks apart.
     seed : int or numpy.random.Generator
     dtype : {'float64', 'float32'}
     init : {'auto', 'glorot', 'he'}
@@ -51,14 +53,15 @@ class Dense:
     """
 
     def __init__(self, in_features, out_features, activation=None, name="", seed=0,
-                 dtype="float64", init="auto"):
-        for label, value in (("in_features", in_features), ("out_features", out_features)):
+                 dtype="float64", init="auto", prefix=""):
+        for argument, value in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{label} must be a positive int, got {value!r}")
+                raise ValueError(f"{argument} must be a positive int, got {value!r}")
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.activation = activation
-        self.weight = tensor(f"W{name}", (out_features, in_features), dtype)
-        self.bias = tensor(f"b{name}", (out_features,), dtype)
+        self.name = name
+        self.weight = tensor(f"{prefix}W{name}", (out_features, in_features), dtype)
+        self.bias = tensor(f"{prefix}b{name}", (out_features,), dtype)
         self.weight_value = _initial_weight(rng, in_features, out_features, activation, init,
                                             dtype)
         self.bias_value = np.zeros(out_features, dtype)
@@ -73,11 +76,8 @@ class Dense:
                 f"layer {self.weight.name}: expected inputs of shape (batch, "
                 f"{self.weight.shape[1]}), got {inputs.shape}")
         z = inputs @ self.weight.T + self.bias
-        a = z if self.activation is None else self.activation(z)
-        suffix = self.weight.name[1:] if self.weight.name.startswith("W") else ""
-        label(z, f"z{suffix}", f"delta{suffix}")
-        if a is not z:
-            label(a, f"a{suffix}")
+        z = label(z, f"z{self.name}", f"delta{self.name}")
+        a = z if self.activation is None else label(self.activation(z), f"a{self.name}")
         self.last_z, self.last_a = z, a
         return a
 
@@ -136,11 +136,8 @@ class MLP:
             last = index == len(sizes) - 1
             self.layers.append(Dense(fan_in, fan_out,
                                      output_activation if last else activation,
-                                     name=f"{index}", seed=rng, dtype=dtype, init=init))
-            if name:
-                layer = self.layers[-1]
-                layer.weight = tensor(f"{name}W{index}", layer.weight.shape, dtype)
-                layer.bias = tensor(f"{name}b{index}", layer.bias.shape, dtype)
+                                     name=f"{index}", seed=rng, dtype=dtype, init=init,
+                                     prefix=name))
         self.sizes = sizes
         self.dtype = dtype
 

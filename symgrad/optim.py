@@ -17,7 +17,7 @@ The non-gradient rules of the lecture are kernels too: :func:`perceptron_rule` (
 import numpy as np
 
 from symgrad.messages import bounded_list
-from symgrad.tensor import Tensor, tensor, where
+from symgrad.tensors import Tensor, tensor, where
 
 __all__ = ["Optimizer", "GradientDescent", "SGD", "Momentum", "Adam", "Trainer",
            "perceptron_rule", "hebb_rule"]
@@ -178,8 +178,9 @@ class Trainer:
     """
 
     def __init__(self, loss, params, inputs, optimizer, fused=True):
-        from symgrad.api import compile as compile_loss, compile_function
-        from symgrad.grad import vjp
+        from symgrad.api import compile as compile_loss
+        from symgrad.api import compile_function
+        from symgrad.autodiff.reverse import vjp
 
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a symgrad.optim.Optimizer, got "
@@ -247,7 +248,7 @@ def perceptron_rule(n_features, dtype="float64"):
 
     Returns
     -------
-    codegen.kernel.FunctionKernel
+    symgrad.codegen.runtime.tensor_kernel.FunctionKernel
         ``kernel(w, X, t, eta) -> (new_w, number_misclassified)``.
     """
     from symgrad.api import compile_function

@@ -5,6 +5,15 @@ native call per batch, shuffles with a seed, shows a progress bar with the curre
 when installed and the output is a terminal) and returns a :class:`History`.
 """
 
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from symgrad.tensors import Tensor
+
 import sys
 import time
 import zipfile
@@ -100,8 +109,11 @@ def _progress_bar(total, enabled):
     return tqdm(total=total, unit="epoch", leave=True)
 
 
-def fit(model, loss, inputs, data, optimizer=None, epochs=10, batch_size=None, shuffle=True,
-        seed=0, progress=None, metrics=None, fused=True, verbose=False):
+def fit(model: Any, loss: Tensor, inputs: Sequence[Tensor], data: Sequence[Any],
+        optimizer: Optimizer | None = None, epochs: int = 10, batch_size: int | None = None,
+        shuffle: bool = True, seed: int = 0, progress: bool | None = None,
+        metrics: Mapping[str, Callable[..., float]] | None = None, fused: bool = True,
+        verbose: bool = False) -> History:
     """Train ``model`` on ``data`` by minimising ``loss``.
 
     Parameters
@@ -144,8 +156,8 @@ def fit(model, loss, inputs, data, optimizer=None, epochs=10, batch_size=None, s
     inputs = list(inputs)
     data = list(data)
     if len(data) != len(inputs):
-        raise ValueError(f"data must hold one array per input {bounded_list(t.name for t in inputs)}, "
-                         f"got {len(data)}")
+        names = bounded_list(t.name for t in inputs)
+        raise ValueError(f"data must hold one array per input {names}, got {len(data)}")
     data = [as_real_array(tensor.name, array, noun="the data for input")
             for tensor, array in zip(inputs, data)]
     count = data[0].shape[0] if data and data[0].ndim else 0
@@ -206,7 +218,7 @@ def fit(model, loss, inputs, data, optimizer=None, epochs=10, batch_size=None, s
     return history
 
 
-def save(path, model):
+def save(path: str | os.PathLike, model: Any) -> None:
     """Save parameter values to a ``.npz`` file, keyed by parameter name (no pickle)."""
     params, values, _ = _parameters_and_values(model)
     names = [p.name for p in params]
@@ -215,7 +227,7 @@ def save(path, model):
     np.savez(path, **dict(zip(names, values)))
 
 
-def load(path, model):
+def load(path: str | os.PathLike, model: Any) -> Any:
     """Load values saved by :func:`save` into ``model`` (checked against its parameters'
     names, shapes and dtypes; the file is read without pickle).  Returns the values."""
     params, _, setter = _parameters_and_values(model)
@@ -232,8 +244,9 @@ def load(path, model):
         missing = [n for n in names if n not in archive.files]
         extra = [n for n in archive.files if n not in names]
         if missing or extra:
-            raise ValueError(f"{path!s} holds parameters {bounded_list(sorted(archive.files))}, the "
-                             f"model has {bounded_list(names)}")
+            held = bounded_list(sorted(archive.files))
+            raise ValueError(f"{path!s} holds parameters {held}, the model has "
+                             f"{bounded_list(names)}")
         values = []
         for param in params:
             try:

@@ -4,13 +4,15 @@ import hashlib
 import hmac
 import json
 import os
+import pathlib
 import warnings
 
 import numpy as np
 import pytest
 
 import symgrad as sg
-from codegen import cache
+from symgrad import ir
+from symgrad.codegen.compile import cache
 
 
 @pytest.fixture
@@ -152,19 +154,57 @@ def _read_memo(path):
     return tag, json.loads(payload)
 
 
+def _generator_files():
+    """Every Python file of the code generator's folder (codegen/ in the repository), its
+    subfolders included, found by a walk of its own."""
+    root = pathlib.Path(__file__).resolve().parent.parent / "codegen"
+    assert cache._SOURCES == root
+    found = []
+    for folder, _, names in os.walk(root):
+        found += [pathlib.Path(folder, name) for name in names if name.endswith(".py")]
+    assert {path.parent.name for path in found} >= {"codegen", "lower", "compile", "runtime"}
+    return sorted(found)
+
+
+def test_a_change_to_one_lowering_file_misses_the_cache(cache_dir, tmp_path, monkeypatch):
+    # A copy of the code generator's sources, one file of a subfolder changed: another
+    # generator digest, hence another key for the same kernel, and a miss.
+    import shutil
+    copy = tmp_path / "codegen"
+    shutil.copytree(cache._SOURCES, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    function = ir.Function([ir.input_node("x")], [ir.exp(ir.input_node("x"))])
+    host = ("x86_64-unknown-linux-gnu", "generic", "")
+    keys = []
+    monkeypatch.setattr(cache, "_SOURCES", copy)
+    try:
+        for change in (None, "lower/tensor.py", "lower/tensor.py"):
+            if change is not None:
+                with open(copy / change, "a") as file:
+                    file.write("\n# changed\n")
+            cache.generator_digest.cache_clear()
+            keys.append(cache.cache_key(cache.fingerprint(function), host, {}))
+    finally:
+        cache.generator_digest.cache_clear()
+    assert len(set(keys)) == 3
+    cache.store(keys[0], [(b"object", "text")])
+    assert cache.lookup(keys[0])[0] == [(b"object", "text")]
+    assert cache.lookup(keys[1])[0] is None and cache.lookup(keys[2])[0] is None
+
+
 def test_the_generator_digest_is_the_hash_of_the_sources(cache_dir):
     # Kept with the sizes and modification times of the sources: a memo whose signature
     # differs from the files is hashed again (never trusted), and rewritten.
-    paths = sorted(cache._SOURCES.glob("*.py"))
+    paths = _generator_files()
     want = cache._source_digest(paths)
     memo = cache_dir / "generator.json"
-    for stale in ([], [["kernel.py", 1, 2]]):
+    for stale in ([], [["runtime/tensor_kernel.py", 1, 2]]):
         cache.generator_digest.cache_clear()
         _write_memo(memo, {"sources": stale, "digest": "0" * 64})
         assert cache.generator_digest() == want
         _, stored = _read_memo(memo)
         assert stored["digest"] == want
-        assert [name for name, _, _ in stored["sources"]] == [path.name for path in paths]
+        assert [name for name, _, _ in stored["sources"]] == \
+            [path.relative_to(cache._SOURCES).as_posix() for path in paths]
     memo.write_text("not json")
     cache.generator_digest.cache_clear()
     assert cache.generator_digest() == want
@@ -351,7 +391,7 @@ def test_an_existing_private_directory_keeps_its_mode(tmp_path):
 def test_an_untrusted_generator_memo_is_not_used(cache_dir):
     # The memo says the digest without hashing the sources: one of another user, or
     # writable by others, is hashed again (and replaced).
-    paths = sorted(cache._SOURCES.glob("*.py"))
+    paths = _generator_files()
     want = cache._source_digest(paths)
     memo = cache_dir / "generator.json"
     cache.generator_digest.cache_clear()

@@ -5,8 +5,8 @@ import pytest
 import sympy
 
 import symgrad as sg
-from codegen import Kernel
 from symgrad import ir
+from symgrad.codegen import Kernel
 
 x, y = sg.symbols("x y")
 

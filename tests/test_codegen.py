@@ -4,12 +4,13 @@ interpreter, IR-level properties of the generated code."""
 import numpy as np
 import pytest
 
-from codegen import Kernel, lower_function
-from codegen.lower import LoweringError
 from symgrad import ir
-from symgrad.eval import evaluate
-from symgrad.grad import value_and_grad
-from symgrad.ops import Op
+from symgrad.autodiff.reverse import value_and_grad
+from symgrad.codegen import Kernel
+from symgrad.codegen.lower.elementwise import LoweringError
+from symgrad.codegen.lower.elementwise import lower_elementwise as lower_function
+from symgrad.ir.ops import Op
+from symgrad.reference.evaluate import evaluate
 
 RNG = np.random.default_rng(0)
 
@@ -107,7 +108,7 @@ def test_compiled_gradient_matches_reference_interpreter():
 def test_inspection_texts():
     _, kernel = _compile(lambda a, b: [ir.mul(ir.exp(a), b)])
     assert 'define void @"symgrad_kernel"' in kernel.llvm_ir
-    assert "symgrad.exp.f64" in kernel.llvm_ir     # the vectorisable routine (codegen.vecmath)
+    assert "symgrad.exp.f64" in kernel.llvm_ir     # the vectorisable routine (vecmath)
     assert "define void @symgrad_kernel" in kernel.optimized_llvm_ir
     assert "symgrad_kernel:" in kernel.asm
     # Never fast-math: no flag that may change NaN or inf results.

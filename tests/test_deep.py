@@ -16,15 +16,17 @@ import pytest
 import sympy
 
 import symgrad as sg
-from codegen.lower_tensor import lower_tensor_function
-from codegen.schedule import MAX_INLINE_DEPTH, MAX_STEP_NODES, schedule
-from symgrad import eval as reference
-from symgrad.api import trace_tensor
-from symgrad.derivation import label
+from symgrad.autodiff.reverse import value_and_grad
+from symgrad.codegen.lower.schedule import MAX_INLINE_DEPTH, MAX_STEP_NODES, schedule
+from symgrad.codegen.lower.target import Target
+from symgrad.codegen.lower.tensor import lower_tensor
+from symgrad.codegen.lower.tensor import plan as plan_for
 from symgrad.errors import DepthError, UnknownSymbolError, UnsupportedExpressionError
-from symgrad.frontend import free_symbols
-from symgrad.grad import value_and_grad
-from symgrad.printing import function_to_text
+from symgrad.frontend.sympy_to_ir import free_symbols
+from symgrad.frontend.trace import trace_tensor
+from symgrad.ir.text import function_to_text
+from symgrad.reference import evaluate as reference
+from symgrad.tensors import label
 
 x, y = sg.symbols("x y")
 
@@ -237,7 +239,9 @@ def test_alias_metadata_grows_as_b_log_b():
     loss, X, b = _tensor_chain(400)
     function, _ = trace_tensor(loss, [b], [X])
     fused = value_and_grad(function, ["b"])
-    module, plan = lower_tensor_function(fused)
+    target = Target()
+    plan = plan_for(fused, target)
+    module = lower_tensor(fused, plan, target)
     buffers = len(fused.inputs) + len(fused.outputs) + len(plan.temporaries) + len(plan.partials)
     assert buffers > 500
     # One node per scope (two per bit) and two lists per buffer, each of log2(B) scopes.
@@ -314,7 +318,7 @@ def test_thousands_of_undeclared_symbols():
 def test_thousands_of_declared_symbols_in_an_error():
     many = sg.symbols("s0:3000")
     from symgrad import ir
-    from symgrad.frontend import to_ir
+    from symgrad.frontend.sympy_to_ir import to_ir
     nodes = {s: ir.input_node(s.name) for s in many}
     with pytest.raises(UnknownSymbolError) as caught:
         to_ir(x + many[0], nodes)

@@ -7,7 +7,7 @@ import pytest
 import sympy
 
 import symgrad as sg
-from symgrad.eval import evaluate
+from symgrad.reference.evaluate import evaluate
 
 x, y = sg.symbols("x y")
 

@@ -1,6 +1,6 @@
-"""symgrad's own GEMM (codegen.gemm): products against numpy in float64, every operand layout
-the kernels pass, edge tiles, and the same bits whichever range of columns a call computes
-(threads share a product by columns)."""
+"""symgrad's own GEMM (symgrad.codegen.lower.gemm): products against numpy in float64, every
+operand layout the kernels pass, edge tiles, and the same bits whichever range of columns a
+call computes (threads share a product by columns)."""
 
 import ctypes
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from codegen import gemm, parallel, workers
-from symgrad.eval import evaluate
+from symgrad.codegen.runtime import libraries, workers
+from symgrad.codegen.runtime import threads as runtime_threads
+from symgrad.reference.evaluate import evaluate
 
 _INDEX, _POINTER = ctypes.c_int64, ctypes.c_void_p
 _SIGNATURE = ctypes.CFUNCTYPE(None, _INDEX, _INDEX, _INDEX, _POINTER, _INDEX, _INDEX, _POINTER,
@@ -19,7 +20,7 @@ _SIGNATURE = ctypes.CFUNCTYPE(None, _INDEX, _INDEX, _INDEX, _POINTER, _INDEX, _I
 def _product(a, b, first=None, last=None):
     """C = a @ b through the library (a, b: views with unit stride on one axis); columns
     outside first..last are left as NaN."""
-    function = _SIGNATURE(gemm.library(a.dtype.name).address)
+    function = _SIGNATURE(libraries.library(a.dtype.name).address)
     (m, k), n = a.shape, b.shape[1]
     c = np.full((m, n), np.nan, a.dtype)
     size = a.itemsize
@@ -65,7 +66,7 @@ def test_any_range_of_columns_gives_the_same_bits(dtype, b_transposed):
     a = _operand(rng, 31, 300, False, dtype)
     b = _operand(rng, 300, 75, b_transposed, dtype)
     whole = _product(a, b)
-    tile = gemm.library(dtype).column_tile
+    tile = libraries.library(dtype).column_tile
     for bounds in ([0, 75], [0, tile, 75], [0, 5, 40, 41, 75], [0, 2 * tile, 75]):
         pieces = np.full_like(whole, np.nan)
         for first, last in zip(bounds, bounds[1:]):
@@ -92,18 +93,18 @@ def test_a_product_shared_by_threads_gives_the_bits_of_one_thread(monkeypatch):
     step = sg.compile(((sg.tanh(X @ W.T) - T) ** 2).mean(), wrt=[W], inputs=[X, T])
     rng = np.random.default_rng(4)
     w, x, t = (rng.standard_normal(shape) for shape in [(100, 50), (1000, 50), (1000, 100)])
-    monkeypatch.setattr(parallel, "available_cpus", lambda: 4)
+    monkeypatch.setattr(runtime_threads, "available_cpus", lambda: 4)
     workers.start(3)
     before = workers.jobs_run()
     results = {}
-    previous = parallel.set_num_threads(1)
+    previous = runtime_threads.set_num_threads(1)
     try:
         for threads in (1, 2, 3, 4):
-            parallel.set_num_threads(threads)
+            runtime_threads.set_num_threads(threads)
             for _ in range(5):                  # workers may join only the later calls
                 results[threads] = step([w], x, t)
     finally:
-        parallel.set_num_threads(previous)
+        runtime_threads.set_num_threads(previous)
     assert workers.jobs_run() > before           # the workers took part
     value, (grad,) = results[1]
     for other_value, (other_grad,) in results.values():
@@ -133,7 +134,7 @@ def test_the_matrix_product_library_is_chosen_by_the_environment(monkeypatch):
         calls = [line for line in step.llvm_ir.splitlines() if "call" in line]
         assert any("symgrad.gemm.f64" in line for line in calls) == (name == "symgrad")
         assert any("dgemm" in line for line in calls) == (name == "blas" and
-                                                           step._planned[1] is not None)
+                                                           step.target.gemm is not None)
         results[name] = step([w], x)
     for value, (grad,) in results.values():
         assert value == pytest.approx(results["symgrad"][0], rel=1e-12)

@@ -9,10 +9,10 @@ import sympy
 
 import symgrad as sg
 from symgrad import ir
-from symgrad.eval import evaluate
-from symgrad.grad import value_and_grad, vjp
-from symgrad.ops import Op
-from symgrad.rules import VJP_RULES
+from symgrad.autodiff.reverse import value_and_grad, vjp
+from symgrad.autodiff.rules import VJP_RULES
+from symgrad.ir.ops import Op
+from symgrad.reference.evaluate import evaluate
 
 x, y = sg.symbols("x y")
 

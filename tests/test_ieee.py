@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 
 import symgrad as sg
 from symgrad import ir
-from symgrad.eval import _maximum, _minimum
-from symgrad.ops import Op
-from symgrad.tensor import Tensor
+from symgrad.ir.numeric import _maximum, _minimum
+from symgrad.ir.ops import Op
+from symgrad.tensors import Tensor
 
 SPECIALS = [np.inf, -np.inf, np.nan, 0.0, -0.0, 1.0, -1.0, 2.5, -3.0, 0.5, 1e-310, -5e-324,
             1e308, -1e308, 7.0]

@@ -13,17 +13,19 @@ import re
 import numpy as np
 import pytest
 import sympy
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import symgrad as sg
-from codegen import parallel
-from symgrad.eval import evaluate
+from symgrad.codegen.lower import abi
+from symgrad.codegen.runtime import threads as runtime_threads
+from symgrad.reference.evaluate import evaluate
 
 pytestmark = pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 
 x, y = sg.symbols("x y")
 SMALL = 7
-LARGE = parallel.MIN_PARALLEL_MAP_ELEMENTS + 5      # threads, and a partial last block
+LARGE = runtime_threads.MIN_PARALLEL_MAP_ELEMENTS + 5      # threads, and a partial last block
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +35,9 @@ def scalar_kernel():
 
 @pytest.fixture
 def two_threads():
-    previous = parallel.set_num_threads(2)
+    previous = runtime_threads.set_num_threads(2)
     yield
-    parallel.set_num_threads(previous)
+    runtime_threads.set_num_threads(previous)
 
 
 def _numpy_reference(xs, ys):
@@ -196,13 +198,13 @@ def test_array_likes_give_what_numpy_gives_on_their_numbers(scalar_kernel, two_t
     numbers = np.asarray(variant)
     dtype = _expected_dtype(variant, 0.75)
     chunked = []
-    monkeypatch.setattr(parallel, "run_chunks", lambda *a, run=parallel.run_chunks:
+    monkeypatch.setattr(runtime_threads, "run_chunks", lambda *a, run=runtime_threads.run_chunks:
                         chunked.append(1) or run(*a))
     value, (dx,) = scalar_kernel(variant, 0.75)
     assert type(value) is np.ndarray and value.dtype == dx.dtype == dtype
     assert value.shape == dx.shape == numbers.shape
     # Large calls share their elements among threads; small ones run in one call.
-    assert bool(chunked) == (numbers.size >= parallel.MIN_PARALLEL_MAP_ELEMENTS)
+    assert bool(chunked) == (numbers.size >= runtime_threads.MIN_PARALLEL_MAP_ELEMENTS)
     plain = np.array(numbers, dtype=dtype, order="C")
     want_value, (want_dx,) = scalar_kernel(plain, 0.75)
     np.testing.assert_array_equal(value, want_value)
@@ -451,7 +453,7 @@ def _assert_tensor_close(value, grads, reference, dtype):
                                    atol=tolerance * np.abs(want).max())
 
 
-@pytest.mark.parametrize("n", [5, parallel.MIN_PARALLEL_ELEMENTS // 4])
+@pytest.mark.parametrize("n", [5, abi.MIN_PARALLEL_ELEMENTS // 4])
 @pytest.mark.parametrize("name, dtype", [
     (name, dtype) for dtype in ("float64", "float32") for name in TENSOR_VARIANTS
     # numpy makes float64 of a list: a float32 kernel refuses it (see the refusals below)
@@ -565,7 +567,7 @@ def _tensor_refusals(dtype, n):
     ]
 
 
-@pytest.mark.parametrize("n", [5, parallel.MIN_PARALLEL_ELEMENTS // 4])
+@pytest.mark.parametrize("n", [5, abi.MIN_PARALLEL_ELEMENTS // 4])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_tensor_kernels_refuse_naming_the_argument_before_native_code(steps, dtype, n,
                                                                       monkeypatch):

@@ -6,8 +6,8 @@ import pytest
 
 from symgrad import ir
 from symgrad.errors import ShapeError
-from symgrad.ops import ARITY, Op
-from symgrad.printing import function_to_dot, function_to_text
+from symgrad.ir.ops import ARITY, Op
+from symgrad.ir.text import function_to_dot, function_to_text
 
 
 def test_equal_structure_is_the_same_node():
@@ -157,3 +157,39 @@ def test_golden_text():
     assert function_to_text(fn) == GOLDEN_TEXT
     dot = function_to_dot(fn)
     assert dot.startswith("digraph symgrad {") and dot.count("label=\"mul") == 1
+
+
+def test_graphs_built_by_8_threads_at_once_are_the_same_interned_nodes():
+    # The intern table is guarded by a lock (ir.INTERN_LOCK): structure looked up and added in
+    # one step, so threads building the same graph at once share every node.
+    import sys
+    import threading
+
+    def build():
+        x = ir.input_node("x", shape=("n", 3))
+        w = ir.input_node("w", shape=(3, 2))
+        h = ir.tanh(ir.add(ir.matmul(x, w), ir.const(0.5)))
+        for k in range(300):
+            h = ir.mul(ir.sigmoid(ir.add(h, ir.const(float(k)))), h)
+        return ir.reduce_sum(h)
+
+    barrier = threading.Barrier(8)
+    results = [None] * 8
+
+    def run(index):
+        barrier.wait()
+        results[index] = build()
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)           # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(previous)
+    nodes = [ir.toposort([root]) for root in results]
+    assert all(len(order) == len(nodes[0]) for order in nodes)
+    for order in nodes[1:]:
+        assert all(a is b for a, b in zip(order, nodes[0]))

@@ -7,7 +7,7 @@ import threading
 import pytest
 from llvmlite import ir as llvm_ir
 
-from codegen import cache, jit
+from symgrad.codegen.compile import cache, jit
 
 
 def _module(name, body):

@@ -16,11 +16,14 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from codegen import fastcall, jit, parallel, workers
-from codegen.jit import CompiledModule
-from codegen.lower import lower_function
 from symgrad import ir
-from symgrad.grad import value_and_grad
+from symgrad.autodiff.reverse import value_and_grad
+from symgrad.codegen.compile import jit
+from symgrad.codegen.compile.jit import CompiledModule
+from symgrad.codegen.lower import abi
+from symgrad.codegen.lower.elementwise import lower_elementwise as lower_function
+from symgrad.codegen.runtime import process, workers
+from symgrad.codegen.runtime import threads as runtime_threads
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -107,14 +110,14 @@ def test_function_kernels_and_trainers_are_freed_at_once():
 
 @pytest.fixture
 def two_threads():
-    previous = parallel.set_num_threads(2)
+    previous = runtime_threads.set_num_threads(2)
     try:
         yield
     finally:
-        parallel.set_num_threads(previous)
+        runtime_threads.set_num_threads(previous)
 
 
-@pytest.mark.skipif(parallel.available_cpus() < 2, reason="needs two CPUs")
+@pytest.mark.skipif(runtime_threads.available_cpus() < 2, reason="needs two CPUs")
 def test_workers_keep_no_pointer_into_a_kernel(two_threads):
     workers.start(1)
     X, W = sg.tensor("freed_X", ("n", 64)), sg.tensor("freed_W", (64, 64))
@@ -135,14 +138,14 @@ def test_workers_keep_no_pointer_into_a_kernel(two_threads):
         block = workers._state["block"]
         # A call clears its job's words before it returns: no worker is left pointing at
         # the kernel's code (nor at the caller's arrays), so the kernel may go at once.
-        assert [block[slot] for slot in (workers._FUNCTION, workers._SIZES, workers._BUFFERS,
-                                         workers._STATE)] == [0, 0, 0, 0]
-        assert block[workers._BUSY] == 0 and block[workers._ACTIVE] == 0
+        assert [block[slot] for slot in (abi.FUNCTION, abi.SIZES, abi.BUFFERS,
+                                         abi.STATE)] == [0, 0, 0, 0]
+        assert block[abi.BUSY] == 0 and block[abi.ACTIVE] == 0
     for value, (grad,) in results[1:]:
         assert value == results[0][0]
         np.testing.assert_array_equal(grad, results[0][1][0])
     # The runtime block names the workers' code (process-wide) and no kernel's.
-    assert fastcall.runtime()[fastcall.RUNTIME_RUNNER] == \
+    assert process.runtime()[abi.RUNTIME_RUNNER] == \
         workers._compiled()[0].address("symgrad.run_parallel")
 
 
@@ -229,7 +232,7 @@ BUDGETS = [
 @pytest.mark.parametrize("case, count, warm_up, bound", BUDGETS,
                          ids=[budget[0] for budget in BUDGETS])
 def test_memory_per_kernel_compiled_and_dropped(case, count, warm_up, bound):
-    if case.endswith("threads") and parallel.available_cpus() < 2:
+    if case.endswith("threads") and runtime_threads.available_cpus() < 2:
         pytest.skip("needs two CPUs")
     path = ROOT / "benchmarks" / "memory.py"
     output = subprocess.run([sys.executable, str(path), case, "--child",

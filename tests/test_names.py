@@ -8,13 +8,14 @@ import pytest
 import sympy
 
 import symgrad as sg
-from codegen import cache
-from codegen.kernel import FunctionKernel, Kernel, TensorKernel
-from codegen.lower import lower_function
-from codegen.lower_tensor import lower_tensor_function
 from symgrad import ir
-from symgrad.eval import evaluate
-from symgrad.grad import value_and_grad
+from symgrad.autodiff.reverse import value_and_grad
+from symgrad.codegen import FunctionKernel, Kernel, TensorKernel
+from symgrad.codegen.compile import cache
+from symgrad.codegen.lower.elementwise import lower_elementwise as lower_function
+from symgrad.codegen.lower.target import Target
+from symgrad.codegen.lower.tensor import lower_tensor, plan
+from symgrad.reference.evaluate import evaluate
 
 LONG = "q" * 1000
 # Any string (a symbol's name), including what LLVM's text would misread or truncate: long
@@ -176,7 +177,7 @@ def test_the_lowering_takes_symbols_only():
         with pytest.raises(ValueError, match="name must be a symbol"):
             lower_function(function, bad)
         with pytest.raises(ValueError, match="name must be a symbol"):
-            lower_tensor_function(tensor_function, bad)
+            lower_tensor(tensor_function, plan(tensor_function, Target()), Target(), bad)
 
 
 def test_disk_cache_files_are_named_by_hashes_only(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 
 import symgrad as sg
 from symgrad import ir
-from symgrad.eval import evaluate
+from symgrad.reference.evaluate import evaluate
 
 # ---------------------------------------------------------------------------------------------
 # 1. Parameters and initialisation
@@ -39,6 +39,37 @@ def test_named_networks_keep_their_parameters_apart():
     b = sg.nn.MLP([2, 3, 1], activation=sg.tanh, name="d")
     assert [p.name for p in a.parameters()] == ["gW1", "gb1", "gW2", "gb2"]
     assert not {p.name for p in a.parameters()} & {p.name for p in b.parameters()}
+
+
+@pytest.mark.parametrize("name", ["", "net", "W"])
+def test_a_derivation_names_the_layers_values_whatever_the_network_is_called(name):
+    net = sg.nn.MLP([2, 3, 4, 1], activation=sg.tanh, name=name)
+    X = sg.tensor("X", ("n", 2))
+    T = sg.tensor("T", ("n", 1))
+    derivation = sg.grad(sg.losses.mse(net(X), T), net.parameters())
+    names = [n for n, _ in derivation.equations]
+    assert names == ["z1", "a1", "z2", "a2", "z3", "a3", "delta3", "delta2", "delta1"] + [
+        f"dC/d{name}{kind}{layer}" for layer in (1, 2, 3) for kind in ("W", "b")]
+    assert "delta1 = " in str(derivation) and r"\delta_{1}" in derivation.latex()
+
+
+def test_labels_go_with_the_expression_not_with_its_nodes():
+    # The same nodes built by hand (interned: the very nodes the network's call made) carry
+    # no labels: a derivation shows what the expression it is given was labelled with.
+    net = sg.nn.MLP([2, 3, 1], activation=sg.tanh)
+    X = sg.tensor("X", ("n", 2))
+    T = sg.tensor("T", ("n", 1))
+    labelled = sg.losses.mse(net(X), T)
+    W1, b1, W2, b2 = net.parameters()
+    by_hand = sg.losses.mse(sg.tanh(sg.tanh(X @ W1.T + b1) @ W2.T + b2), T)
+    assert by_hand.node is labelled.node
+    assert [n for n, _ in sg.grad(by_hand, net.parameters()).equations] == [
+        "dC/dW1", "dC/db1", "dC/dW2", "dC/db2"]
+    assert [n for n, _ in sg.grad(labelled, net.parameters()).equations][:2] == ["z1", "a1"]
+    # sg.label names a value of one's own, on the tensor it returns.
+    hidden = sg.label(sg.tanh(X @ W1.T + b1), "h", "dh")
+    assert [n for n, _ in sg.grad(sg.losses.mse(hidden @ W2.T + b2, T),
+                                  net.parameters()).equations][:2] == ["h", "dh"]
 
 
 def test_initialisation_is_deterministic_for_a_seed_and_differs_across_seeds():

@@ -6,16 +6,18 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from codegen import fastcall, parallel, workers
-from codegen.schedule import CHUNK_ELEMENTS, chunking
-from symgrad.eval import evaluate
+from symgrad.codegen.lower import abi
+from symgrad.codegen.lower.schedule import CHUNK_ELEMENTS, chunking
+from symgrad.codegen.runtime import process, workers
+from symgrad.codegen.runtime import threads as runtime_threads
+from symgrad.reference.evaluate import evaluate
 
 
 @pytest.fixture
 def threads():
-    previous = parallel.set_num_threads(None)
-    yield parallel.set_num_threads
-    parallel.set_num_threads(previous)
+    previous = runtime_threads.set_num_threads(None)
+    yield runtime_threads.set_num_threads
+    runtime_threads.set_num_threads(previous)
 
 
 def _model(k=20, classes=7):
@@ -41,9 +43,9 @@ def _arguments(shape, n, seed):
 
 @pytest.mark.parametrize("n, k, classes", [
     # just over the threshold (the (n, 7) steps count twice), a partial last chunk
-    (parallel.MIN_PARALLEL_ELEMENTS // 14 + 1, 20, 7),
-    (parallel.MIN_PARALLEL_ELEMENTS // 7, 20, 7),
-    (8, 3, parallel.MIN_PARALLEL_ELEMENTS // 8),   # rows longer than a chunk: a row per chunk
+    (abi.MIN_PARALLEL_ELEMENTS // 14 + 1, 20, 7),
+    (abi.MIN_PARALLEL_ELEMENTS // 7, 20, 7),
+    (8, 3, abi.MIN_PARALLEL_ELEMENTS // 8),   # rows longer than a chunk: a row per chunk
 ])
 def test_results_do_not_depend_on_the_number_of_threads(threads, monkeypatch, n, k, classes):
     step, shape = _model(k, classes)
@@ -53,13 +55,13 @@ def test_results_do_not_depend_on_the_number_of_threads(threads, monkeypatch, n,
     monkeypatch.setattr(workers, "run", lambda *arguments: (
         shared.append(arguments[3]), original(*arguments)))
     # As many threads as asked for (a kernel uses at most one per CPU).
-    monkeypatch.setattr(parallel, "available_cpus", lambda: 8)
+    monkeypatch.setattr(runtime_threads, "available_cpus", lambda: 8)
     workers.start(7)
     before = workers.jobs_run()
     results = {}
     for count in (1, 2, 3, 8):
         threads(count)
-        assert fastcall.runtime()[fastcall.RUNTIME_THREADS] == count
+        assert process.runtime()[abi.RUNTIME_THREADS] == count
         results[count] = step(params, x, t)            # the native entry runs them
     # The same through the Python path (the entry taken away), which says its thread count.
     call, step._call_native = step._call_native, None
@@ -97,12 +99,12 @@ def test_large_calls_run_on_threads_and_small_ones_in_one_call(threads, monkeypa
         calls.append(arguments[3])
         return original(*arguments)
     monkeypatch.setattr(workers, "run", counting)
-    monkeypatch.setattr(parallel, "available_cpus", lambda: 2)
+    monkeypatch.setattr(runtime_threads, "available_cpus", lambda: 2)
     step._call_native = None                    # the Python path, which reports its threads
     threads(2)
     step(*_arguments(shape, 8, seed=0))
     assert calls == []
-    n = parallel.MIN_PARALLEL_ELEMENTS // 7
+    n = abi.MIN_PARALLEL_ELEMENTS // 7
     step(*_arguments(shape, n, seed=0))
     assert calls == [2]
     threads(1)
@@ -111,7 +113,7 @@ def test_large_calls_run_on_threads_and_small_ones_in_one_call(threads, monkeypa
     threads(4)                                  # at most one thread per CPU
     step(*_arguments(shape, n, seed=0))
     assert calls == [2, 1, 2]
-    assert fastcall.runtime()[fastcall.RUNTIME_THREADS] == 2     # and so for native calls
+    assert process.runtime()[abi.RUNTIME_THREADS] == 2     # and so for native calls
 
 
 def test_a_call_that_finds_the_workers_busy_runs_alone(threads):
@@ -121,7 +123,7 @@ def test_a_call_that_finds_the_workers_busy_runs_alone(threads):
 
     workers.start(1)
     step, shape = _model()
-    arguments = _arguments(shape, parallel.MIN_PARALLEL_ELEMENTS // 7, seed=3)
+    arguments = _arguments(shape, abi.MIN_PARALLEL_ELEMENTS // 7, seed=3)
     threads(1)
     value, grads = step(*arguments)
     threads(2)
@@ -145,13 +147,13 @@ def test_thread_settings_are_checked(threads, monkeypatch):
         with pytest.raises(ValueError, match="threads must be a positive integer"):
             threads(bad)
     monkeypatch.setenv("SYMGRAD_NUM_THREADS", "3")
-    assert parallel.num_threads() == 3
+    assert runtime_threads.num_threads() == 3
     threads(2)
-    assert parallel.num_threads() == 2          # the setting wins over the environment
+    assert runtime_threads.num_threads() == 2          # the setting wins over the environment
     threads(None)
     monkeypatch.setenv("SYMGRAD_NUM_THREADS", "many")
     with pytest.raises(ValueError, match="SYMGRAD_NUM_THREADS"):
-        parallel.num_threads()
+        runtime_threads.num_threads()
 
 
 _INHERITED = {}
@@ -162,7 +164,7 @@ def test_a_forked_child_runs_threaded_calls(threads):
     import multiprocessing
 
     step, shape = _model()
-    arguments = _arguments(shape, parallel.MIN_PARALLEL_ELEMENTS // 7, seed=1)
+    arguments = _arguments(shape, abi.MIN_PARALLEL_ELEMENTS // 7, seed=1)
     threads(2)
     want_value, _ = step(*arguments)          # the parent's pool now has threads
     _INHERITED.update(step=step, arguments=arguments)
@@ -178,7 +180,7 @@ def _call_in_child():
     return float(_INHERITED["step"](*_INHERITED["arguments"])[0])
 
 
-@pytest.mark.parametrize("count", [parallel.MIN_PARALLEL_MAP_ELEMENTS + 4097, 3, 1])
+@pytest.mark.parametrize("count", [runtime_threads.MIN_PARALLEL_MAP_ELEMENTS + 4097, 3, 1])
 def test_elementwise_kernels_with_broadcast_arguments_and_threads(threads, count):
     # A scalar broadcast to every element is read from a block of copies (so that the loop
     # vectorises); blocks are shared among threads: results equal the reference interpreter
@@ -214,15 +216,16 @@ def test_elementwise_kernels_with_broadcast_arguments_and_threads(threads, count
 _FIRST_CALL = """
 import numpy as np
 import symgrad as sg
-from codegen import fastcall, parallel, workers
+from symgrad.codegen.lower import abi
+from symgrad.codegen.runtime import process, threads as runtime_threads, workers
 
-parallel.available_cpus = lambda: 2
-parallel.set_num_threads(2)
+runtime_threads.available_cpus = lambda: 2
+runtime_threads.set_num_threads(2)
 X = sg.tensor("X", ("n", 20))
 W = sg.tensor("W", (7, 20))
 step = sg.compile(((X @ W.T) ** 2).sum(), wrt=[W], inputs=[X])
 rng = np.random.default_rng(0)
-w, x = rng.normal(size=(7, 20)), rng.normal(size=(parallel.MIN_PARALLEL_ELEMENTS // 7, 20))
+w, x = rng.normal(size=(7, 20)), rng.normal(size=(abi.MIN_PARALLEL_ELEMENTS // 7, 20))
 compiled = workers.compile_soon()
 assert compiled is workers.compile_soon()       # started by the compile, once
 ready = "wait" in __import__("sys").argv
@@ -264,16 +267,16 @@ def test_the_first_large_call_runs_alone_and_the_next_starts_the_workers(tmp_pat
 
 
 def test_more_threads_asked_for_start_more_workers(threads, monkeypatch):
-    monkeypatch.setattr(parallel, "available_cpus", lambda: 4)
+    monkeypatch.setattr(runtime_threads, "available_cpus", lambda: 4)
     workers.start(1)
     threads(4)
     assert workers._state["workers"] >= 3
-    assert fastcall.runtime()[fastcall.RUNTIME_THREADS] == 4
+    assert process.runtime()[abi.RUNTIME_THREADS] == 4
 
 
 def _folded(kernel):
     """The product steps of a kernel whose next step runs inside them."""
-    from codegen import lower_tensor
+    from symgrad.codegen.lower import tensor as lower_tensor
     plan = kernel.schedule
     return [number for number, step in enumerate(plan.steps)
             if step.kind == "matmul" and lower_tensor._epilogue(plan, number)]
@@ -311,9 +314,10 @@ def test_which_steps_run_inside_the_product_before_them():
 def test_a_layer_inside_its_product_gives_the_bits_of_a_step_of_its_own(threads, monkeypatch):
     # Units of 32 or 16 columns (partial tiles included: 80 and 50 columns), shared among
     # threads; each computes its columns of the product, then their bias and activation.
-    from codegen import cache, lower_tensor
+    from symgrad.codegen.compile import cache
+    from symgrad.codegen.lower import tensor as lower_tensor
     previous = cache.set_cache_dir(None)
-    monkeypatch.setattr(parallel, "available_cpus", lambda: 8)
+    monkeypatch.setattr(runtime_threads, "available_cpus", lambda: 8)
     workers.start(7)
     try:
         for dtype in ("float64", "float32"):

@@ -4,7 +4,7 @@ optimised away, or done in fewer operations, would report a rate it never reache
 import numpy as np
 import pytest
 
-from codegen import peak
+import peak
 
 
 def _expected(dtype, count):

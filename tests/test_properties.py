@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import symgrad as sg
-from symgrad.eval import NUMPY_DTYPES, NUMPY_RULES, evaluate
-from symgrad.grad import value_and_grad
-from symgrad.ops import Op
+from symgrad.autodiff.reverse import value_and_grad
+from symgrad.ir.ops import Op
+from symgrad.reference.evaluate import NUMPY_DTYPES, NUMPY_RULES, evaluate
 
 X, Y = sg.symbols("x y")
 
@@ -257,9 +257,9 @@ def _fused(f):
     return value_and_grad(sg.trace(f, wrt=[X, Y]), ["x", "y"])
 
 
-# Ops whose results the kernel (codegen.vecmath, libm) and numpy (its own SIMD routines) may
-# round differently, by up to 3 ulp (tests/test_vecmath.py).  Every other op is correctly
-# rounded in both.
+# Ops whose results the kernel (symgrad.codegen.lower.vecmath, libm) and numpy (its own SIMD
+# routines) may round differently, by up to 3 ulp (tests/test_vecmath.py).  Every other op is
+# correctly rounded in both.
 _LIBM_OPS = frozenset({Op.EXP, Op.LOG, Op.SIN, Op.COS, Op.TANH, Op.POW, Op.EXPM1, Op.LOG1P,
                        Op.SIGMOID, Op.SOFTPLUS})
 

@@ -8,10 +8,10 @@ import pytest
 import sympy
 
 import symgrad as sg
-from codegen import Kernel
 from symgrad import ir
-from symgrad.frontend import to_ir
-from symgrad.grad import value_and_grad
+from symgrad.autodiff.reverse import value_and_grad
+from symgrad.codegen import Kernel
+from symgrad.frontend.sympy_to_ir import to_ir
 
 x, y = sg.symbols("x y")
 

@@ -15,8 +15,8 @@ The references are sympy.diff's derivatives of the same SymPy expressions (the s
 maximum's and the losses' are closed forms), evaluated by mpmath with enough digits (``DPS``)
 that the cancellations inside those formulas leave 50 correct digits; each reference is
 checked once against a second evaluation with more digits and against mpmath.diff at 50
-digits.  Both the compiled kernel and the reference interpreter (symgrad.eval, numpy's exp and
-log) are checked, so a loss of accuracy in the rules shows in both.
+digits.  Both the compiled kernel and the reference interpreter (symgrad.reference.evaluate,
+numpy's exp and log) are checked, so a loss of accuracy in the rules shows in both.
 """
 
 import functools
@@ -30,9 +30,9 @@ import sympy
 
 import symgrad as sg
 from symgrad import functions, ir, losses
-from symgrad.eval import evaluate
-from symgrad.grad import vjp
-from symgrad.sympy_functions import expm1, log1p, sigmoid, softplus
+from symgrad.autodiff.reverse import vjp
+from symgrad.frontend.sympy_functions import expm1, log1p, sigmoid, softplus
+from symgrad.reference.evaluate import evaluate
 
 ULP = 8
 # Digits for the references: 50 plus what a formula can lose to cancellation at |x| = 745
@@ -678,7 +678,7 @@ def test_second_derivatives_in_the_tails(name):
     (got,) = evaluate(second, np.array(points))
     assert_ulp(got, exact, "float64", f"{name}'' (reference interpreter)", points,
                scale=scale)
-    from codegen import Kernel
+    from symgrad.codegen import Kernel
     (compiled,) = Kernel(second, value_and_grad=False)(np.array(points))
     assert_ulp(compiled, exact, "float64", f"{name}'' (kernel)", points, scale=scale)
 

@@ -2,19 +2,20 @@
 the numpy reference interpreter and finite differences, symbolic batch sizes, dtypes, argument
 checking of tensor kernels, and gradcheck on tensor kernels."""
 
+import dataclasses
 import sys
 
 import numpy as np
 import pytest
 import sympy
-from hypothesis import Phase, example, given, settings, strategies as st
+from hypothesis import Phase, example, given, settings
+from hypothesis import strategies as st
 
 import symgrad as sg
-from codegen import parallel
-from codegen.kernel import TensorKernel
 from symgrad import ir
-from symgrad.eval import evaluate
-from symgrad.ops import Op
+from symgrad.codegen.runtime.tensor_kernel import TensorKernel
+from symgrad.ir.ops import Op
+from symgrad.reference.evaluate import evaluate
 
 RNG = np.random.default_rng(0)
 
@@ -614,7 +615,7 @@ def test_batch_sizes_change_between_calls_and_threads_call_at_once(classifier):
 def test_native_call_and_ctypes_entry_agree(classifier):
     step, params, x, t = classifier
     if step._call_native is None:
-        pytest.skip("no native call entry here (codegen.fastcall.array_new_index)")
+        pytest.skip("no native call entry here (codegen.process.array_new_index)")
     value, grads = step(params, X=x, T=t)
     call, step._call_native = step._call_native, None
     try:
@@ -630,7 +631,7 @@ def test_native_call_accepts_only_what_the_kernel_reads_directly(classifier):
     step, (w, b), x, t = classifier
     call = step._call_native
     if call is None:
-        pytest.skip("no native call entry here (codegen.fastcall.array_new_index)")
+        pytest.skip("no native call entry here (codegen.process.array_new_index)")
     assert len(call(w, b, x, t)) == 3
     assert call(w, b, x[:0], t[:0])[1].shape == (2, 3)
 
@@ -661,34 +662,35 @@ def test_native_call_runs_large_calls_on_the_workers_once_they_are_there(classif
     # The native entry runs small calls alone; a large one on the worker threads, or alone
     # for one thread; while workers are wanted but not there yet it returns None, running
     # nothing, and the Python path (which starts them) takes the call.
-    from codegen import fastcall, workers
+    from symgrad.codegen.lower import abi
+    from symgrad.codegen.runtime import process, workers
 
     step, (w, b), x, t = classifier
     call = step._call_native
     if call is None:
-        pytest.skip("no native call entry here (codegen.fastcall.array_new_index)")
+        pytest.skip("no native call entry here (codegen.process.array_new_index)")
     value, grads = step([w, b], x, t)
     outputs = call(w, b, x, t)
     assert type(outputs) is tuple and len(outputs) == 3
     assert outputs[0][()] == value
     for got, want in zip(outputs[1:], grads):
         np.testing.assert_array_equal(got, want)
-    n = parallel.MIN_PARALLEL_ELEMENTS          # work for threads
+    n = abi.MIN_PARALLEL_ELEMENTS          # work for threads
     big_x, big_t = np.zeros((n, 3)), np.zeros((n, 2))
     big_t[:, 0] = 1
     want = np.logaddexp(*b) - b[0]
-    runtime = fastcall.runtime()
-    threads, runner = runtime[fastcall.RUNTIME_THREADS], runtime[fastcall.RUNTIME_RUNNER]
+    runtime = process.runtime()
+    threads, runner = runtime[abi.RUNTIME_THREADS], runtime[abi.RUNTIME_RUNNER]
     try:
-        runtime[fastcall.RUNTIME_THREADS] = 2
-        runtime[fastcall.RUNTIME_RUNNER] = 0    # no workers yet
+        runtime[abi.RUNTIME_THREADS] = 2
+        runtime[abi.RUNTIME_RUNNER] = 0    # no workers yet
         assert call(w, b, big_x, big_t) is None
-        runtime[fastcall.RUNTIME_RUNNER] = runner
-        runtime[fastcall.RUNTIME_THREADS] = 1
+        runtime[abi.RUNTIME_RUNNER] = runner
+        runtime[abi.RUNTIME_THREADS] = 1
         alone = call(w, b, big_x, big_t)
         assert alone[0][()] == pytest.approx(want)
         workers.start(1)
-        runtime[fastcall.RUNTIME_THREADS] = 2
+        runtime[abi.RUNTIME_THREADS] = 2
         before = workers.jobs_run()
         for _ in range(50):
             shared = call(w, b, big_x, big_t)
@@ -699,7 +701,7 @@ def test_native_call_runs_large_calls_on_the_workers_once_they_are_there(classif
                 break
         assert workers.jobs_run() > before
     finally:
-        runtime[fastcall.RUNTIME_THREADS] = threads
+        runtime[abi.RUNTIME_THREADS] = threads
     assert step([w, b], big_x, big_t)[0] == pytest.approx(want)
 
 
@@ -717,7 +719,7 @@ def test_native_call_outputs_are_fresh_arrays_and_leak_nothing():
         x = rng.normal(size=(n, 16))
         for kernel, arguments in ((step, ([w], x)), (function, (x,))):
             if kernel._call_native is None:
-                pytest.skip("no native call entry here (codegen.fastcall.array_new_index)")
+                pytest.skip("no native call entry here (codegen.process.array_new_index)")
             before = [sys.getrefcount(a) for a in (w, x)]
             native = kernel(*arguments)
             for _ in range(200):
@@ -859,9 +861,13 @@ def test_gradcheck_projection_catches_an_error_in_one_entry():
 
 @pytest.mark.parametrize("modules", [2, 5])
 def test_a_kernel_compiled_in_several_modules_gives_the_bits_of_one(monkeypatch, modules):
-    # The steps are spread over modules compiled at the same time (codegen.lower_tensor
+    # The steps are spread over modules compiled at the same time (symgrad.codegen.lower.tensor
     # .split_steps); each step is the same code wherever it lives.
-    from codegen import cache, lower_tensor
+    from symgrad.autodiff.reverse import value_and_grad
+    from symgrad.codegen.compile import cache
+    from symgrad.codegen.lower import tensor as lower_tensor
+    from symgrad.codegen.runtime.tensor_kernel import target_for
+    from symgrad.frontend.trace import trace_tensor
     X = sg.tensor("X", ("n", 12))
     T = sg.tensor("T", ("n", 5))
     net = sg.nn.MLP([12, 9, 5], activation=sg.tanh, output_activation=None, seed=3)
@@ -873,10 +879,12 @@ def test_a_kernel_compiled_in_several_modules_gives_the_bits_of_one(monkeypatch,
     try:
         results = []
         for count in (1, modules):
-            monkeypatch.setattr(lower_tensor, "MAX_MODULES", count)
-            monkeypatch.setattr(lower_tensor, "MODULE_COST", 1)
-            step = sg.compile(loss, net.parameters(), [X, T])
-            assert len(lower_tensor.split_steps(step.schedule)) == count
+            function, _ = trace_tensor(loss, net.parameters(), [X, T])
+            fused = value_and_grad(function, [p.name for p in net.parameters()])
+            target = dataclasses.replace(target_for(fused)[0], max_modules=count,
+                                         module_cost=1)
+            step = TensorKernel(fused, num_params=len(net.parameters()), target=target)
+            assert len(lower_tensor.split_steps(step.schedule, target)) == count
             assert step.llvm_ir.count("; ModuleID") == count + 1     # and the call entry
             results.append(step(net.values(), x, t))
     finally:

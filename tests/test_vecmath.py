@@ -1,4 +1,5 @@
-"""The vectorisable elementary functions (codegen.vecmath) against high-precision oracles.
+"""The vectorisable elementary functions (symgrad.codegen.lower.vecmath) against
+high-precision oracles.
 
 Accuracy is measured in ulp of the correctly rounded result over the whole float range and
 over the ranges where each method is most delicate (tiny arguments, the overflow and underflow
@@ -13,8 +14,8 @@ import mpmath
 import numpy as np
 import pytest
 
-from codegen import Kernel
 from symgrad import ir
+from symgrad.codegen import Kernel
 
 RNG = np.random.default_rng(7)
 EXTENDED = np.finfo(np.longdouble).eps < 1e-18
@@ -37,7 +38,7 @@ FUNCTIONS = {
     "tanh": (ir.tanh, np.tanh, mpmath.tanh),
     "sigmoid": (ir.sigmoid, _sigmoid, lambda x: 1 / (1 + mpmath.exp(-x))),
     "softplus": (ir.softplus, _softplus, lambda x: mpmath.log(1 + mpmath.exp(x))),
-    # As in mish: one routine of x (codegen.mathlib.FUSED_ROUTINES).
+    # As in mish: one routine of x (symgrad.codegen.lower.mathlib.FUSED_ROUTINES).
     "tanh_softplus": (lambda x: ir.tanh(ir.softplus(x)), lambda x: np.tanh(_softplus(x)),
                       lambda x: mpmath.tanh(mpmath.log(1 + mpmath.exp(x)))),
 }

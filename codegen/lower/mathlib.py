@@ -1,0 +1,144 @@
+"""One table from IR op to LLVM instructions, intrinsics or symgrad's own routines.
+
+Each lowering function has the signature ``lower_x(builder, node, operands, math)``: it receives
+the IRBuilder, the IR node (for its dtype and constant operands) and the already lowered operand
+values, and returns the LLVM value of the node.  ``math`` declares intrinsics (``sin``, ``cos``
+and ``pow`` among them, which LLVM lowers to libm calls) and defines the vectorisable routines
+of :mod:`symgrad.codegen.lower.vecmath` in the module being built.
+"""
+
+from llvmlite import ir as llvm_ir
+
+from symgrad.codegen.lower import vecmath
+from symgrad.codegen.lower.types import INTRINSIC_SUFFIX, llvm_type
+from symgrad.ir.ops import Op
+
+
+class MathDeclarations:
+    """Declares (once per module) the intrinsics and routines that lowering calls; with
+    ``inline`` false the routines are called rather than inlined
+    (:func:`vecmath.define_routine`)."""
+
+    def __init__(self, module, inline=True):
+        self.module = module
+        self.inline = inline
+        self._declared = {}
+
+    def _function(self, name, dtype, arity):
+        key = (name, dtype)
+        if key not in self._declared:
+            element = llvm_type(dtype)
+            function_type = llvm_ir.FunctionType(element, [element] * arity)
+            self._declared[key] = llvm_ir.Function(self.module, function_type, name)
+        return self._declared[key]
+
+    def intrinsic(self, name, dtype, arity=1):
+        return self._function(f"llvm.{name}.{INTRINSIC_SUFFIX[dtype]}", dtype, arity)
+
+    def routine(self, name, dtype):
+        """One of symgrad's vectorisable routines (:mod:`symgrad.codegen.lower.vecmath`),
+        defined on first use."""
+        key = ("routine", name, dtype)
+        if key not in self._declared:
+            self._declared[key] = vecmath.define_routine(self.module, name, dtype, self,
+                                                         self.inline)
+        return self._declared[key]
+
+
+def _intrinsic(name, arity=1):
+    def lower(builder, node, operands, math):
+        return builder.call(math.intrinsic(name, node.dtype, arity), operands)
+    lower.__name__ = f"lower_{name}"
+    return lower
+
+
+
+def lower_pow(builder, node, operands, math):
+    base, exponent = node.args
+    if exponent.op is Op.CONST and exponent.attrs == 2.0:
+        # x*x is exactly what a correctly rounded pow(x, 2) gives, at a fraction of the cost.
+        return builder.fmul(operands[0], operands[0])
+    return builder.call(math.intrinsic("pow", node.dtype, 2), operands)
+
+
+def lower_sign(builder, node, operands, math):
+    (x,) = operands
+    element = llvm_type(node.dtype)
+    zero = llvm_ir.Constant(element, 0.0)
+    # x itself where x is 0 or NaN: keeps -0.0 and propagates NaN, like numpy.sign.
+    negative = builder.select(builder.fcmp_ordered("<", x, zero),
+                              llvm_ir.Constant(element, -1.0), x)
+    return builder.select(builder.fcmp_ordered(">", x, zero),
+                          llvm_ir.Constant(element, 1.0), negative)
+
+
+def _routine(name):
+    def lower(builder, node, operands, math):
+        return builder.call(math.routine(name, node.dtype), operands)
+    lower.__name__ = f"lower_{name}"
+    return lower
+
+
+def _compare(predicate, ordered=True):
+    def lower(builder, node, operands, math):
+        if ordered:
+            return builder.fcmp_ordered(predicate, *operands)
+        return builder.fcmp_unordered(predicate, *operands)
+    return lower
+
+
+def lower_not(builder, node, operands, math):
+    return builder.not_(operands[0])
+
+
+# Compositions lowered as one routine of the inner operation's argument, cheaper than the two
+# routines: (outer op, inner op) -> routine.
+FUSED_ROUTINES = {(Op.TANH, Op.SOFTPLUS): "tanh_softplus"}
+
+
+def fused_routine(node):
+    """``(routine, argument node)`` where ``node`` is one of :data:`FUSED_ROUTINES` (it is then
+    the routine of its operand's operand), else None."""
+    if node.args:
+        routine = FUSED_ROUTINES.get((node.op, node.args[0].op))
+        if routine is not None:
+            return routine, node.args[0].args[0]
+    return None
+
+
+LOWERING_RULES = {
+    Op.NEG: lambda builder, node, operands, math: builder.fneg(operands[0]),
+    Op.ADD: lambda builder, node, operands, math: builder.fadd(*operands),
+    Op.SUB: lambda builder, node, operands, math: builder.fsub(*operands),
+    Op.MUL: lambda builder, node, operands, math: builder.fmul(*operands),
+    Op.DIV: lambda builder, node, operands, math: builder.fdiv(*operands),
+    Op.POW: lower_pow,
+    # llvm.maximum/minimum propagate NaN, like numpy.maximum (maxnum would drop it).
+    Op.MAX: _intrinsic("maximum", 2),
+    Op.MIN: _intrinsic("minimum", 2),
+    # Elementary functions the loops vectorise (vecmath); sin, cos, pow stay in libm.
+    Op.EXP: _routine("exp"),
+    Op.LOG: _routine("log"),
+    Op.SQRT: _intrinsic("sqrt"),
+    Op.SIN: _intrinsic("sin"),
+    Op.COS: _intrinsic("cos"),
+    Op.TANH: _routine("tanh"),
+    Op.ABS: _intrinsic("fabs"),
+    Op.SIGN: lower_sign,
+    Op.EXPM1: _routine("expm1"),
+    Op.LOG1P: _routine("log1p"),
+    Op.SIGMOID: _routine("sigmoid"),
+    Op.SOFTPLUS: _routine("softplus"),
+    Op.STOP_GRADIENT: lambda builder, node, operands, math: operands[0],
+    Op.LT: _compare("<"),
+    Op.LE: _compare("<="),
+    Op.GT: _compare(">"),
+    Op.GE: _compare(">="),
+    Op.EQ: _compare("=="),
+    # NaN != NaN is true, as in numpy: the unordered predicate.
+    Op.NE: _compare("!=", ordered=False),
+    Op.AND: lambda builder, node, operands, math: builder.and_(*operands),
+    Op.OR: lambda builder, node, operands, math: builder.or_(*operands),
+    Op.NOT: lower_not,
+    Op.SELECT: lambda builder, node, operands, math: builder.select(*operands),
+}

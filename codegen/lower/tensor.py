@@ -1,0 +1,932 @@
+"""Lowering of tensor IR functions: loop nests over buffers, one LLVM function per kernel.
+
+The generated function has the C signature::
+
+    void NAME(const int64_t *sizes, T **buffers)
+
+``sizes`` holds the runtime value of each symbolic size (in ``function.size_names`` order);
+``buffers`` points at contiguous row-major arrays: the inputs, then the outputs, then the
+temporaries of the schedule (:mod:`symgrad.codegen.lower.schedule`). Every loop of the schedule
+becomes a loop nest; elementwise work is fused into the loops that need it, and a map over a
+product that symgrad's GEMM computes (a layer's bias and activation) runs inside the product,
+on the columns each unit of work has just computed.
+"""
+
+import math
+from typing import NamedTuple
+
+from llvmlite import ir as llvm_ir
+
+from symgrad.codegen.lower import gemm as gemm_emitter
+from symgrad.codegen.lower.abi import (
+    MULTIPLY_ADDS_PER_ELEMENT,
+    NO_TRANS,
+    ROW_MAJOR,
+    STATE_WORDS,
+    TRANS,
+)
+from symgrad.codegen.lower.builder import FoldingBuilder
+from symgrad.codegen.lower.mathlib import LOWERING_RULES, MathDeclarations, fused_routine
+from symgrad.codegen.lower.schedule import (
+    CHUNK_ELEMENTS,
+    IMMEDIATE_OPS,
+    REDUCTION_OPS,
+    VIEW_OPS,
+    schedule,
+)
+from symgrad.codegen.lower.types import (
+    INDEX,
+    KERNEL_SYMBOL,
+    POINTER,
+    check_symbol,
+    item_bytes,
+    llvm_type,
+)
+from symgrad.codegen.lower.workers import emit_spin
+from symgrad.ir.ops import Op
+
+# A matrix product whose fixed dimensions multiply to at most this is a loop nest, not a
+# BLAS call (see _Lowering.blas_matmul).
+TINY_PRODUCT = 64
+
+
+class TensorLoweringError(NotImplementedError):
+    """The IR function uses something this lowering does not handle."""
+
+
+# ---- one entry per tensor op, by the kind of step the schedule makes of it (STEP_KIND) ----
+
+def _transpose_strides(lowering, node, strides):
+    return [strides[axis] for axis in node.attrs]
+
+
+def _broadcast_strides(lowering, node, strides):
+    operand = node.args[0]
+    offset = len(node.shape) - len(operand.shape)
+    result = []
+    for axis, size in enumerate(node.shape):
+        if axis < offset or (operand.shape[axis - offset] == 1 and size != 1):
+            result.append(INDEX(0))
+        else:
+            result.append(strides[axis - offset])
+    return result
+
+
+def _reshape_strides(lowering, node, strides):
+    return lowering.contiguous_strides(node.shape)       # the operand is stored contiguous
+
+
+#: The strides through which a view reads its operand's buffer: rule(lowering, node, the
+#: operand's strides).
+VIEW_RULES = {Op.TRANSPOSE: _transpose_strides, Op.BROADCAST: _broadcast_strides,
+              Op.RESHAPE: _reshape_strides}
+
+
+class Reduction(NamedTuple):
+    """A reduction's start value, and ``combine(lowering, node, current, value, ordered)``."""
+    identity: float
+    combine: object
+
+
+def _add(lowering, node, current, value, ordered):
+    # reassoc, on the accumulation only: the only fast-math flag used anywhere.  It lets the
+    # vectoriser keep one partial sum per lane (a different order of the same additions, like
+    # numpy's pairwise sum); NaN, inf and signed-zero semantics are untouched.  Partial
+    # results of chunks are added in chunk order.
+    return lowering.builder.fadd(current, value, flags=() if ordered else ("reassoc",))
+
+
+def _maximum(lowering, node, current, value, ordered):
+    return lowering.builder.call(lowering.math.intrinsic("maximum", node.dtype, 2),
+                                 [current, value])
+
+
+#: How each reduction accumulates.
+REDUCTION_RULES = {Op.SUM: Reduction(0.0, _add), Op.AMAX: Reduction(float("-inf"), _maximum)}
+
+
+def _chunking(builder, rows, row_size):
+    """:func:`symgrad.codegen.lower.schedule.chunking` in LLVM: ``(rows per chunk, number of
+    chunks)``."""
+    row_size = builder.select(builder.icmp_signed(">", row_size, INDEX(1)), row_size, INDEX(1))
+    per_chunk = builder.sdiv(INDEX(CHUNK_ELEMENTS), row_size)
+    per_chunk = builder.select(builder.icmp_signed(">", per_chunk, INDEX(1)), per_chunk,
+                               INDEX(1))
+    count = builder.sdiv(builder.add(rows, builder.sub(per_chunk, INDEX(1))), per_chunk)
+    return per_chunk, count
+
+
+def workspace_counts(function, plan):
+    """For :func:`symgrad.codegen.lower.entries.add_call_entry`: emits the element counts of the
+    temporaries (the schedule's, then the partials of reductions over chunks, as
+    ``TensorKernel._new_workspace`` allocates them) and the work of a call (the elements of
+    the chunked steps and the multiply-adds of the products, as ``_new_workspace`` counts
+    them)."""
+    names = function.size_names
+
+    def emit(builder, size):
+        known = {}      # shape -> its element count, emitted once
+
+        def count(shape):
+            shape = tuple(shape)
+            if shape not in known:
+                total = INDEX(1)
+                for extent in shape:
+                    total = builder.mul(total, size(names.index(extent))
+                                        if isinstance(extent, str) else INDEX(extent))
+                known[shape] = total
+            return known[shape]
+        counts = [count(node.shape) for node in plan.temporaries]
+        for node, step_shape in plan.partials:
+            rows = count(step_shape[:1])
+            _, chunks = _chunking(builder, rows, count(step_shape[1:]))
+            counts.append(builder.mul(chunks, count(node.shape)))
+        work, products = INDEX(0), INDEX(0)
+        for step in plan.steps:
+            if step.chunked:
+                work = builder.add(work, count(step.shape))
+            if step.kind == "matmul":
+                node = step.nodes[0]
+                products = builder.add(products, count(
+                    (node.shape[0], node.args[0].shape[1], node.shape[1])))
+        return counts, builder.add(work, builder.sdiv(
+            products, INDEX(MULTIPLY_ADDS_PER_ELEMENT)))
+    return emit
+
+
+def _copied_sources(plan, step):
+    """The stored values a step copies, one per node, where every node of the step is a
+    stored value's identity or reshape (same elements, same row-major order); else None."""
+    if step.kind != "elementwise" or step.inline:
+        return None
+    sources = []
+    for node in step.nodes:
+        if node.op not in (Op.STOP_GRADIENT, Op.RESHAPE) or id(node.args[0]) not in plan.slots:
+            return None
+        sources.append(node.args[0])
+    return sources
+
+
+def _epilogue(plan, number):
+    """Whether the step after product step ``number`` can run inside it, on the columns each
+    unit of the product computes (bias and activation of a layer, while the product's
+    tile is in the cache): an elementwise map over the product's shape, without reductions
+    (their order over rows is fixed by chunks) and without copies, that reads the product
+    only element by element (never through a view, which would read other columns)."""
+    if number + 1 >= len(plan.steps):
+        return False
+    product, step = plan.steps[number].nodes[0], plan.steps[number + 1]
+    if step.kind != "elementwise" or tuple(step.shape) != tuple(product.shape) or \
+            _copied_sources(plan, step) is not None:
+        return False
+    if any(node.op in REDUCTION_OPS for node in step.inline + step.nodes) or any(
+            tuple(node.shape) != tuple(step.shape) for node in step.nodes):
+        return False
+    for node in step.inline + step.nodes:
+        for value in [node, *node.args]:
+            while value.op in VIEW_OPS and id(value) not in plan.slots:
+                value = value.args[0]
+                if value is product:
+                    return False
+    return True
+
+
+_STEP_TYPE = llvm_ir.FunctionType(llvm_ir.VoidType(), [POINTER, POINTER, INDEX, INDEX])
+
+
+def _share_function(module, target):
+    """``symgrad.share(step, sizes, buffers, counters, units, scale, limit)``: a thread's part
+    in a step shared by threads.  It takes units from ``counters[0]`` one at a time and runs
+    ``step(sizes, buffers, min(u scale, limit), min((u + 1) scale, limit))`` for each,
+    counting them done in ``counters[1]``; then it waits until every unit is done (the ones
+    other threads took included).  One copy per module, called for every step."""
+    existing = module.globals.get("symgrad.share")
+    if existing is not None:
+        return existing
+    function = llvm_ir.Function(module, llvm_ir.FunctionType(llvm_ir.VoidType(), [
+        _STEP_TYPE.as_pointer(), POINTER, POINTER, POINTER, INDEX, INDEX, INDEX]),
+        "symgrad.share")
+    function.linkage = "internal"
+    function.attributes.add("noinline")
+    step, sizes, buffers, counters, units, scale, limit = function.args
+    builder = llvm_ir.IRBuilder(function.append_basic_block("entry"))
+    finished = builder.gep(counters, [INDEX(1)], source_etype=INDEX)
+    claim = function.append_basic_block("claim")
+    run = function.append_basic_block("run")
+    wait = function.append_basic_block("wait")
+    builder.branch(claim)
+    builder.position_at_end(claim)
+    unit = builder.atomic_rmw("add", counters, INDEX(1), "seq_cst")
+    builder.cbranch(builder.icmp_signed("<", unit, units), run, wait)
+    builder.position_at_end(run)
+
+    def bound(value):
+        value = builder.mul(value, scale)
+        return builder.select(builder.icmp_signed("<", value, limit), value, limit)
+    builder.call(step, [sizes, buffers, bound(unit), bound(builder.add(unit, INDEX(1)))])
+    builder.atomic_rmw("add", finished, INDEX(1), "seq_cst")
+    builder.branch(claim)
+    builder.position_at_end(wait)
+    emit_spin(builder, function, lambda b: b.icmp_signed(
+        ">=", b.load_atomic(finished, "seq_cst", 8, typ=INDEX), units), target.pause,
+        target.yield_symbol,
+        label="join")
+    builder.ret_void()
+    return function
+
+
+class _Loaded(dict):
+    """Values loaded in a function's prologue on first use (a step uses a few buffers)."""
+
+    def __init__(self, load):
+        super().__init__()
+        self._load = load
+
+    def __missing__(self, key):
+        self[key] = value = self._load(key)
+        return value
+
+
+class _Lowering:
+    """Emits the steps of one schedule: one LLVM function per step, ``NAME.stepK(sizes,
+    buffers, first, last)`` (a chunked step computes its chunks ``first`` to ``last - 1``;
+    other steps ignore the two), and the kernel ``NAME(sizes, buffers)``, which runs every
+    step, all its chunks in order, one step after the other."""
+
+    def __init__(self, function, plan, module, name, target):
+        self.function = function
+        self.plan = plan
+        self.module = module
+        self.name = name
+        self.target = target
+        self.gemm = target.gemm
+        self.math = MathDeclarations(module)
+        self.size_numbers = {size: number for number, size in enumerate(function.size_names)}
+        self.buffer_count = (len(function.inputs) + len(function.outputs)
+                             + len(plan.temporaries) + len(plan.partials))
+        self.scopes = self._alias_scopes()
+        self.order_index = {id(node): index for index, node in enumerate(function.nodes)}
+        # The products computed by symgrad's GEMM, whose columns threads share in tiles:
+        # step number -> the columns.
+        self.column_steps = {}
+        for number, step in enumerate(plan.steps):
+            if step.kind == "matmul" and self.gemm is not None and \
+                    self.gemm.kind == "symgrad" and \
+                    self.gemm_operands(step.nodes[0]) is not None:
+                self.column_steps[number] = step.nodes[0].shape[1]
+        # Elementwise steps computed inside the product before them, tile by tile (see
+        # _epilogue): product step number -> the step; and the numbers of the steps so
+        # folded in, which are no step of their own.
+        self.epilogues = {number: plan.steps[number + 1] for number in self.column_steps
+                          if _epilogue(plan, number)}
+        self.folded = {number + 1 for number in self.epilogues}
+
+    def _alias_scopes(self):
+        """Per buffer, its ``(alias.scope, noalias)`` metadata, saying that no access to a
+        buffer touches another.  (Outputs and temporaries are fresh arrays; inputs are only
+        read, so inputs that share memory are no exception.)  With this, loops vectorise
+        without run-time overlap checks and accumulators stay in registers.
+
+        The buffers are told apart by the bits of their numbers: one scope domain per bit,
+        with a scope for each value of the bit.  A buffer is in the scopes of its own bits and
+        does not alias the scopes of the other values; two different buffers differ in some
+        bit, where each one's scope is in the other's noalias list (LLVM's rule for scoped
+        no-alias).  The metadata grows as B log B in the number of buffers, not B squared."""
+        bits = max(1, (self.buffer_count - 1).bit_length())
+        scopes = []
+        for bit in range(bits):
+            domain = self.module.add_metadata([f"{self.name}.bit{bit}"])
+            scopes.append([self.module.add_metadata([f"bit{bit}={value}", domain])
+                           for value in (0, 1)])
+        result = []
+        for index in range(self.buffer_count):
+            own = [scopes[bit][(index >> bit) & 1] for bit in range(bits)]
+            other = [scopes[bit][1 - ((index >> bit) & 1)] for bit in range(bits)]
+            result.append((self.module.add_metadata(own), self.module.add_metadata(other)))
+        return result
+
+    def begin_function(self, llvm_function):
+        """Start emitting ``llvm_function(sizes, buffers, ...)``: sizes, buffer pointers and
+        strides are computed in its entry block (the prologue), loops from the next block."""
+        sizes_arg, buffers_arg = llvm_function.args[:2]
+        sizes_arg.name, buffers_arg.name = "sizes", "buffers"
+        for argument in (sizes_arg, buffers_arg):
+            argument.add_attribute("noalias")
+        self.prologue = FoldingBuilder(llvm_function.append_basic_block("entry"))
+        self.body = llvm_function.append_basic_block("body")
+        self.builder = FoldingBuilder(self.body)
+        # (The loaders close over these, not over the lowering, which would then refer to
+        # itself: a cycle, keeping the module until a garbage collection.)
+        prologue, numbers, scopes = self.prologue, self.size_numbers, self.scopes
+        alias_metadata = self.alias_metadata = {}
+        # Values by the size's number: a size's own name may be any identifier.
+        self.sizes = _Loaded(lambda name: prologue.load(
+            prologue.gep(sizes_arg, [INDEX(numbers[name])], source_etype=INDEX),
+            name=f"size{numbers[name]}", typ=INDEX))
+
+        def buffer(index):
+            pointer = prologue.load(prologue.gep(buffers_arg, [INDEX(index)],
+                                                 source_etype=POINTER),
+                                    name=f"buffer{index}", typ=POINTER)
+            alias_metadata[id(pointer)] = scopes[index]
+            return pointer
+        self.buffers = _Loaded(buffer)
+        self.accesses = {}
+        self.stride_cache = {}
+
+    def end_function(self):
+        self.builder.ret_void()
+        self.prologue.branch(self.body)
+
+    def annotate(self, instruction, base):
+        """Attach the alias scopes of the buffer ``base`` points into."""
+        scopes = self.alias_metadata.get(id(base))
+        if scopes is not None:
+            instruction.set_metadata("alias.scope", scopes[0])
+            instruction.set_metadata("noalias", scopes[1])
+        return instruction
+
+    # ---- shapes and addresses ------------------------------------------------------------
+
+    def extent(self, size):
+        """The extent of one axis: a symbolic size, a number, or an LLVM value already."""
+        if isinstance(size, llvm_ir.Value):
+            return size
+        return self.sizes[size] if isinstance(size, str) else INDEX(size)
+
+    def contiguous_strides(self, shape):
+        # Computed once per shape, in the prologue, so that every loop may use them.
+        shape = tuple(shape)
+        if shape not in self.stride_cache:
+            self.stride_cache[shape] = self._strides(shape)
+        return self.stride_cache[shape]
+
+    def _strides(self, shape):
+        strides = []
+        running = INDEX(1)
+        for size in reversed(shape):
+            strides.append(running)
+            running = self.prologue.mul(running, self.extent(size))
+        return list(reversed(strides))
+
+    def element_count(self, shape, builder):
+        count = INDEX(1)
+        for size in shape:
+            count = builder.mul(count, self.extent(size))
+        return count
+
+    def chunks(self, shape, builder):
+        """``(rows per chunk, number of chunks)`` of a chunked step over ``shape``, as
+        :func:`symgrad.codegen.lower.schedule.chunking` computes them."""
+        return _chunking(builder, self.extent(shape[0]),
+                         self.element_count(shape[1:], builder))
+
+    def access(self, node):
+        """(base pointer, strides) through which ``node``'s elements are read."""
+        key = id(node)
+        if key in self.accesses:
+            return self.accesses[key]
+        if key in self.plan.slots:
+            result = (self.buffers[self.plan.slots[key]], self.contiguous_strides(node.shape))
+        elif node.op in VIEW_OPS:
+            result = self.view_access(node, self.access(node.args[0]))
+        else:
+            raise TensorLoweringError(f"node {node!r} has no buffer")
+        self.accesses[key] = result
+        return result
+
+    def view_access(self, node, operand_access):
+        base, strides = operand_access
+        return base, VIEW_RULES[node.op](self, node, strides)
+
+    def address(self, access, node_shape, indices, dtype):
+        """Address of the element of a ``node_shape`` value that the loop index ``indices``
+        (of a loop whose shape the value broadcasts to) refers to."""
+        base, strides = access
+        offset = len(indices) - len(node_shape)
+        linear = INDEX(0)
+        for axis, size in enumerate(node_shape):
+            if size == 1:
+                continue
+            linear = self.builder.add(linear, self.builder.mul(indices[axis + offset],
+                                                               strides[axis]))
+        return self.builder.gep(base, [linear], source_etype=llvm_type(dtype))
+
+    def load(self, node, indices, access=None):
+        access = access or self.access(node)
+        address = self.address(access, node.shape, indices, node.dtype)
+        return self.annotate(self.builder.load(address, typ=llvm_type(node.dtype)), access[0])
+
+    # ---- loops ---------------------------------------------------------------------------
+
+    def loop_nest(self, shape, body, rows=None, columns=None):
+        """Nested loops over ``shape`` (outermost first); ``body(indices)`` emits the body.
+        ``rows``: ``(begin, end)`` of the outermost loop, instead of the whole axis;
+        ``columns``: the same for the innermost loop of a matrix.  Axes of extent 1 get no
+        loop (their index is 0)."""
+        ranges = {}
+        if rows is not None:
+            ranges[0] = rows
+        if columns is not None:
+            ranges[1] = columns
+        indices = []
+        exits = []
+        for axis, size in enumerate(shape):
+            if size == 1 and axis not in ranges:
+                indices.append(INDEX(0))
+                continue
+            start, extent = ranges.get(axis, (INDEX(0), self.extent(size)))
+            preheader = self.builder.block
+            header = self.builder.append_basic_block("loop")
+            after = self.builder.append_basic_block("after")
+            self.builder.cbranch(self.builder.icmp_signed(">", extent, start), header, after)
+            self.builder.position_at_end(header)
+            index = self.builder.phi(INDEX, name="i")
+            index.add_incoming(start, preheader)
+            indices.append(index)
+            exits.append((index, extent, header, after))
+        body(indices)
+        for index, extent, header, after in reversed(exits):
+            following = self.builder.add(index, INDEX(1))
+            index.add_incoming(following, self.builder.block)
+            self.builder.cbranch(self.builder.icmp_signed("<", following, extent), header,
+                                 after)
+            self.builder.position_at_end(after)
+
+    def value(self, node, indices, memo):
+        """The value of ``node`` at the loop index: from the loop body, a buffer or a view."""
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        if node.op is Op.CONST:
+            element = llvm_type(node.dtype)
+            return llvm_ir.Constant(element, int(node.attrs) if node.dtype == "bool"
+                                    else node.attrs)
+        if node.op is Op.DIM:
+            return self.builder.sitofp(self.sizes[node.attrs], llvm_type(node.dtype))
+        return self.load(node, indices)
+
+    def compute(self, node, indices, memo):
+        """Emit ``node``'s own operation from its operands' values."""
+        if node.op in VIEW_OPS:
+            return self.load(node, indices, self.view_access(node, self.access(node.args[0])))
+        fusion = fused_routine(node)
+        if fusion is not None and id(node.args[0]) in memo:
+            # The operand computed in this loop: its own operand is at hand here too.
+            routine, argument = fusion
+            return self.builder.call(self.math.routine(routine, node.dtype),
+                                     [self.value(argument, indices, memo)])
+        operands = [self.value(arg, indices, memo) for arg in node.args]
+        return LOWERING_RULES[node.op](self.builder, node, operands, self.math)
+
+    def store(self, slot, node, indices, value):
+        access = (self.buffers[slot], self.contiguous_strides(node.shape))
+        address = self.address(access, node.shape, indices, node.dtype)
+        self.annotate(self.builder.store(value, address), access[0])
+
+    # ---- steps ---------------------------------------------------------------------------
+
+    def copy_rows(self, step, sources):
+        """A copying step as block copies: the rows ``begin`` to ``end - 1`` of a chunked
+        step, else the whole value."""
+        builder = self.builder
+        row = self.element_count(step.shape[1:] if step.chunked else step.shape, builder)
+        start, rows = (self.begin, builder.sub(self.end, self.begin)) if step.chunked else \
+            (INDEX(0), INDEX(1))
+        memcpy = self.module.globals.get("llvm.memcpy.p0.p0.i64") or llvm_ir.Function(
+            self.module, llvm_ir.FunctionType(llvm_ir.VoidType(), [
+                POINTER, POINTER, INDEX, llvm_ir.IntType(1)]), "llvm.memcpy.p0.p0.i64")
+        skip = builder.append_basic_block("copy.done")
+        work = builder.append_basic_block("copy")
+        builder.cbranch(builder.icmp_signed(">", rows, INDEX(0)), work, skip)
+        builder.position_at_end(work)
+        offset = builder.mul(start, row)
+        for node, slot, source in zip(step.nodes, step.slots, sources):
+            element = llvm_type(node.dtype)
+            target = builder.gep(self.buffers[slot], [offset], source_etype=element)
+            origin = builder.gep(self.buffers[self.plan.slots[id(source)]], [offset],
+                                 source_etype=element)
+            size = builder.mul(builder.mul(rows, row), INDEX(item_bytes(node.dtype)))
+            builder.call(memcpy, [target, origin, size, llvm_ir.Constant(llvm_ir.IntType(1), 0)])
+        builder.branch(skip)
+        builder.position_at_end(skip)
+
+    def elementwise(self, step, columns=None):
+        """An elementwise step: its chunk range of rows where chunked; or, with ``columns``
+        (``(begin, end)``), those columns of every row (a product's epilogue)."""
+        sources = _copied_sources(self.plan, step)
+        if sources is not None:
+            self.copy_rows(step, sources)
+            return
+        members = {id(node): slot for node, slot in zip(step.nodes, step.slots)}
+        work = sorted(step.inline + step.nodes, key=self.position)
+        rows = (self.begin, self.end) if step.chunked and columns is None else None
+        targets = {}
+        for node in step.nodes:
+            if node.op in REDUCTION_OPS:
+                targets[id(node)] = self.reduction_target(node, members[id(node)])
+                # A partial result is this chunk's alone; a reduction keeping the first axis
+                # shares its buffer with the other chunks, one row range each.
+                partial = self.plan.partial_slot(node) is not None
+                self.initialise(node, targets[id(node)], None if partial else rows)
+
+        def body(indices):
+            memo = {}
+            for node in work:
+                if node.op in REDUCTION_OPS:
+                    self.accumulate(node, targets[id(node)], indices, memo)
+                    continue
+                memo[id(node)] = self.compute(node, indices, memo)
+                if id(node) in members:
+                    self.store(members[id(node)], node, indices, memo[id(node)])
+        self.loop_nest(step.shape, body, rows, columns)
+
+    def copy(self, step):
+        (node,), (slot,) = step.nodes, step.slots
+
+        def body(indices):
+            memo = {}
+            for inline in step.inline:
+                memo[id(inline)] = self.compute(inline, indices, memo)
+            if node.op in IMMEDIATE_OPS or node.op is Op.INPUT or id(node) in memo:
+                value = self.value(node, indices, memo)
+            elif id(node) in self.plan.slots or node.op in VIEW_OPS:
+                value = self.load(node, indices)
+            else:
+                value = self.compute(node, indices, memo)
+            self.store(slot, node, indices, value)
+        self.loop_nest(step.shape, body)
+
+    def reduction_target(self, node, slot):
+        """(base, strides) a reduction accumulates into: its buffer, or where it reduces the
+        first axis of a chunked step, this chunk's partial result."""
+        strides = self.contiguous_strides(node.shape)
+        partial = self.plan.partial_slot(node)
+        if partial is None:
+            return self.buffers[slot], strides
+        offset = self.builder.mul(self.chunk, self.element_count(node.shape, self.prologue))
+        base = self.builder.gep(self.buffers[partial], [offset],
+                                source_etype=llvm_type(node.dtype))
+        self.alias_metadata[id(base)] = self.scopes[partial]
+        return base, strides
+
+    @staticmethod
+    def identity(node):
+        return llvm_ir.Constant(llvm_type(node.dtype), REDUCTION_RULES[node.op].identity)
+
+    def initialise(self, node, target, rows):
+        """Fill a reduction's target (``rows`` of it, or all) with the identity of its
+        operation."""
+        start = self.identity(node)
+
+        def body(indices):
+            address = self.address(target, node.shape, indices, node.dtype)
+            self.annotate(self.builder.store(start, address), target[0])
+        self.loop_nest(node.shape, body, rows)
+
+    def combine_operation(self, node, current, value, ordered=False):
+        return REDUCTION_RULES[node.op].combine(self, node, current, value, ordered)
+
+    def accumulate(self, node, target, indices, memo):
+        """Add (or take the maximum of) the operand's element at ``indices`` into the
+        reduction's target; the reduced axes have size 1 there, so they address one element."""
+        element = llvm_type(node.dtype)
+        value = self.value(node.args[0], indices, memo)
+        address = self.address(target, node.shape, indices, node.dtype)
+        current = self.annotate(self.builder.load(address, typ=element), target[0])
+        updated = self.combine_operation(node, current, value)
+        self.annotate(self.builder.store(updated, address), target[0])
+
+    def combine(self, step):
+        """Each reduction of a chunked step: its partial results, added in chunk order."""
+        _, count = self.chunks(step.shape, self.prologue)
+        for node, slot in zip(step.nodes, step.slots):
+            element = llvm_type(node.dtype)
+            final = (self.buffers[slot], self.contiguous_strides(node.shape))
+            partial_shape = (count,) + tuple(node.shape)
+            partials = (self.buffers[self.plan.partial_slot(node)],
+                        self.contiguous_strides(partial_shape))
+            start = self.identity(node)
+            self.loop_nest(node.shape, lambda indices: self.annotate(self.builder.store(
+                start, self.address(final, node.shape, indices, node.dtype)), final[0]))
+
+            def body(indices):
+                address = self.address(final, node.shape, indices[1:], node.dtype)
+                current = self.annotate(self.builder.load(address, typ=element), final[0])
+                value = self.annotate(self.builder.load(self.address(
+                    partials, partial_shape, indices, node.dtype), typ=element), partials[0])
+                updated = self.combine_operation(node, current, value, ordered=True)
+                self.annotate(self.builder.store(updated, address), final[0])
+            self.loop_nest(partial_shape, body)
+
+    def blas_operand(self, node):
+        """(transposed, leading dimension) for a product operand a BLAS reads in place: a
+        stored matrix or the transpose of one; None otherwise."""
+        if id(node) in self.plan.slots:
+            return False, node.shape[1]
+        if node.op is Op.TRANSPOSE and id(node.args[0]) in self.plan.slots:
+            return True, node.args[0].shape[1]
+        return None
+
+    def gemm_operands(self, node):
+        """The layouts ``(left, right)`` (see :meth:`blas_operand`) of a product that calls a
+        GEMM; None for a loop nest."""
+        left, right = (self.blas_operand(a) for a in node.args)
+        if self.gemm is None or left is None or right is None:
+            return None
+        dimensions = (node.shape[0], node.args[0].shape[1], node.shape[1])
+        numbers = [d for d in dimensions if not isinstance(d, str)]
+        if len(numbers) >= 2 and math.prod(numbers) <= TINY_PRODUCT:
+            return None
+        return left, right
+
+    def blas_matmul(self, node, slot):
+        """C = A @ B through cblas_?gemm; False when an operand is not laid out for it, or when
+        the product is tiny: every dimension but (at most) one is a small number, as in the
+        layers of a 2-4-1 network, where a loop nest costs less than a call into the BLAS."""
+        operands = self.gemm_operands(node)
+        if operands is None:
+            return False
+        left, right = operands
+        if self.gemm.kind == "symgrad":
+            self.own_matmul(node, slot, left, right)
+            return True
+        element = llvm_type(node.dtype)
+        integer = llvm_ir.IntType(64 if self.gemm.ilp64 else 32)
+        enum = llvm_ir.IntType(32)
+        name = self.gemm.symbol(node.dtype)
+        function = self.module.globals.get(name)
+        if function is None:
+            function = llvm_ir.Function(self.module, llvm_ir.FunctionType(
+                llvm_ir.VoidType(), [enum, enum, enum, integer, integer, integer, element,
+                                     POINTER, integer, POINTER, integer, element, POINTER,
+                                     integer]), name=name)
+
+        def size(value):
+            value = self.extent(value) if not isinstance(value, llvm_ir.Value) else value
+            return value if integer.width == 64 else self.builder.trunc(value, integer)
+
+        def leading(extent):
+            # BLAS wants a leading dimension >= 1 even for an empty matrix.
+            value = self.extent(extent)
+            positive = self.builder.icmp_signed(">", value, INDEX(0))
+            return size(self.builder.select(positive, value, INDEX(1)))
+        (left_transposed, left_ld), (right_transposed, right_ld) = left, right
+        rows, columns = node.shape
+        inner = node.args[0].shape[1]
+        bases = [self.access(a)[0] for a in node.args]
+        self.builder.call(function, [
+            enum(ROW_MAJOR), enum(TRANS if left_transposed else NO_TRANS),
+            enum(TRANS if right_transposed else NO_TRANS), size(rows), size(columns), size(inner),
+            llvm_ir.Constant(element, 1.0), bases[0], leading(left_ld), bases[1],
+            leading(right_ld), llvm_ir.Constant(element, 0.0), self.buffers[slot],
+            leading(columns)])
+        return True
+
+    def own_matmul(self, node, slot, left, right):
+        """C = A @ B through symgrad's GEMM (:mod:`symgrad.codegen.lower.gemm`), operands read
+        in place."""
+        def strides(operand):
+            transposed, leading = operand
+            leading = self.extent(leading)
+            return (INDEX(1), leading) if transposed else (leading, INDEX(1))
+        rows, columns = node.shape
+        bases = [self.access(a)[0] for a in node.args]
+        # The step computes the columns step_range[0] .. step_range[1] - 1 (all of them for a
+        # thread alone, a tile of them for threads sharing the product: column_steps).
+        columns = self.extent(columns)
+        self.builder.call(gemm_emitter.declare(self.module, node.dtype), [
+            self.extent(rows), columns, self.extent(node.args[0].shape[1]),
+            bases[0], *strides(left), bases[1], *strides(right), self.buffers[slot], columns,
+            *self.step_range])
+
+    def matmul(self, step):
+        (node,), (slot,) = step.nodes, step.slots
+        if self.blas_matmul(node, slot):
+            epilogue = self.epilogues.get(self.step_number)
+            if epilogue is not None:
+                # The columns this unit just computed, while they are in the cache.
+                self.elementwise(epilogue, columns=self.step_range)
+            return
+        left, right = node.args
+        element = llvm_type(node.dtype)
+        rows, columns = node.shape
+        inner = left.shape[1]
+        target = (self.buffers[slot], self.contiguous_strides(node.shape))
+        self.loop_nest(node.shape, lambda indices: self.store(
+            slot, node, indices, llvm_ir.Constant(element, 0.0)))
+        left_access = self.operand_access(left)
+        right_access = self.operand_access(right)
+
+        def body(indices):
+            i, p, j = indices
+            a = self.annotate(self.builder.load(
+                self.address(left_access, left.shape, [i, p], node.dtype), typ=element),
+                left_access[0])
+            b = self.annotate(self.builder.load(
+                self.address(right_access, right.shape, [p, j], node.dtype), typ=element),
+                right_access[0])
+            address = self.address(target, node.shape, [i, j], node.dtype)
+            current = self.annotate(self.builder.load(address, typ=element), target[0])
+            self.annotate(self.builder.store(self.builder.fadd(current, self.builder.fmul(a, b)),
+                                             address), target[0])
+        # i, p, j order: the innermost loop runs along rows of the right operand and of the
+        # result, which are contiguous, so it vectorises.
+        self.loop_nest((rows, inner, columns), body)
+
+    def operand_access(self, node):
+        if node.op is Op.CONST:
+            raise TensorLoweringError("matmul of a constant matrix is not lowered")
+        return self.access(node)
+
+    def position(self, node):
+        return self.order_index[id(node)]
+
+    def run(self, defined=None, entry=True):
+        """Emit the step functions, ``NAME.parallel`` and the kernel; returns the kernel.
+
+        ``NAME.parallel(sizes, buffers, thread, threads, state)`` is run by ``threads`` threads
+        at once.  The work of a step is cut into units fixed by the sizes alone: the chunks of
+        a chunked step, the tiles of columns of a matrix product, else the whole step.
+        Threads take units one at a time from the step's counter in ``state`` (zeroed
+        words, :data:`STATE_WORDS` per step) and move to the next step once every unit of
+        this one is finished; a thread alone runs each step whole.  A unit is the same native
+        code whichever thread runs it, so the results do not depend on the number of
+        threads, nor on which threads take part.  The kernel ``NAME(sizes, buffers)`` is a
+        thread alone.
+
+        ``defined``: the numbers of the steps this module defines (default: all); the others
+        are declared, defined by modules loaded with it.  Without ``entry``, the module holds
+        the steps alone (external, for the module that runs them), and None is returned."""
+        lowering = {"elementwise": self.elementwise, "copy": self.copy,
+                    "matmul": lambda step: PRODUCT_RULES[step.nodes[0].op](self, step),
+                    "combine": self.combine}
+        step_functions = []
+        for number, step in enumerate(self.plan.steps):
+            step_function = llvm_ir.Function(self.module, _STEP_TYPE,
+                                             name=f"{self.name}.step{number}")
+            step_functions.append(step_function)
+            if (defined is not None and number not in defined) or number in self.folded:
+                continue
+            if entry:
+                step_function.linkage = "internal"
+            # One copy of each step, called once per unit of work (inlined, the optimiser
+            # would copy it for the thread alone and for threads sharing).
+            step_function.attributes.add("noinline")
+            self.begin_function(step_function)
+            first, last = step_function.args[2:]
+            first.name, last.name = "first", "last"
+            self.step_range, self.step_number = (first, last), number
+            if step.chunked:
+                self.chunk_loop(step, first, last, lowering[step.kind])
+            else:
+                lowering[step.kind](step)
+            self.end_function()
+        if not entry:
+            return None
+        parallel_function = self.parallel_function(step_functions)
+
+        kernel = llvm_ir.Function(self.module, llvm_ir.FunctionType(
+            llvm_ir.VoidType(), [POINTER, POINTER]), name=self.name)
+        sizes, buffers = kernel.args
+        builder = llvm_ir.IRBuilder(kernel.append_basic_block("entry"))
+        builder.call(parallel_function, [sizes, buffers, INDEX(0), INDEX(1),
+                                         llvm_ir.Constant(POINTER, None)])
+        builder.ret_void()
+        return kernel
+
+    def parallel_function(self, step_functions):
+        """``NAME.parallel(sizes, buffers, thread, threads, state)``: see :meth:`run`."""
+        function = llvm_ir.Function(self.module, llvm_ir.FunctionType(
+            llvm_ir.VoidType(), [POINTER, POINTER, INDEX, INDEX, POINTER]),
+            name=f"{self.name}.parallel")
+        self.begin_function(function)
+        sizes, buffers, thread, threads, state = function.args
+        thread.name, threads.name, state.name = "thread", "threads", "state"
+        builder = self.builder
+        alone = self.prologue.icmp_signed("==", threads, INDEX(1))
+        share = _share_function(self.module, self.target)
+        for number, (step, step_function) in enumerate(zip(self.plan.steps, step_functions)):
+            if number in self.folded:
+                continue
+            # Units of work: [min(u scale, limit), min((u + 1) scale, limit)) for u < units.
+            if step.chunked:
+                units = self.chunks(step.shape, self.prologue)[1]
+                scale, limit = INDEX(1), units
+            elif number in self.column_steps:
+                # Columns in whole tiles of the GEMM.
+                limit = self.extent(self.column_steps[number])
+                scale = INDEX(self.gemm.column_tile)
+                units = self.prologue.sdiv(self.prologue.add(limit, INDEX(
+                    self.gemm.column_tile - 1)), scale)
+            else:
+                units, scale, limit = INDEX(1), INDEX(0), INDEX(0)
+            single = function.append_basic_block(f"step{number}.alone")
+            shared = function.append_basic_block(f"step{number}.shared")
+            after = function.append_basic_block(f"step{number}.done")
+            builder.cbranch(alone, single, shared)
+            builder.position_at_end(single)
+            whole = builder.mul(units, scale)
+            builder.call(step_function, [sizes, buffers, INDEX(0), builder.select(
+                builder.icmp_signed("<", whole, limit), whole, limit)])
+            builder.branch(after)
+            builder.position_at_end(shared)
+            counters = builder.gep(state, [INDEX(STATE_WORDS * number)], source_etype=INDEX)
+            builder.call(share, [step_function, sizes, buffers, counters, units, scale, limit])
+            builder.branch(after)
+            builder.position_at_end(after)
+        self.end_function()
+        return function
+
+    def chunk_loop(self, step, first, last, lower_step):
+        """The chunks ``first`` to ``last - 1`` of a chunked step.  Where no reduction of the
+        step keeps a partial result per chunk, the chunks are one range of rows, one loop
+        (the same elements, in the same order, as chunk after chunk)."""
+        per_chunk, _ = self.chunks(step.shape, self.prologue)
+        rows = self.extent(step.shape[0])
+        if not any(self.plan.partial_slot(node) is not None for node in step.nodes):
+            builder = self.builder
+            self.chunk = None
+            self.begin = builder.mul(first, per_chunk)
+            end = builder.mul(last, per_chunk)
+            self.end = builder.select(builder.icmp_signed("<", end, rows), end, rows)
+            lower_step(step)
+            return
+
+        def body(indices):
+            (self.chunk,) = indices
+            self.begin = self.builder.mul(self.chunk, per_chunk)
+            end = self.builder.add(self.begin, per_chunk)
+            self.end = self.builder.select(self.builder.icmp_signed("<", end, rows), end, rows)
+            lower_step(step)
+        self.loop_nest((last,), body, rows=(first, last))
+
+
+def plan(function, target):
+    """Check that ``function`` can be lowered and schedule it for ``target`` (matrix products
+    through ``target.gemm`` where there is one, else loop nests)."""
+    for node in function.outputs:
+        if node.dtype == "bool":
+            raise TensorLoweringError("kernel outputs must be floats, got a boolean output")
+    float_dtypes = {n.dtype for n in function.nodes} - {"bool"}
+    if len(float_dtypes) > 1:
+        raise TensorLoweringError(
+            f"a kernel computes in one float dtype, got {sorted(float_dtypes)}")
+    return schedule(function, blas=target.gemm is not None)
+
+
+def lower_tensor(function, plan, target, name=KERNEL_SYMBOL, steps=None):
+    """Lower ``function``, scheduled as ``plan`` (see :func:`plan`), to an LLVM module.
+
+    The module holds the kernel ``NAME`` and ``NAME.parallel``, which threads run together
+    (see :meth:`_Lowering.run`).  ``steps``: the numbers of the steps the module defines
+    (default: all); the others come from modules of :func:`lower_steps` loaded with it.
+    ``name`` is a symbol (:func:`symgrad.codegen.lower.types.check_symbol`); the names of the
+    function's inputs, outputs and symbolic sizes do not appear in the module.
+    """
+    check_symbol(name)
+    module = llvm_ir.Module(name=name)
+    _Lowering(function, plan, module, name, target).run(steps)
+    return module
+
+
+def lower_steps(function, plan, target, name, steps):
+    """A module of the steps numbered ``steps`` alone (``NAME.stepK``, external), for the
+    module of :func:`lower_tensor` that runs them: the two compile at the same time."""
+    check_symbol(name)
+    module = llvm_ir.Module(name=f"{name}.steps")
+    _Lowering(function, plan, module, name, target).run(steps, entry=False)
+    return module
+
+
+def _step_cost(plan, step):
+    if step.kind == "matmul":
+        return 2
+    if step.kind == "combine":
+        return 4
+    if step.kind == "elementwise" and _copied_sources(plan, step) is not None:
+        return 2
+    return 6 + 2 * (len(step.nodes) + len(step.inline))
+
+
+def split_steps(plan, target):
+    """The steps of ``plan`` in groups of about ``target.module_cost`` (in the units of
+    :func:`_step_cost`, about a millisecond of LLVM's time each here), at most
+    ``target.max_modules`` of them, one module each (the first with the kernel, whose cost
+    grows with the number of steps): lists of step numbers, the longest steps spread first
+    over the least loaded groups."""
+    costs = [_step_cost(plan, step) for step in plan.steps]
+    overhead = 5 + len(costs)
+    count = max(1, min(target.max_modules,
+                      round((sum(costs) + overhead) / target.module_cost)))
+    loads = [overhead] + [0] * (count - 1)
+    groups = [[] for _ in range(count)]
+    for number in sorted(range(len(costs)), key=lambda n: -costs[n]):
+        least = loads.index(min(loads))
+        groups[least].append(number)
+        loads[least] += costs[number]
+    return [sorted(group) for group in groups if group or group is groups[0]]
+
+
+#: The step that computes each product: rule(lowering, step).
+PRODUCT_RULES = {Op.MATMUL: _Lowering.matmul}

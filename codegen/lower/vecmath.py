@@ -1,0 +1,305 @@
+"""Elementary functions the loop vectoriser can vectorise: exp, expm1, log, log1p, tanh.
+
+A call to libm's ``exp`` inside a loop keeps the loop scalar: LLVM cannot widen an opaque
+call.  The routines here are straight-line LLVM IR (arithmetic, integer bit operations on the
+float's representation, selects; no branches, no calls but intrinsics that lower to single
+instructions), emitted as internal ``alwaysinline`` functions.  Once inlined into a loop they
+vectorise with the rest of the body, 8 float64 or 16 float32 lanes per AVX-512 instruction.
+
+Method (the classical one, as in fdlibm and Cody & Waite):
+
+* ``exp``: ``x = k ln2 + r`` with ``k = rint(x / ln2)`` and ``|r| <= ln2 / 2`` (``ln2`` split
+  in a high part whose products with ``k`` are exact and a low part); ``exp(r)`` by its Taylor
+  polynomial (degree 13 in float64, 7 in float32, truncation far below half an ulp), its tail
+  evaluated by Estrin's scheme (short dependency chains: these loops are bound by latency)
+  and its last two steps by exact multiply-adds; the result is scaled by ``2**k`` in two
+  steps so that subnormal results round once and overflow gives inf.
+* ``expm1``: the same reduction; ``expm1(x) = 2**k expm1(r) + (2**k - 1)``, so no cancellation
+  for small ``x``.
+* ``log``: ``x = 2**e m`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` read from the bits (subnormal
+  inputs scaled first); ``log(m) = 2 atanh(s)``, ``s = f / (2 + f)``, ``f = m - 1``, in
+  fdlibm's arrangement ``f - f**2/2 + s (f**2/2 + R(s**2))``.
+* ``log1p(x) = log(u) - ((u - 1) - x) / u`` with ``u = 1 + x``: the rounding error of ``u``
+  corrected to first order.
+* ``tanh(x) = sign(x) * -t / (2 + t)`` with ``t = expm1(-2|x|)``: accurate near 0 and saturating
+  to exactly 1.
+
+Special values follow C99 Annex F: NaN propagates, ``log`` of a negative number is NaN and of
+zero ``-inf``, overflow gives inf, signed zeros are kept.  Accuracy, checked against numpy and
+mpmath in ``tests/test_vecmath.py``: a few ulp over the whole float range.
+"""
+
+from dataclasses import dataclass
+from fractions import Fraction
+from math import factorial
+
+from llvmlite import ir as llvm_ir
+
+from symgrad.codegen.lower.types import llvm_type
+
+
+@dataclass(frozen=True)
+class _Format:
+    """The constants of one floating-point format."""
+
+    bits: int            # width of the representation
+    mantissa: int        # explicit mantissa bits
+    bias: int
+    exp_low: float       # exp(x) rounds to 0 below this
+    exp_high: float      # exp(x) overflows above this
+    expm1_floor: int     # 2**k expm1(r) + (2**k - 1) rounds to -1 for k at or below this
+    expm1_direct: int    # largest k for which 2**k expm1(r) + (2**k - 1) is used
+    ln2_high: float      # ln 2 with trailing zero bits: k * ln2_high is exact
+    ln2_low: float       # ln 2 - ln2_high
+    sqrt_half_bits: int  # the representation of sqrt(1/2)
+    subnormal_shift: int  # 2**shift makes a subnormal number normal
+    exp_degree: int      # Taylor degree for exp and expm1 on |r| <= ln2 / 2
+    log_terms: int       # terms of R(z) = 2z/3 + 2z^2/5 + ... for log on |s| <= 0.1716
+
+
+FORMATS = {
+    "float64": _Format(
+        bits=64, mantissa=52, bias=1023, exp_low=-746.0, exp_high=710.0, expm1_floor=-60,
+        expm1_direct=60, ln2_high=6.93147180369123816490e-01,
+        ln2_low=1.90821492927058770002e-10, sqrt_half_bits=0x3FE6A09E667F3BCD,
+        subnormal_shift=54, exp_degree=13, log_terms=10),
+    "float32": _Format(
+        bits=32, mantissa=23, bias=127, exp_low=-104.0, exp_high=89.0, expm1_floor=-30,
+        expm1_direct=28, ln2_high=0.693359375, ln2_low=-2.12194440e-4,
+        sqrt_half_bits=0x3F3504F3, subnormal_shift=25, exp_degree=7, log_terms=5),
+}
+
+LOG2_E = 1.4426950408889634
+
+
+class _Emitter:
+    """Helpers for writing one routine's body with an IRBuilder."""
+
+    def __init__(self, builder, dtype, math):
+        self.b = builder
+        self.dtype = dtype
+        self.math = math
+        self.fmt = FORMATS[dtype]
+        self.float = llvm_type(dtype)
+        self.int = llvm_ir.IntType(self.fmt.bits)
+
+    def const(self, value):
+        return llvm_ir.Constant(self.float, value)
+
+    def iconst(self, value):
+        return llvm_ir.Constant(self.int, value)
+
+    def call(self, name, *operands):
+        return self.b.call(self.math.intrinsic(name, self.dtype, len(operands)), list(operands))
+
+    def estrin(self, x, coefficients):
+        """The polynomial c[0] + c[1] x + ... by Estrin's scheme: pairs c[i] + c[i+1] x, then
+        pairs of those with x^2, x^4, ...  A chain of log2(degree) multiply-adds instead of
+        Horner's degree: the latency, not the operation count, bounds these loops."""
+        terms = [self.const(c) for c in coefficients]
+        power = x
+        while len(terms) > 1:
+            paired = [self.call("fmuladd", terms[i + 1], power, terms[i])
+                      for i in range(0, len(terms) - 1, 2)]
+            if len(terms) % 2:
+                paired.append(terms[-1])
+            terms = paired
+            if len(terms) > 1:
+                power = self.b.fmul(power, power)
+        return terms[0]
+
+    def is_nan(self, x):
+        return self.b.fcmp_unordered("uno", x, x)
+
+    def power_of_two(self, k):
+        """2**k for an integer k in the normal exponent range, from its bits."""
+        biased = self.b.add(k, self.iconst(self.fmt.bias))
+        return self.b.bitcast(self.b.shl(biased, self.iconst(self.fmt.mantissa)), self.float)
+
+    def reduce(self, x, low, high):
+        """(k as float, k as integer, r) with x = k ln2 + r, x clamped to [low, high] first."""
+        clamped = self.call("minnum", self.call("maxnum", x, self.const(low)), self.const(high))
+        k = self.call("rint", self.b.fmul(clamped, self.const(LOG2_E)))
+        r = self.b.fsub(clamped, self.b.fmul(k, self.const(self.fmt.ln2_high)))
+        r = self.b.fsub(r, self.b.fmul(k, self.const(self.fmt.ln2_low)))
+        return k, self.b.fptosi(k, self.int), r
+
+    def scale(self, value, k):
+        """value * 2**k in two steps, so that the exponent may leave the normal range."""
+        half = self.b.ashr(k, self.iconst(1))
+        rest = self.b.sub(k, half)
+        return self.b.fmul(self.b.fmul(value, self.power_of_two(half)),
+                           self.power_of_two(rest))
+
+
+def _taylor(first, degree):
+    """1/first!, 1/(first+1)!, ..., 1/degree!"""
+    return [float(Fraction(1, factorial(n))) for n in range(first, degree + 1)]
+
+
+def emit_exp(e, x):
+    _, k, r = e.reduce(x, e.fmt.exp_low, e.fmt.exp_high)
+    # 1 + r (1 + r Q(r)), Q(r) = 1/2 + r/6 + ... by Estrin's scheme: the two last steps, where
+    # the result takes its value, are exact multiply-adds, as in Horner's scheme.
+    inner = e.call("fmuladd", e.estrin(r, _taylor(2, e.fmt.exp_degree)), r, e.const(1.0))
+    result = e.scale(e.call("fmuladd", inner, r, e.const(1.0)), k)
+    return e.b.select(e.is_nan(x), x, result)
+
+
+def emit_expm1(e, x, nonpositive=False):
+    """expm1; ``nonpositive``: for x <= 0 or NaN only (as tanh uses it), where neither the
+    large-argument path nor the zero's sign matters."""
+    b = e.b
+    # The reduction and the polynomial are exp's, instruction for instruction: where exp and
+    # expm1 of one argument meet in a loop (elu and its derivative, tanh and its derivative),
+    # they share them.
+    _, k, r = e.reduce(x, e.fmt.exp_low, e.fmt.exp_high)
+    # expm1(r) = r + r^2 (1/2 + r/6 + ...): exact for r = x when k = 0.
+    small = b.fadd(r, b.fmul(b.fmul(r, r), e.estrin(r, _taylor(2, e.fmt.exp_degree))))
+    limit = e.iconst(e.fmt.expm1_direct)
+    # Below 2**expm1_floor the result is -1 to the last bit, and 2**k stays a normal number.
+    floor = e.iconst(e.fmt.expm1_floor)
+    direct_k = b.select(b.icmp_signed("<", k, floor), floor, k)
+    if not nonpositive:
+        direct_k = b.select(b.icmp_signed(">", direct_k, limit), limit, direct_k)
+    two_k = e.power_of_two(direct_k)
+    direct = e.call("fmuladd", two_k, small, b.fsub(two_k, e.const(1.0)))
+    if nonpositive:
+        return b.select(e.is_nan(x), x, direct)
+    # Beyond 2**expm1_direct the -1 is below a hundredth of an ulp: exp(x) itself.
+    large = e.scale(b.fadd(small, e.const(1.0)), k)
+    result = b.select(b.icmp_signed(">", k, limit), large, direct)
+    # x itself for NaN and for zeros (keeps the sign of -0.0).
+    keep = b.or_(e.is_nan(x), b.fcmp_ordered("==", x, e.const(0.0)))
+    return b.select(keep, x, result)
+
+
+def emit_log(e, x, unit=False):
+    """log; ``unit``: for x in [1, 2] only (as log1p of [0, 1] uses it): no subnormal
+    scaling, no special values."""
+    b, fmt = e.b, e.fmt
+    if unit:
+        scaled, exponent_shift = x, e.const(0.0)
+    else:
+        subnormal = b.fcmp_ordered("<", x, e.const(2.0 ** (1 - fmt.bias)))
+        scaled = b.select(subnormal, b.fmul(x, e.const(2.0 ** fmt.subnormal_shift)), x)
+        exponent_shift = b.select(subnormal, e.const(-float(fmt.subnormal_shift)),
+                                  e.const(0.0))
+    # Shift the bits so that the exponent field counts from sqrt(1/2): m in [sqrt(1/2), sqrt(2)).
+    one_bits = fmt.bias << fmt.mantissa
+    bits = b.add(b.bitcast(scaled, e.int), e.iconst(one_bits - fmt.sqrt_half_bits))
+    exponent = b.sub(b.ashr(bits, e.iconst(fmt.mantissa)), e.iconst(fmt.bias))
+    mantissa_bits = b.add(b.and_(bits, e.iconst((1 << fmt.mantissa) - 1)),
+                          e.iconst(fmt.sqrt_half_bits))
+    m = b.bitcast(mantissa_bits, e.float)
+    k = b.fadd(b.sitofp(exponent, e.float), exponent_shift)
+    f = b.fsub(m, e.const(1.0))
+    half_f2 = b.fmul(e.const(0.5), b.fmul(f, f))
+    s = b.fdiv(f, b.fadd(e.const(2.0), f))
+    z = b.fmul(s, s)
+    series = [2.0 / (2 * n + 1) for n in range(1, fmt.log_terms + 1)]
+    big_r = b.fmul(z, e.estrin(z, series))
+    # k ln2_high - ((f^2/2 - (s (f^2/2 + R) + k ln2_low)) - f)
+    inner = b.fadd(b.fmul(s, b.fadd(half_f2, big_r)), b.fmul(k, e.const(fmt.ln2_low)))
+    result = b.fsub(b.fmul(k, e.const(fmt.ln2_high)), b.fsub(b.fsub(half_f2, inner), f))
+    if unit:
+        return result
+    result = b.select(b.fcmp_ordered("==", x, e.const(float("inf"))), x, result)
+    result = b.select(b.fcmp_ordered("==", x, e.const(0.0)), e.const(float("-inf")), result)
+    result = b.select(b.fcmp_ordered("<", x, e.const(0.0)), e.const(float("nan")), result)
+    return b.select(e.is_nan(x), x, result)
+
+
+def emit_log1p(e, x, unit=False):
+    """log1p; ``unit``: for x in [0, 1] only (as softplus uses it), without the guards for
+    u = 1 + x at 0 or inf and for the sign of zero.  NaN gives some number there: softplus
+    adds max(x, 0), NaN already."""
+    b = e.b
+    u = b.fadd(e.const(1.0), x)
+    log_u = b.call(e.math.routine("log.unit" if unit else "log", e.dtype), [u])
+    # The rounding error of u, (u - 1) - x, corrected to first order; not where u is 0 or inf.
+    # Multiplied by 1/u rather than divided by u: the correction is below an ulp of the result,
+    # and 1/(1 + x) is the sigmoid's own quotient (softplus and sigmoid of one argument, as in
+    # a softplus and its derivative, then share one division).
+    correction = b.fmul(b.fsub(b.fsub(u, e.const(1.0)), x), b.fdiv(e.const(1.0), u))
+    if unit:
+        return b.fsub(log_u, correction)
+    finite = b.and_(b.fcmp_ordered(">", u, e.const(0.0)),
+                    b.fcmp_ordered("<", u, e.const(float("inf"))))
+    result = b.fsub(log_u, b.select(finite, correction, e.const(0.0)))
+    return b.select(b.fcmp_ordered("==", x, e.const(0.0)), x, result)
+
+
+def emit_tanh(e, x):
+    b = e.b
+    # -|2x|, written as the sigmoid of 2x (tanh's derivative) writes the argument of its exp:
+    # the two then share the reduction.
+    t = b.call(e.math.routine("expm1.nonpositive", e.dtype),
+               [b.fneg(e.call("fabs", b.fmul(e.const(2.0), x)))])
+    positive = b.fdiv(b.fneg(t), b.fadd(t, e.const(2.0)))
+    return e.call("copysign", positive, x)
+
+
+def emit_sigmoid(e, x):
+    # 1 / (1 + exp(-x)) for x >= 0, exp(x) / (1 + exp(x)) below: exp never overflows.
+    b = e.b
+    tail = b.call(e.math.routine("exp", e.dtype), [b.fneg(e.call("fabs", x))])
+    upper = b.fdiv(e.const(1.0), b.fadd(e.const(1.0), tail))
+    return b.select(b.fcmp_ordered(">=", x, e.const(0.0)), upper, b.fmul(tail, upper))
+
+
+def emit_softplus(e, x):
+    # max(x, 0) + log1p(exp(-|x|)): never overflows, exact to a few ulp on both tails.
+    b = e.b
+    tail = b.call(e.math.routine("exp", e.dtype), [b.fneg(e.call("fabs", x))])
+    positive = e.call("maximum", x, e.const(0.0))
+    return b.fadd(positive, b.call(e.math.routine("log1p.unit", e.dtype), [tail]))
+
+
+def emit_tanh_softplus(e, x):
+    """tanh(softplus(x)), as in mish, from E = exp(-|x|) alone: with u = 1 + exp(x),
+    tanh(log u) = (u^2 - 1) / (u^2 + 1), which is (1 + 2E) / (1 + 2E + 2E^2) for x >= 0 and
+    h / (1 + h), h = E + E^2 / 2, below; every term is positive, so nothing cancels, and one
+    division serves both sides.  E is the one softplus and sigmoid of x use (so a mish and
+    its derivative share one exp)."""
+    b = e.b
+    tail = b.call(e.math.routine("exp", e.dtype), [b.fneg(e.call("fabs", x))])
+    twice = b.fmul(e.const(2.0), tail)                          # exact
+    upper_numerator = b.fadd(e.const(1.0), twice)
+    upper_denominator = e.call("fmuladd", twice, tail, upper_numerator)
+    half = b.fmul(e.const(0.5), tail)                           # exact
+    lower_numerator = e.call("fmuladd", half, tail, tail)
+    lower_denominator = b.fadd(e.const(1.0), lower_numerator)
+    upper = b.fcmp_unordered(">=", x, e.const(0.0))
+    return b.fdiv(b.select(upper, upper_numerator, lower_numerator),
+                  b.select(upper, upper_denominator, lower_denominator))
+
+
+ROUTINES = {
+    "exp": emit_exp,
+    "expm1": emit_expm1,
+    "expm1.nonpositive": lambda e, x: emit_expm1(e, x, nonpositive=True),
+    "log": emit_log,
+    "log.unit": lambda e, x: emit_log(e, x, unit=True),
+    "log1p": emit_log1p,
+    "log1p.unit": lambda e, x: emit_log1p(e, x, unit=True),
+    "tanh": emit_tanh,
+    "sigmoid": emit_sigmoid,
+    "softplus": emit_softplus,
+    "tanh_softplus": emit_tanh_softplus,
+}
+
+
+def define_routine(module, name, dtype, math, inline=True):
+    """Define ``symgrad.NAME.SUFFIX`` in ``module``: internal, one argument, always inlined
+    (or, with ``inline`` false, never: one copy that the code calls, for kernels so large
+    that thousands of inlined copies would make LLVM's compile time grow as their square)."""
+    element = llvm_type(dtype)
+    function = llvm_ir.Function(module, llvm_ir.FunctionType(element, [element]),
+                                name=f"symgrad.{name}.{'f64' if dtype == 'float64' else 'f32'}")
+    function.linkage = "internal"
+    function.attributes.add("alwaysinline" if inline else "noinline")
+    function.attributes.add("nounwind")
+    builder = llvm_ir.IRBuilder(function.append_basic_block("entry"))
+    builder.ret(ROUTINES[name](_Emitter(builder, dtype, math), function.args[0]))
+    return function

@@ -1,0 +1,83 @@
+"""The typed, tensor-level intermediate representation: the contract every stage reads.
+
+- :mod:`symgrad.ir.ops`: the closed set of operations (:class:`Op`) and their arities;
+- :mod:`symgrad.ir.node`: :class:`Node`, the intern table, dtypes, :func:`toposort`;
+- :mod:`symgrad.ir.build`: the smart constructors (``ir.add``, ``ir.exp``, ...) and
+  :data:`BUILDERS`;
+- :mod:`symgrad.ir.function`: :class:`Function`;
+- :mod:`symgrad.ir.numeric`: what each elementwise op computes on numbers (numpy);
+- :mod:`symgrad.ir.text`: IR as text and as DOT.
+
+A :class:`Function` names an ordered list of input nodes and an ordered list of outputs; it is
+what the reference interpreter evaluates, what reverse mode differentiates and what the code
+generator lowers.  This package loads numpy at most (on the first constant fold): neither
+SymPy nor llvmlite.
+"""
+
+from symgrad.errors import ShapeError
+from symgrad.ir.build import (
+    BUILDERS,
+    absolute,
+    add,
+    balanced,
+    broadcast_shapes,
+    broadcast_to,
+    compare,
+    const,
+    cos,
+    dim,
+    div,
+    exp,
+    expm1,
+    input_node,
+    log,
+    log1p,
+    logical_and,
+    logical_not,
+    logical_or,
+    matmul,
+    maximum,
+    minimum,
+    mul,
+    neg,
+    normalize_axes,
+    power,
+    reduce_max,
+    reduce_sum,
+    reshape,
+    select,
+    sigmoid,
+    sign,
+    sin,
+    size_of,
+    softplus,
+    sqrt,
+    stop_gradient,
+    sub,
+    tanh,
+    transpose,
+    unbroadcast,
+)
+from symgrad.ir.function import ATTRIBUTE_BUILDERS, Function, rebuild
+from symgrad.ir.node import (
+    DTYPES,
+    FLOAT_DTYPES,
+    INTERN_LOCK,
+    Node,
+    format_constant,
+    make_node,
+    toposort,
+    type_string,
+)
+from symgrad.ir.ops import Op
+
+__all__ = [
+    "ATTRIBUTE_BUILDERS", "BUILDERS", "DTYPES", "FLOAT_DTYPES", "Function", "INTERN_LOCK",
+    "Node", "Op", "ShapeError", "absolute", "add", "balanced", "broadcast_shapes",
+    "broadcast_to", "compare", "const", "cos", "dim", "div", "exp", "expm1", "format_constant",
+    "input_node", "log", "log1p", "logical_and", "logical_not", "logical_or", "make_node",
+    "matmul", "maximum", "minimum", "mul", "neg", "normalize_axes", "power", "rebuild",
+    "reduce_max", "reduce_sum", "reshape", "select", "sigmoid", "sign", "sin", "size_of",
+    "softplus", "sqrt", "stop_gradient", "sub", "tanh", "toposort", "transpose", "type_string",
+    "unbroadcast",
+]

@@ -1,0 +1,115 @@
+"""IR functions: named inputs, ordered outputs, and rebuilding in another dtype."""
+
+from symgrad.ir.build import (
+    BUILDERS,
+    broadcast_to,
+    const,
+    dim,
+    input_node,
+    reduce_max,
+    reduce_sum,
+    reshape,
+    transpose,
+)
+from symgrad.ir.node import FLOAT_DTYPES, toposort
+from symgrad.ir.ops import Op
+from symgrad.messages import bounded_list
+
+
+class Function:
+    """A pure function of named inputs: ``outputs = f(*inputs)`` over the IR.
+
+    Parameters
+    ----------
+    inputs : sequence of Node
+        INPUT nodes, in argument order; names must be distinct.
+    outputs : sequence of Node
+        The result nodes.
+    output_names : sequence of str, optional
+        Display names of the outputs (default ``out0, out1, ...``).
+    """
+
+    def __init__(self, inputs, outputs, output_names=None):
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(outputs)
+        names = [node.attrs for node in self.inputs]
+        for node in self.inputs:
+            if node.op is not Op.INPUT:
+                raise ValueError(f"function inputs must be INPUT nodes, got {node!r}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"function inputs have repeated names: {bounded_list(names)}")
+        if output_names is None:
+            output_names = [f"out{i}" for i in range(len(self.outputs))]
+        self.output_names = tuple(output_names)
+        if len(self.output_names) != len(self.outputs):
+            raise ValueError("one output name per output is needed")
+        self.nodes = toposort(self.outputs)
+        declared = set(map(id, self.inputs))
+        sizes = {d for node in self.inputs for d in node.shape if isinstance(d, str)}
+        for node in self.nodes:
+            if node.op is Op.INPUT and id(node) not in declared:
+                raise ValueError(f"input {node.attrs!r} is used but is not an argument of the "
+                                 f"function; arguments are {bounded_list(names)}")
+            if node.op is Op.DIM and node.attrs not in sizes:
+                raise ValueError(f"the symbolic size {node.attrs!r} is used but no input's "
+                                 f"shape has it")
+
+    @property
+    def size_names(self):
+        """The symbolic sizes of the inputs, in order of first appearance."""
+        names = []
+        for node in self.inputs:
+            for size in node.shape:
+                if isinstance(size, str) and size not in names:
+                    names.append(size)
+        return tuple(names)
+
+    @property
+    def input_names(self):
+        return tuple(node.attrs for node in self.inputs)
+
+    def __repr__(self):
+        from symgrad.ir.text import function_to_text
+        return function_to_text(self)
+
+    def with_dtype(self, dtype):
+        """The same function computing in another float dtype (constants are re-rounded)."""
+        if dtype not in FLOAT_DTYPES:
+            raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
+        if all(node.dtype in (dtype, "bool") for node in self.nodes):
+            return self
+        rebuilt = {}
+        for node in self.nodes:
+            rebuilt[id(node)] = _rebuild(node, [rebuilt[id(a)] for a in node.args], dtype)
+        inputs = [input_node(n.attrs, dtype, n.shape) if n.dtype != "bool" else n
+                  for n in self.inputs]
+        return Function(inputs, [rebuilt[id(o)] for o in self.outputs], self.output_names)
+
+    def count_nodes(self):
+        """Number of distinct non-leaf operations."""
+        return sum(1 for node in self.nodes if node.op not in (Op.CONST, Op.INPUT))
+
+
+# Constructors of ops that take their attributes as a second argument.
+ATTRIBUTE_BUILDERS = {
+    Op.BROADCAST: broadcast_to, Op.RESHAPE: reshape, Op.TRANSPOSE: transpose,
+    Op.SUM: lambda x, axes: reduce_sum(x, axes, keepdims=True),
+    Op.AMAX: lambda x, axes: reduce_max(x, axes, keepdims=True),
+}
+
+
+def rebuild(node, args):
+    """The node with the same op and attributes over new operands."""
+    if node.op in ATTRIBUTE_BUILDERS:
+        return ATTRIBUTE_BUILDERS[node.op](*args, node.attrs)
+    return BUILDERS[node.op](*args)
+
+
+def _rebuild(node, args, dtype):
+    if node.op is Op.CONST:
+        return const(node.attrs, node.dtype if node.dtype == "bool" else dtype, node.shape)
+    if node.op is Op.INPUT:
+        return input_node(node.attrs, node.dtype if node.dtype == "bool" else dtype, node.shape)
+    if node.op is Op.DIM:
+        return dim(node.attrs, dtype)
+    return rebuild(node, args)

@@ -1,0 +1,80 @@
+"""What each elementwise op computes on numbers: one numpy function per op.
+
+The reference interpreter (:mod:`symgrad.reference.evaluate`) evaluates elementwise ops with
+this table, and the IR's constant folding (:mod:`symgrad.ir.build`) folds with it, so that a
+folded constant has the reference interpreter's bits.
+"""
+
+import numpy as np
+
+from symgrad.ir.ops import Op
+
+NUMPY_DTYPES = {"float64": np.float64, "float32": np.float32, "bool": np.bool_}
+
+
+def _sigmoid(x):
+    # Two forms, each used where it cannot overflow.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _softplus(x):
+    return np.logaddexp(0, x)
+
+
+def _maximum(a, b):
+    # IEEE 754-2019 maximum, as the kernels compute it: NaN propagates and -0.0 < +0.0.
+    # (np.maximum returns either zero on a tie, depending on the code path it takes.)
+    return np.where(a == b, np.where(np.signbit(a), b, a), np.maximum(a, b))[()]
+
+
+def _minimum(a, b):
+    # IEEE 754-2019 minimum: NaN propagates and -0.0 < +0.0.
+    return np.where(a == b, np.where(np.signbit(a), a, b), np.minimum(a, b))[()]
+
+
+# One numpy implementation per elementwise op, on arrays (or numpy scalars).
+ELEMENTWISE_RULES = {
+    Op.NEG: np.negative,
+    Op.ADD: np.add,
+    Op.SUB: np.subtract,
+    Op.MUL: np.multiply,
+    Op.DIV: np.divide,
+    Op.POW: np.power,
+    Op.MAX: _maximum,
+    Op.MIN: _minimum,
+    Op.EXP: np.exp,
+    Op.LOG: np.log,
+    Op.SQRT: np.sqrt,
+    Op.SIN: np.sin,
+    Op.COS: np.cos,
+    Op.TANH: np.tanh,
+    Op.ABS: np.abs,
+    Op.SIGN: np.sign,
+    Op.EXPM1: np.expm1,
+    Op.LOG1P: np.log1p,
+    Op.SIGMOID: _sigmoid,
+    Op.SOFTPLUS: _softplus,
+    Op.STOP_GRADIENT: np.positive,
+    Op.LT: np.less,
+    Op.LE: np.less_equal,
+    Op.GT: np.greater,
+    Op.GE: np.greater_equal,
+    Op.EQ: np.equal,
+    Op.NE: np.not_equal,
+    Op.AND: np.logical_and,
+    Op.OR: np.logical_or,
+    Op.NOT: np.logical_not,
+    Op.SELECT: np.where,
+}
+
+
+
+def fold_constant(op, values, dtype):
+    """Evaluate ``op`` on Python floats in ``dtype`` arithmetic; returns a Python float."""
+    np_dtype = NUMPY_DTYPES[dtype]
+    # On arrays, not numpy scalars: the scalars compute some operations otherwise than the
+    # arrays a kernel's operands are (np.float32(-0.0) ** 0.5 is +0.0, sqrt's -0.0 on arrays).
+    with np.errstate(all="ignore"):
+        result = ELEMENTWISE_RULES[op](*[np.array([v], np_dtype) for v in values])
+    return float(np.asarray(result)[0])

@@ -1,0 +1,416 @@
+"""Symbolic tensors: the user-facing handle on tensor-valued IR nodes.
+
+A :class:`Tensor` wraps one IR node and gives it numpy's operators (``+ - * / ** @``, ``.T``,
+``.sum``, ``.mean``...).  Shape errors are raised when the expression is built, naming both
+shapes.  Any scalar SymPy function applies elementwise with :func:`elementwise`.
+
+>>> X = tensor("X", ("n", 2))
+>>> W = tensor("W", (3, 2))
+>>> (X @ W.T).shape
+('n', 3)
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+
+import numpy as np
+import sympy
+
+from symgrad import ir
+from symgrad.frontend.sympy_to_ir import to_ir
+from symgrad.ir.ops import Op
+
+
+class Tensor:
+    """A symbolic tensor: a node of symgrad's IR with numpy-like operators.
+
+    Build one with :func:`tensor` (an argument) or from other tensors.
+    """
+
+    __slots__ = ("node", "labels")
+    __array_priority__ = 1000     # numpy arrays on the left defer to our operators
+
+    def __init__(self, node, labels=()):
+        if not isinstance(node, ir.Node):
+            raise TypeError(f"Tensor wraps an IR node, got {type(node).__name__}")
+        object.__setattr__(self, "node", node)
+        # Display names of the values this tensor was computed from (see label): a tuple of
+        # (node, name, cotangent name or None), carried from operands to results.
+        object.__setattr__(self, "labels", labels)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("tensors are immutable")
+
+    @property
+    def shape(self) -> tuple[int | str, ...]:
+        return self.node.shape
+
+    @property
+    def dtype(self) -> str:
+        return self.node.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.node.shape)
+
+    @property
+    def name(self) -> str | None:
+        """The argument name of an input tensor (None for computed tensors)."""
+        return self.node.attrs if self.node.op is Op.INPUT else None
+
+    def __repr__(self):
+        shape = ", ".join(str(d) for d in self.shape)
+        if self.name is not None:
+            return f"tensor({self.name!r}, ({shape}{',' if self.ndim == 1 else ''}), {self.dtype})"
+        return f"<Tensor {self.node.op.value} ({shape}) {self.dtype}>"
+
+    def __hash__(self):
+        return hash(self.node)
+
+    def __eq__(self, other):
+        # Structural equality, as SymPy's ==: nodes are interned, so equal structure is the
+        # same node.  (Elementwise comparisons are <, <=, >, >=.)
+        return isinstance(other, Tensor) and self.node is other.node
+
+    def __bool__(self):
+        raise TypeError("a symbolic tensor has no truth value")
+
+    # ---- arithmetic -------------------------------------------------------------------------
+
+    def __add__(self, other):
+        return _derived(ir.add(self.node, _node(other, self)), self, other)
+
+    def __radd__(self, other):
+        return _derived(ir.add(_node(other, self), self.node), self, other)
+
+    def __sub__(self, other):
+        return _derived(ir.sub(self.node, _node(other, self)), self, other)
+
+    def __rsub__(self, other):
+        return _derived(ir.sub(_node(other, self), self.node), self, other)
+
+    def __mul__(self, other):
+        return _derived(ir.mul(self.node, _node(other, self)), self, other)
+
+    def __rmul__(self, other):
+        return _derived(ir.mul(_node(other, self), self.node), self, other)
+
+    def __truediv__(self, other):
+        return _derived(ir.div(self.node, _node(other, self)), self, other)
+
+    def __rtruediv__(self, other):
+        return _derived(ir.div(_node(other, self), self.node), self, other)
+
+    def __pow__(self, other):
+        return _derived(ir.power(self.node, _node(other, self)), self, other)
+
+    def __rpow__(self, other):
+        return _derived(ir.power(_node(other, self), self.node), self, other)
+
+    def __neg__(self):
+        return _derived(ir.neg(self.node), self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _derived(ir.absolute(self.node), self)
+
+    def __matmul__(self, other):
+        return matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return matmul(other, self)
+
+    def __lt__(self, other):
+        return _derived(ir.compare(Op.LT, self.node, _node(other, self)), self, other)
+
+    def __le__(self, other):
+        return _derived(ir.compare(Op.LE, self.node, _node(other, self)), self, other)
+
+    def __gt__(self, other):
+        return _derived(ir.compare(Op.GT, self.node, _node(other, self)), self, other)
+
+    def __ge__(self, other):
+        return _derived(ir.compare(Op.GE, self.node, _node(other, self)), self, other)
+
+    # ---- shapes and reductions ---------------------------------------------------------------
+
+    @property
+    def T(self):
+        """The transpose (axes reversed)."""
+        return _derived(ir.transpose(self.node), self)
+
+    def transpose(self, *perm: int) -> Tensor:
+        return _derived(ir.transpose(self.node, perm or None), self)
+
+    def reshape(self, *shape: int | str | tuple) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], tuple):
+            shape = shape[0]
+        return _derived(ir.reshape(self.node, shape), self)
+
+    def broadcast_to(self, shape: tuple[int | str, ...]) -> Tensor:
+        return _derived(ir.broadcast_to(self.node, shape), self)
+
+    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+        return _derived(ir.reduce_sum(self.node, axis, keepdims), self)
+
+    def mean(self, axis: int | tuple[int, ...] | None = None,
+             keepdims: bool = False) -> Tensor:
+        summed = ir.reduce_sum(self.node, axis, keepdims)
+        axes = ir.normalize_axes(axis, self.ndim, "mean")
+        count = ir.size_of([self.shape[a] for a in axes], self.dtype)
+        return _derived(ir.div(summed, count), self)
+
+    def max(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+        return _derived(ir.reduce_max(self.node, axis, keepdims), self)
+
+
+def _node(value, like):
+    """An IR node for a tensor or a Python/numpy number (in ``like``'s dtype)."""
+    if isinstance(value, Tensor):
+        return value.node
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError("booleans are not numbers here; use 0.0 or 1.0")
+    if isinstance(value, numbers.Real):
+        return ir.const(float(value), like.dtype if like.dtype != "bool" else "float64")
+    if isinstance(value, sympy.Basic) and value.is_number and value.is_real:
+        return ir.const(float(value), like.dtype)
+    if isinstance(value, np.ndarray):
+        raise TypeError("constant arrays are not part of a symbolic expression: declare a "
+                        "tensor input for them (symgrad.tensor) and pass the array at call time")
+    raise TypeError(f"cannot combine a tensor with {type(value).__name__}")
+
+
+def tensor(name: str, shape: int | str | tuple[int | str, ...] = (),
+           dtype: str = "float64") -> Tensor:
+    """A symbolic tensor argument.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name (the kernel takes it by this name).
+    shape : tuple
+        Sizes: ints, or names of symbolic sizes such as a batch size ``"n"``.
+    dtype : {'float64', 'float32'}
+
+    Examples
+    --------
+    >>> X = tensor("X", ("n", 784), dtype="float32")
+    """
+    if dtype not in ir.FLOAT_DTYPES:
+        raise ValueError(f"dtype must be one of {ir.FLOAT_DTYPES}, got {dtype!r}")
+    if isinstance(shape, (int, str)):
+        shape = (shape,)
+    return Tensor(ir.input_node(name, dtype, shape))
+
+
+def _derived(node, *sources):
+    """The tensor of ``node``, computed from ``sources`` (tensors or numbers): it carries
+    their labels."""
+    labels = ()
+    for source in sources:
+        extra = getattr(source, "labels", ())
+        if not extra or extra is labels:
+            continue
+        if not labels:
+            labels = extra
+        else:
+            known = {id(entry[0]) for entry in labels}
+            labels = labels + tuple(e for e in extra if id(e[0]) not in known)
+    return Tensor(node, labels)
+
+
+def label(tensor: Tensor, name: str, cotangent_name: str | None = None) -> Tensor:
+    """``tensor``, named ``name`` for display: a derivation of an expression computed from
+    the returned tensor shows this value by its name, and, with ``cotangent_name``, its
+    cotangent dC/d(tensor) too (as the layers of :mod:`symgrad.nn` name ``z1`` and
+    ``delta1``)."""
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"label names a Tensor, got {type(tensor).__name__}")
+    for argument, value in (("name", name), ("cotangent_name", cotangent_name)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise TypeError(f"{argument} must be a non-empty string, got {value!r}")
+    known = tuple(e for e in tensor.labels if e[0] is not tensor.node)
+    return Tensor(tensor.node, known + ((tensor.node, name, cotangent_name),))
+
+
+def as_tensor(value: Tensor | float, like: Tensor | None = None) -> Tensor:
+    """``value`` as a Tensor (numbers become constants)."""
+    if isinstance(value, Tensor):
+        return value
+    return _derived(_node(value, like.node if like is not None else ir.const(0.0)), value)
+
+
+def elementwise(function: Callable[..., sympy.Expr], *tensors: Tensor | float) -> Tensor:
+    """Apply a scalar SymPy function elementwise to tensors (broadcast together).
+
+    Parameters
+    ----------
+    function : callable
+        Takes one SymPy symbol per tensor and returns a SymPy expression of them (a Python
+        function, a ``sympy.Lambda`` or a SymPy function class such as ``sympy.exp``).
+    *tensors : Tensor or number
+
+    Examples
+    --------
+    >>> X = tensor("X", ("n", 3))
+    >>> Y = elementwise(lambda u: sympy.exp(-u**2), X)
+    """
+    like = next((t for t in tensors if isinstance(t, Tensor)), None)
+    if like is None:
+        raise TypeError("elementwise needs at least one tensor")
+    nodes = [_node(t, like.node) for t in tensors]
+    symbols = [sympy.Dummy(f"u{i}", real=True) for i in range(len(tensors))]
+    expr = function(*symbols)
+    dtype = like.dtype
+    return _derived(to_ir(expr, dict(zip(symbols, nodes)), dtype), *tensors)
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """The matrix product of two rank-2 tensors (shape errors name both shapes)."""
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        raise TypeError("matmul takes two tensors")
+    return _derived(ir.matmul(a.node, b.node), a, b)
+
+
+def where(cond: Tensor, if_true: Tensor | float, if_false: Tensor | float) -> Tensor:
+    """``if_true`` where ``cond`` holds, else ``if_false`` (gradients flow to the branch
+    taken only, never NaN from the other)."""
+    if not isinstance(cond, Tensor) or cond.dtype != "bool":
+        raise TypeError("where needs a boolean tensor condition, such as X > 0")
+    like = next((v for v in (if_true, if_false) if isinstance(v, Tensor)), None)
+    if like is not None:
+        like_node = like.node
+    else:   # both branches are numbers: compute in the dtype the condition compares
+        floats = [n for n in ir.toposort([cond.node]) if n.dtype != "bool"]
+        like_node = ir.const(0.0, floats[0].dtype if floats else "float64")
+    return _derived(ir.select(cond.node, _node(if_true, like_node), _node(if_false, like_node)),
+                    cond, if_true, if_false)
+
+
+class Normalizer:
+    r"""The log-sum-exp of ``x`` along ``axis``, in pieces that keep their digits where one
+    element dominates (the reduced axes stay in the shapes, with size 1).
+
+    With ``m`` the maximum and ``g = x - m`` (exact near the maximum), :math:`\log \sum_i
+    e^{x_i} = m + \log(1 + X)` where the excess :math:`X = \sum_i e^{g_i} - 1` is summed
+    without the 1 that a maximum contributes (its term is :math:`e^g - 1`, exactly 0 with the
+    derivatives of :math:`e^g`; further maxima add 1 each): ``log1p(X)`` keeps the digits
+    that the ``log`` of a sum rounded to 1 loses (``logsumexp([0, -40])`` is 4.2e-18, not 0).
+
+    The derivatives need more care where one element ``j`` holds more than half of the sum
+    (``X < 1``, which makes it the only maximum): softmax's :math:`p_j (1 - p_j)` and the
+    cross-entropy's :math:`p_j - 1` would subtract numbers near 1.  There the pieces are
+    functions of :math:`x_j` itself, the other terms being :math:`e^{x_i - x_j}`, so that
+    :math:`1 - p_j = X / (1 + X)` comes out of the other elements; ``offset`` (0 in value)
+    carries that dependence.  Elsewhere (ties included: there no element holds more than
+    half) the maximum is a constant shift, through which no gradient flows.
+
+    Attributes
+    ----------
+    shift : Node
+        ``m``, without gradient.
+    offset : Node
+        0; as a function, :math:`x_j - m` where ``j`` dominates, else the constant 0.
+    gaps : Node
+        ``g``, as a function ``x - m`` (no gradient through ``m``).
+    at_maximum : Node
+        Where ``g`` is 0.
+    dominant : Node
+        Where one element holds more than half of the sum (a row of one value per example).
+    centred : Node
+        ``g``; as a function, :math:`x_i - x_j` where ``j`` dominates (the constant 0 at ``j``
+        itself).
+    excess : Node
+        ``X``.
+    log_total : Node
+        ``log1p(X)``, the logarithm of the sum of :math:`e^{centred}`; 0 for a row of ``-inf``.
+    total : Node
+        ``1 + X``, the sum of :math:`e^{centred}`; 1 for a row of ``-inf``.
+
+    A row whose maximum is infinite has no finite shift.  Where it is ``-inf`` (every entry
+    ``-inf``, a fully masked row) the gaps are ``-inf`` throughout and the sum, empty, is taken
+    as 1, so that the log-sum-exp is ``-inf``, the log-softmax ``-inf`` and the softmax 0,
+    never ``inf - inf``.  Where it is ``+inf``, the gaps are 0 at the ``+inf`` entries and
+    ``-inf`` elsewhere: the limit of a row whose largest entries grow together.  NaN in a row
+    makes the whole row NaN.  No gradient flows through the entries of such rows.
+    """
+
+    def __init__(self, x, axis):
+        node = x.node
+        zero, one = ir.const(0.0, node.dtype), ir.const(1.0, node.dtype)
+        inf = ir.const(float("inf"), node.dtype)
+        self.shift = ir.stop_gradient(ir.reduce_max(node, axis, True))
+        infinite = ir.compare(Op.EQ, ir.absolute(self.shift), inf)
+        limit = ir.select(ir.compare(Op.EQ, node, inf), zero, ir.neg(inf))
+        self.gaps = gaps = ir.select(infinite, limit, ir.sub(node, self.shift))
+        self.at_maximum = at_maximum = ir.compare(Op.EQ, gaps, zero)
+        exponentials = ir.exp(gaps)
+        rest = ir.reduce_sum(ir.select(at_maximum, zero, exponentials), axis, True)
+        # e^g - 1 at the maxima: 0, with the derivatives of e^g.
+        ties = ir.reduce_sum(ir.select(at_maximum, ir.sub(exponentials, one), zero), axis,
+                             True)
+        further_maxima = ir.sub(ir.reduce_sum(ir.select(at_maximum, one, zero), axis, True),
+                                one)
+        self.dominant = dominant = ir.compare(Op.LT, ir.add(rest, further_maxima), one)
+        # 0 in value; where one element dominates, its gap as a function of it.
+        self.offset = ir.select(dominant, ir.reduce_sum(ir.select(at_maximum, gaps, zero),
+                                                        axis, True), zero)
+        self.centred = ir.select(ir.logical_and(at_maximum, dominant), zero,
+                                 ir.sub(gaps, self.offset))
+        self.excess = ir.add(ir.add(ir.mul(rest, ir.exp(ir.neg(self.offset))),
+                                    ir.select(dominant, zero, ties)), further_maxima)
+        # No element at the maximum: a row of -inf (in a NaN row the excess is NaN anyway).
+        empty = ir.compare(Op.EQ, further_maxima, ir.neg(one))
+        self.log_total = ir.select(empty, zero, ir.log1p(self.excess))
+        self.total = ir.select(empty, one, ir.add(one, self.excess))
+
+
+def _drop_axes(tensor, x, axis, keepdims):
+    if keepdims:
+        return tensor
+    axes = ir.normalize_axes(axis, x.ndim, "logsumexp")
+    return tensor.reshape(tuple(s for a, s in enumerate(x.shape) if a not in axes))
+
+
+def logsumexp(x: Tensor, axis: int | tuple[int, ...] = -1, keepdims: bool = False) -> Tensor:
+    """``log(sum(exp(x)))`` along ``axis``, shifted by the maximum so it never overflows, and
+    exact where one element dominates (see :class:`Normalizer`).
+
+    As ``scipy.special.logsumexp`` and ``torch.logsumexp``: a row of ``-inf`` gives ``-inf``,
+    a row holding ``+inf`` gives ``+inf``, a row holding NaN gives NaN.  The gradient is
+    :func:`softmax` on a row whose maximum is finite, 0 on a row whose maximum is infinite.
+    """
+    parts = Normalizer(x, axis)
+    total = ir.add(ir.add(parts.shift, parts.offset), parts.log_total)
+    return _drop_axes(_derived(total, x), x, axis, keepdims)
+
+
+def log_softmax(x: Tensor, axis: int | tuple[int, ...] = -1) -> Tensor:
+    """``x - logsumexp(x)`` along ``axis``, as ``(x - max) - log(sum(exp(x - max)))``: the
+    gap ``x - max`` is exact near the maximum, where ``x`` and the log-sum-exp agree in most
+    of their digits (see :class:`Normalizer`).
+
+    A row of ``-inf`` (every class masked) gives ``-inf`` throughout; a row holding ``+inf``
+    gives ``-log(k)`` at its ``k`` entries that are ``+inf`` and ``-inf`` elsewhere.
+    """
+    parts = Normalizer(x, axis)
+    return _derived(ir.sub(parts.centred, parts.log_total), x)
+
+
+def softmax(x: Tensor, axis: int | tuple[int, ...] = -1) -> Tensor:
+    """``exp(x) / sum(exp(x))`` along ``axis``, as ``exp(x - max) / sum(exp(x - max))``: no
+    overflow, and a few ulp in every element and in its derivatives (``exp(log_softmax(x))``
+    would round the argument first: 268 ulp off at x = [-700, 0, 0]; see
+    :class:`Normalizer`).
+
+    A row of ``-inf`` (every entry masked) gives 0 throughout, with gradient 0 (torch and
+    scipy give NaN); a row holding ``+inf`` gives ``1/k`` at its ``k`` entries that are
+    ``+inf`` and 0 elsewhere (the limit); a row holding NaN gives NaN.  The gradient is 0 on
+    a row whose maximum is infinite.
+    """
+    parts = Normalizer(x, axis)
+    return _derived(ir.div(ir.exp(parts.centred), parts.total), x)
