@@ -11,6 +11,10 @@ compiler differentiates; their current values are numpy arrays kept beside them.
 ['W1', 'b1', 'W2', 'b2']
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
 from symgrad import ir
@@ -52,8 +56,10 @@ class Dense:
         Glorot-uniform, or He-normal (the default for ReLU-like activations).
     """
 
-    def __init__(self, in_features, out_features, activation=None, name="", seed=0,
-                 dtype="float64", init="auto", prefix=""):
+    def __init__(self, in_features: int, out_features: int,
+                 activation: Callable[[Tensor], Tensor] | None = None, name: str = "",
+                 seed: int | np.random.Generator = 0, dtype: str = "float64",
+                 init: str = "auto", prefix: str = "") -> None:
         for argument, value in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{argument} must be a positive int, got {value!r}")
@@ -68,7 +74,7 @@ class Dense:
         self.last_z = None
         self.last_a = None
 
-    def __call__(self, inputs):
+    def __call__(self, inputs: Tensor) -> Tensor:
         if not isinstance(inputs, Tensor):
             raise TypeError(f"a layer takes a Tensor, got {type(inputs).__name__}")
         if inputs.ndim != 2 or inputs.shape[1] != self.weight.shape[1]:
@@ -81,13 +87,13 @@ class Dense:
         self.last_z, self.last_a = z, a
         return a
 
-    def parameters(self):
+    def parameters(self) -> list[Tensor]:
         return [self.weight, self.bias]
 
-    def values(self):
+    def values(self) -> list[np.ndarray]:
         return [self.weight_value, self.bias_value]
 
-    def set_values(self, values):
+    def set_values(self, values: Sequence[np.ndarray]) -> None:
         weight, bias = values
         self.weight_value = _checked(weight, self.weight)
         self.bias_value = _checked(bias, self.bias)
@@ -123,8 +129,10 @@ class MLP:
         Prefix of the parameter names (``{name}W1``...), to keep two networks apart.
     """
 
-    def __init__(self, sizes, activation, output_activation="same", seed=0,
-                 dtype="float64", name="", init="auto"):
+    def __init__(self, sizes: Sequence[int], activation: Callable[[Tensor], Tensor],
+                 output_activation: Callable[[Tensor], Tensor] | str | None = "same",
+                 seed: int = 0, dtype: str = "float64", name: str = "",
+                 init: str = "auto") -> None:
         sizes = list(sizes)
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least an input and an output size, got {sizes}")
@@ -141,21 +149,21 @@ class MLP:
         self.sizes = sizes
         self.dtype = dtype
 
-    def __call__(self, inputs):
+    def __call__(self, inputs: Tensor) -> Tensor:
         a = inputs
         for layer in self.layers:
             a = layer(a)
         return a
 
-    def parameters(self):
+    def parameters(self) -> list[Tensor]:
         """The symbolic parameters, ``[W1, b1, W2, b2, ...]``."""
         return [p for layer in self.layers for p in layer.parameters()]
 
-    def values(self):
+    def values(self) -> list[np.ndarray]:
         """The current parameter values, in the order of :meth:`parameters`."""
         return [v for layer in self.layers for v in layer.values()]
 
-    def set_values(self, values):
+    def set_values(self, values: Sequence[np.ndarray]) -> None:
         """Replace the parameter values (checked against the declared shapes and dtype)."""
         values = list(values)
         if len(values) != 2 * len(self.layers):
@@ -163,10 +171,10 @@ class MLP:
         for index, layer in enumerate(self.layers):
             layer.set_values(values[2 * index: 2 * index + 2])
 
-    def zs(self):
+    def zs(self) -> list[Tensor | None]:
         """The pre-activations ``z^(l)`` of the last call, one tensor per layer."""
         return [layer.last_z for layer in self.layers]
 
-    def activations(self):
+    def activations(self) -> list[Tensor | None]:
         """The activations ``a^(l)`` of the last call, one tensor per layer."""
         return [layer.last_a for layer in self.layers]

@@ -2,6 +2,8 @@
 results are the same, bit for bit, whatever the number of threads (and equal to the numpy
 reference interpreter)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -314,8 +316,8 @@ def test_which_steps_run_inside_the_product_before_them():
 def test_a_layer_inside_its_product_gives_the_bits_of_a_step_of_its_own(threads, monkeypatch):
     # Units of 32 or 16 columns (partial tiles included: 80 and 50 columns), shared among
     # threads; each computes its columns of the product, then their bias and activation.
+    from symgrad.codegen import TensorKernel
     from symgrad.codegen.compile import cache
-    from symgrad.codegen.lower import tensor as lower_tensor
     previous = cache.set_cache_dir(None)
     monkeypatch.setattr(runtime_threads, "available_cpus", lambda: 8)
     workers.start(7)
@@ -329,10 +331,9 @@ def test_a_layer_inside_its_product_gives_the_bits_of_a_step_of_its_own(threads,
             rng = np.random.default_rng(5)
             x = rng.normal(size=(1500, 64)).astype(dtype)
             t = np.eye(10, dtype=dtype)[rng.integers(0, 10, 1500)]
-            with monkeypatch.context() as patch:
-                kernels = {True: sg.compile(loss, net.parameters(), [X, T])}
-                patch.setattr(lower_tensor, "_epilogue", lambda plan, number: False)
-                kernels[False] = sg.compile(loss, net.parameters(), [X, T])
+            kernels = {True: sg.compile(loss, net.parameters(), [X, T])}
+            separate = dataclasses.replace(kernels[True].target, epilogues=False)
+            kernels[False] = TensorKernel(kernels[True].function, 6, target=separate)
             assert _folded(kernels[True]) == [0, 2]
             results = {}
             for inside, kernel in kernels.items():

@@ -46,6 +46,9 @@ class Target:
     module_cost, max_modules : int
         A kernel's steps are compiled in modules of about ``module_cost`` units of
         :func:`symgrad.codegen.lower.tensor.split_steps`, at most ``max_modules`` of them.
+    epilogues : bool
+        Whether the elementwise step after a product of symgrad's GEMM runs inside it, on the
+        columns each unit has just computed (False: a step of its own, for comparisons).
     """
 
     gemm: Gemm = None
@@ -53,8 +56,9 @@ class Target:
     yield_symbol: str = None
     module_cost: int = 40
     max_modules: int = 2
+    epilogues: bool = True
 
     def describe(self):
         """What of the target the generated code depends on (for cache keys)."""
         return repr((self.gemm and self.gemm.description, self.pause, self.yield_symbol,
-                     self.module_cost, self.max_modules))
+                     self.module_cost, self.max_modules, self.epilogues))

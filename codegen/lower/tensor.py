@@ -278,7 +278,7 @@ class _Lowering:
         # _epilogue): product step number -> the step; and the numbers of the steps so
         # folded in, which are no step of their own.
         self.epilogues = {number: plan.steps[number + 1] for number in self.column_steps
-                          if _epilogue(plan, number)}
+                          if target.epilogues and _epilogue(plan, number)}
         self.folded = {number + 1 for number in self.epilogues}
 
     def _alias_scopes(self):

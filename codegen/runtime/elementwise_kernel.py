@@ -1,6 +1,13 @@
 """The Kernel of a scalar formula: a compiled IR function of scalars, run elementwise over the
 numpy broadcast of its arguments, each argument checked before any native code runs."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from symgrad.ir import Function
+
 import ctypes
 import functools
 import weakref
@@ -115,7 +122,8 @@ class Kernel:
     falls back on the general path, which checks and reports.
     """
 
-    def __init__(self, function, value_and_grad=True, name=KERNEL_SYMBOL):
+    def __init__(self, function: Function, value_and_grad: bool = True,
+                 name: str = KERNEL_SYMBOL) -> None:
         self.function = function
         self.value_and_grad = value_and_grad
         self.name = name

@@ -42,6 +42,13 @@ _OBJECT_SYMBOLS = {"symgrad.ndarray": np.ndarray, "symgrad.descr.float64": np.dt
                    "symgrad.descr.float32": np.dtype("float32")}
 
 
+# Prototypes of our own for the CPython functions called through ctypes (setting restype and
+# argtypes on ctypes.pythonapi's would change them for every other library too).
+_CAPSULE_GET_POINTER = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)
+_FUNCTION_NEW = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.py_object,
+                                  ctypes.c_void_p)(("PyCFunction_NewEx", ctypes.pythonapi))
+
+
 class _MethodDef(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char_p), ("function", ctypes.c_void_p),
                 ("flags", ctypes.c_int), ("doc", ctypes.c_char_p)]
@@ -108,9 +115,7 @@ def array_new_index():
     if not match or capsule is None:
         return None
     index = int(match.group(1))
-    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
-    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object,
-                                                                  ctypes.c_char_p]
+    get_pointer = _CAPSULE_GET_POINTER(("PyCapsule_GetPointer", ctypes.pythonapi))
     try:
         table = get_pointer(capsule, None)
     except ValueError:
@@ -183,8 +188,5 @@ def make_callable(address, fallback, name, flags=METH_FASTCALL_KEYWORDS):
     Returns ``(callable, keepalive)``: ``keepalive`` must live as long as the callable.
     """
     definition = _MethodDef(name.encode(), address, flags, None)
-    new = ctypes.pythonapi.PyCFunction_NewEx
-    new.restype = ctypes.py_object
-    new.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p]
-    function = new(ctypes.addressof(definition), fallback, None)
+    function = _FUNCTION_NEW(ctypes.addressof(definition), fallback, None)
     return function, definition

@@ -6,6 +6,14 @@ A kernel is planned and lowered for a :class:`~symgrad.codegen.lower.target.Targ
 :func:`target_for` builds from the host, the libraries found and :mod:`symgrad.config`.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from symgrad.ir import Function
+
 import ctypes
 import functools
 import math
@@ -80,7 +88,8 @@ class TensorKernel:
     _WORKSPACE_SIZES = 4
     _WORKSPACES_PER_SIZE = 2
 
-    def __init__(self, function, num_params, name=KERNEL_SYMBOL, target=None):
+    def __init__(self, function: Function, num_params: int, name: str = KERNEL_SYMBOL,
+                 target: Target | None = None) -> None:
         self.function = function
         self.num_params = num_params
         self.name = name
@@ -237,7 +246,8 @@ class TensorKernel:
                               f"kernel reads (shape {array.shape}, {numpy_dtype}): "
                               f"{error}") from None
 
-    def __call__(self, params, *args, **kwargs):
+    def __call__(self, params: Sequence[Any] | Mapping[str, Any], *args: Any,
+                 **kwargs: Any) -> tuple[Any, Any]:
         outputs = None
         if self._call_native is not None and type(params) in (list, tuple) and not kwargs \
                 and len(params) == self.num_params:
@@ -251,7 +261,7 @@ class TensorKernel:
             return value, dict(zip(self.param_names, outputs[1:]))
         return value, tuple(outputs[1:])
 
-    def run(self, values):
+    def run(self, values: Sequence[Any]) -> list[np.ndarray]:
         """Check one value per function input (in order) and run the kernel: the outputs."""
         if self._call_native is not None:
             # Arrays exactly as the kernel wants them, in a call too small for threads: all in
@@ -366,10 +376,11 @@ class FunctionKernel(TensorKernel):
     """A native kernel for any tensor IR function: ``kernel(*inputs, **inputs_by_name)``
     returns one array per output (a tuple; scalars as numpy scalars)."""
 
-    def __init__(self, function, name=KERNEL_SYMBOL, target=None):
+    def __init__(self, function: Function, name: str = KERNEL_SYMBOL,
+                 target: Target | None = None) -> None:
         super().__init__(function, 0, name, target)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         outputs = self.run(self._arrays([], args, kwargs))
         return tuple(o[()] if o.ndim == 0 else o for o in outputs)
 
