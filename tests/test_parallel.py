@@ -278,10 +278,10 @@ def test_more_threads_asked_for_start_more_workers(threads, monkeypatch):
 
 def _folded(kernel):
     """The product steps of a kernel whose next step runs inside them."""
-    from symgrad.codegen.lower import tensor as lower_tensor
+    from symgrad.codegen.lower import matmul
     plan = kernel.schedule
     return [number for number, step in enumerate(plan.steps)
-            if step.kind == "matmul" and lower_tensor._epilogue(plan, number)]
+            if step.kind == "matmul" and matmul.epilogue(plan, number)]
 
 
 def test_which_steps_run_inside_the_product_before_them():

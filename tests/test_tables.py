@@ -5,8 +5,9 @@ import pytest
 
 from symgrad.autodiff.rules import NON_DIFFERENTIABLE, VJP_RULES
 from symgrad.codegen.lower.mathlib import LOWERING_RULES
+from symgrad.codegen.lower.matmul import PRODUCT_RULES
 from symgrad.codegen.lower.schedule import STEP_KIND
-from symgrad.codegen.lower.tensor import PRODUCT_RULES, REDUCTION_RULES, VIEW_RULES
+from symgrad.codegen.lower.tensor import REDUCTION_RULES, VIEW_RULES
 from symgrad.display.to_sympy import SYMPY_FUNCTIONS
 from symgrad.ir import ATTRIBUTE_BUILDERS, BUILDERS
 from symgrad.ir.numeric import ELEMENTWISE_RULES
@@ -18,6 +19,8 @@ NON_LEAF = set(Op) - LEAVES
 STEP_TABLES = {"view": ("VIEW_RULES", VIEW_RULES), "reduction": ("REDUCTION_RULES",
                                                                   REDUCTION_RULES),
                "matmul": ("PRODUCT_RULES", PRODUCT_RULES)}
+# The module that holds each of those tables.
+STEP_TABLE_MODULES = {"view": "tensor", "reduction": "tensor", "matmul": "matmul"}
 
 
 def missing_entries(op):
@@ -38,7 +41,8 @@ def missing_entries(op):
         tables["STEP_KIND (symgrad.codegen.lower.schedule)"] = op in STEP_KIND
         if op in STEP_KIND:
             name, table = STEP_TABLES[STEP_KIND[op]]
-            tables[f"{name} (symgrad.codegen.lower.tensor)"] = op in table
+            module = STEP_TABLE_MODULES[STEP_KIND[op]]
+            tables[f"{name} (symgrad.codegen.lower.{module})"] = op in table
     return [name for name, present in tables.items() if not present]
 
 

@@ -7,8 +7,9 @@
 - :mod:`~symgrad.codegen.lower.elementwise`: scalar formulas as one loop over elements;
 - :mod:`~symgrad.codegen.lower.schedule`: tensor functions as steps over buffers
   (:data:`~symgrad.codegen.lower.schedule.STEP_KIND` says how each tensor op is computed);
-- :mod:`~symgrad.codegen.lower.tensor`: the steps as loop nests, matrix products, reductions,
-  threads' shares;
+- :mod:`~symgrad.codegen.lower.tensor`: the steps as loop nests, views, reductions, threads'
+  shares;
+- :mod:`~symgrad.codegen.lower.matmul`: matrix products (GEMM, BLAS or loop nest);
 - :mod:`~symgrad.codegen.lower.gemm`: symgrad's register-blocked GEMM;
 - :mod:`~symgrad.codegen.lower.entries`: CPython entries (the fast scalar call, the whole
   tensor call);

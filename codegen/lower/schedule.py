@@ -25,7 +25,7 @@ from symgrad.ir.ops import ELEMENTWISE, Op
 #: ``"view"``, a strided view of its operand, no loop of its own (its strides:
 #: :data:`symgrad.codegen.lower.tensor.VIEW_RULES`); ``"reduction"``, accumulated in the loop
 #: over its operand (:data:`~symgrad.codegen.lower.tensor.REDUCTION_RULES`); ``"matmul"``, a
-#: step of its own (:data:`~symgrad.codegen.lower.tensor.PRODUCT_RULES`).
+#: step of its own (:data:`symgrad.codegen.lower.matmul.PRODUCT_RULES`).
 STEP_KIND = {
     Op.BROADCAST: "view", Op.RESHAPE: "view", Op.TRANSPOSE: "view",
     Op.SUM: "reduction", Op.AMAX: "reduction",
@@ -34,6 +34,10 @@ STEP_KIND = {
 VIEW_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "view")
 REDUCTION_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "reduction")
 PRODUCT_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "matmul")
+
+class TensorLoweringError(NotImplementedError):
+    """The IR function uses something this lowering does not handle."""
+
 
 IMMEDIATE_OPS = frozenset({Op.CONST, Op.DIM})
 
@@ -338,3 +342,16 @@ def _group(order, stored, views, order_index):
         if step.kind == "elementwise":
             step.inline.sort(key=lambda n: order_index[id(n)])
     return steps
+
+
+def copied_sources(plan, step):
+    """The stored values a step copies, one per node, where every node of the step is a
+    stored value's identity or reshape (same elements, same row-major order); else None."""
+    if step.kind != "elementwise" or step.inline:
+        return None
+    sources = []
+    for node in step.nodes:
+        if node.op not in (Op.STOP_GRADIENT, Op.RESHAPE) or id(node.args[0]) not in plan.slots:
+            return None
+        sources.append(node.args[0])
+    return sources

@@ -12,26 +12,21 @@ product that symgrad's GEMM computes (a layer's bias and activation) runs inside
 on the columns each unit of work has just computed.
 """
 
-import math
 from typing import NamedTuple
 
 from llvmlite import ir as llvm_ir
 
-from symgrad.codegen.lower import gemm as gemm_emitter
-from symgrad.codegen.lower.abi import (
-    MULTIPLY_ADDS_PER_ELEMENT,
-    NO_TRANS,
-    ROW_MAJOR,
-    STATE_WORDS,
-    TRANS,
-)
+from symgrad.codegen.lower.abi import MULTIPLY_ADDS_PER_ELEMENT, STATE_WORDS
 from symgrad.codegen.lower.builder import FoldingBuilder
 from symgrad.codegen.lower.mathlib import LOWERING_RULES, MathDeclarations, fused_routine
+from symgrad.codegen.lower.matmul import PRODUCT_RULES, epilogue, gemm_operands
 from symgrad.codegen.lower.schedule import (
     CHUNK_ELEMENTS,
     IMMEDIATE_OPS,
     REDUCTION_OPS,
     VIEW_OPS,
+    TensorLoweringError,
+    copied_sources,
     schedule,
 )
 from symgrad.codegen.lower.types import (
@@ -44,15 +39,6 @@ from symgrad.codegen.lower.types import (
 )
 from symgrad.codegen.lower.workers import emit_spin
 from symgrad.ir.ops import Op
-
-# A matrix product whose fixed dimensions multiply to at most this is a loop nest, not a
-# BLAS call (see _Lowering.blas_matmul).
-TINY_PRODUCT = 64
-
-
-class TensorLoweringError(NotImplementedError):
-    """The IR function uses something this lowering does not handle."""
-
 
 # ---- one entry per tensor op, by the kind of step the schedule makes of it (STEP_KIND) ----
 
@@ -154,43 +140,6 @@ def workspace_counts(function, plan):
     return emit
 
 
-def _copied_sources(plan, step):
-    """The stored values a step copies, one per node, where every node of the step is a
-    stored value's identity or reshape (same elements, same row-major order); else None."""
-    if step.kind != "elementwise" or step.inline:
-        return None
-    sources = []
-    for node in step.nodes:
-        if node.op not in (Op.STOP_GRADIENT, Op.RESHAPE) or id(node.args[0]) not in plan.slots:
-            return None
-        sources.append(node.args[0])
-    return sources
-
-
-def _epilogue(plan, number):
-    """Whether the step after product step ``number`` can run inside it, on the columns each
-    unit of the product computes (bias and activation of a layer, while the product's
-    tile is in the cache): an elementwise map over the product's shape, without reductions
-    (their order over rows is fixed by chunks) and without copies, that reads the product
-    only element by element (never through a view, which would read other columns)."""
-    if number + 1 >= len(plan.steps):
-        return False
-    product, step = plan.steps[number].nodes[0], plan.steps[number + 1]
-    if step.kind != "elementwise" or tuple(step.shape) != tuple(product.shape) or \
-            _copied_sources(plan, step) is not None:
-        return False
-    if any(node.op in REDUCTION_OPS for node in step.inline + step.nodes) or any(
-            tuple(node.shape) != tuple(step.shape) for node in step.nodes):
-        return False
-    for node in step.inline + step.nodes:
-        for value in [node, *node.args]:
-            while value.op in VIEW_OPS and id(value) not in plan.slots:
-                value = value.args[0]
-                if value is product:
-                    return False
-    return True
-
-
 _STEP_TYPE = llvm_ir.FunctionType(llvm_ir.VoidType(), [POINTER, POINTER, INDEX, INDEX])
 
 
@@ -272,13 +221,13 @@ class _Lowering:
         for number, step in enumerate(plan.steps):
             if step.kind == "matmul" and self.gemm is not None and \
                     self.gemm.kind == "symgrad" and \
-                    self.gemm_operands(step.nodes[0]) is not None:
+                    gemm_operands(plan, self.gemm, step.nodes[0]) is not None:
                 self.column_steps[number] = step.nodes[0].shape[1]
         # Elementwise steps computed inside the product before them, tile by tile (see
-        # _epilogue): product step number -> the step; and the numbers of the steps so
+        # matmul.epilogue): product step number -> the step; and the numbers of the steps so
         # folded in, which are no step of their own.
         self.epilogues = {number: plan.steps[number + 1] for number in self.column_steps
-                          if target.epilogues and _epilogue(plan, number)}
+                          if target.epilogues and epilogue(plan, number)}
         self.folded = {number + 1 for number in self.epilogues}
 
     def _alias_scopes(self):
@@ -514,7 +463,7 @@ class _Lowering:
     def elementwise(self, step, columns=None):
         """An elementwise step: its chunk range of rows where chunked; or, with ``columns``
         (``(begin, end)``), those columns of every row (a product's epilogue)."""
-        sources = _copied_sources(self.plan, step)
+        sources = copied_sources(self.plan, step)
         if sources is not None:
             self.copy_rows(step, sources)
             return
@@ -618,126 +567,6 @@ class _Lowering:
                 updated = self.combine_operation(node, current, value, ordered=True)
                 self.annotate(self.builder.store(updated, address), final[0])
             self.loop_nest(partial_shape, body)
-
-    def blas_operand(self, node):
-        """(transposed, leading dimension) for a product operand a BLAS reads in place: a
-        stored matrix or the transpose of one; None otherwise."""
-        if id(node) in self.plan.slots:
-            return False, node.shape[1]
-        if node.op is Op.TRANSPOSE and id(node.args[0]) in self.plan.slots:
-            return True, node.args[0].shape[1]
-        return None
-
-    def gemm_operands(self, node):
-        """The layouts ``(left, right)`` (see :meth:`blas_operand`) of a product that calls a
-        GEMM; None for a loop nest."""
-        left, right = (self.blas_operand(a) for a in node.args)
-        if self.gemm is None or left is None or right is None:
-            return None
-        dimensions = (node.shape[0], node.args[0].shape[1], node.shape[1])
-        numbers = [d for d in dimensions if not isinstance(d, str)]
-        if len(numbers) >= 2 and math.prod(numbers) <= TINY_PRODUCT:
-            return None
-        return left, right
-
-    def blas_matmul(self, node, slot):
-        """C = A @ B through cblas_?gemm; False when an operand is not laid out for it, or when
-        the product is tiny: every dimension but (at most) one is a small number, as in the
-        layers of a 2-4-1 network, where a loop nest costs less than a call into the BLAS."""
-        operands = self.gemm_operands(node)
-        if operands is None:
-            return False
-        left, right = operands
-        if self.gemm.kind == "symgrad":
-            self.own_matmul(node, slot, left, right)
-            return True
-        element = llvm_type(node.dtype)
-        integer = llvm_ir.IntType(64 if self.gemm.ilp64 else 32)
-        enum = llvm_ir.IntType(32)
-        name = self.gemm.symbol(node.dtype)
-        function = self.module.globals.get(name)
-        if function is None:
-            function = llvm_ir.Function(self.module, llvm_ir.FunctionType(
-                llvm_ir.VoidType(), [enum, enum, enum, integer, integer, integer, element,
-                                     POINTER, integer, POINTER, integer, element, POINTER,
-                                     integer]), name=name)
-
-        def size(value):
-            value = self.extent(value) if not isinstance(value, llvm_ir.Value) else value
-            return value if integer.width == 64 else self.builder.trunc(value, integer)
-
-        def leading(extent):
-            # BLAS wants a leading dimension >= 1 even for an empty matrix.
-            value = self.extent(extent)
-            positive = self.builder.icmp_signed(">", value, INDEX(0))
-            return size(self.builder.select(positive, value, INDEX(1)))
-        (left_transposed, left_ld), (right_transposed, right_ld) = left, right
-        rows, columns = node.shape
-        inner = node.args[0].shape[1]
-        bases = [self.access(a)[0] for a in node.args]
-        self.builder.call(function, [
-            enum(ROW_MAJOR), enum(TRANS if left_transposed else NO_TRANS),
-            enum(TRANS if right_transposed else NO_TRANS), size(rows), size(columns), size(inner),
-            llvm_ir.Constant(element, 1.0), bases[0], leading(left_ld), bases[1],
-            leading(right_ld), llvm_ir.Constant(element, 0.0), self.buffers[slot],
-            leading(columns)])
-        return True
-
-    def own_matmul(self, node, slot, left, right):
-        """C = A @ B through symgrad's GEMM (:mod:`symgrad.codegen.lower.gemm`), operands read
-        in place."""
-        def strides(operand):
-            transposed, leading = operand
-            leading = self.extent(leading)
-            return (INDEX(1), leading) if transposed else (leading, INDEX(1))
-        rows, columns = node.shape
-        bases = [self.access(a)[0] for a in node.args]
-        # The step computes the columns step_range[0] .. step_range[1] - 1 (all of them for a
-        # thread alone, a tile of them for threads sharing the product: column_steps).
-        columns = self.extent(columns)
-        self.builder.call(gemm_emitter.declare(self.module, node.dtype), [
-            self.extent(rows), columns, self.extent(node.args[0].shape[1]),
-            bases[0], *strides(left), bases[1], *strides(right), self.buffers[slot], columns,
-            *self.step_range])
-
-    def matmul(self, step):
-        (node,), (slot,) = step.nodes, step.slots
-        if self.blas_matmul(node, slot):
-            epilogue = self.epilogues.get(self.step_number)
-            if epilogue is not None:
-                # The columns this unit just computed, while they are in the cache.
-                self.elementwise(epilogue, columns=self.step_range)
-            return
-        left, right = node.args
-        element = llvm_type(node.dtype)
-        rows, columns = node.shape
-        inner = left.shape[1]
-        target = (self.buffers[slot], self.contiguous_strides(node.shape))
-        self.loop_nest(node.shape, lambda indices: self.store(
-            slot, node, indices, llvm_ir.Constant(element, 0.0)))
-        left_access = self.operand_access(left)
-        right_access = self.operand_access(right)
-
-        def body(indices):
-            i, p, j = indices
-            a = self.annotate(self.builder.load(
-                self.address(left_access, left.shape, [i, p], node.dtype), typ=element),
-                left_access[0])
-            b = self.annotate(self.builder.load(
-                self.address(right_access, right.shape, [p, j], node.dtype), typ=element),
-                right_access[0])
-            address = self.address(target, node.shape, [i, j], node.dtype)
-            current = self.annotate(self.builder.load(address, typ=element), target[0])
-            self.annotate(self.builder.store(self.builder.fadd(current, self.builder.fmul(a, b)),
-                                             address), target[0])
-        # i, p, j order: the innermost loop runs along rows of the right operand and of the
-        # result, which are contiguous, so it vectorises.
-        self.loop_nest((rows, inner, columns), body)
-
-    def operand_access(self, node):
-        if node.op is Op.CONST:
-            raise TensorLoweringError("matmul of a constant matrix is not lowered")
-        return self.access(node)
 
     def position(self, node):
         return self.order_index[id(node)]
@@ -904,7 +733,7 @@ def _step_cost(plan, step):
         return 2
     if step.kind == "combine":
         return 4
-    if step.kind == "elementwise" and _copied_sources(plan, step) is not None:
+    if step.kind == "elementwise" and copied_sources(plan, step) is not None:
         return 2
     return 6 + 2 * (len(step.nodes) + len(step.inline))
 
@@ -928,5 +757,3 @@ def split_steps(plan, target):
     return [sorted(group) for group in groups if group or group is groups[0]]
 
 
-#: The step that computes each product: rule(lowering, step).
-PRODUCT_RULES = {Op.MATMUL: _Lowering.matmul}
