@@ -71,8 +71,8 @@ class Dense:
         self.weight_value = _initial_weight(rng, in_features, out_features, activation, init,
                                             dtype)
         self.bias_value = np.zeros(out_features, dtype)
-        self.last_z = None
-        self.last_a = None
+        self.last_z: Tensor | None = None
+        self.last_a: Tensor | None = None
 
     def __call__(self, inputs: Tensor) -> Tensor:
         if not isinstance(inputs, Tensor):
@@ -136,7 +136,10 @@ class MLP:
         sizes = list(sizes)
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least an input and an output size, got {sizes}")
-        if output_activation == "same":
+        if isinstance(output_activation, str):
+            if output_activation != "same":
+                raise ValueError(f"output_activation must be an activation, None or 'same', "
+                                 f"got {output_activation!r}")
             output_activation = activation
         rng = np.random.default_rng(seed)
         self.layers = []

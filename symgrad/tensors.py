@@ -30,6 +30,8 @@ class Tensor:
     """
 
     __slots__ = ("node", "labels")
+    node: ir.Node
+    labels: tuple
     __array_priority__ = 1000     # numpy arrays on the left defer to our operators
 
     def __init__(self, node, labels=()):
@@ -58,7 +60,8 @@ class Tensor:
     @property
     def name(self) -> str | None:
         """The argument name of an input tensor (None for computed tensors)."""
-        return self.node.attrs if self.node.op is Op.INPUT else None
+        attrs = self.node.attrs
+        return attrs if self.node.op is Op.INPUT and isinstance(attrs, str) else None
 
     def __repr__(self):
         shape = ", ".join(str(d) for d in self.shape)

@@ -102,7 +102,7 @@ class TensorKernel:
         self._size_names = function.size_names
         self._output_shapes = [self._template(n.shape) for n in function.outputs]
         self._dtypes = [self._numpy_dtype] * len(function.outputs)
-        self._workspaces = {}
+        self._workspaces: dict[tuple, list] = {}
         fast = process.available()
         if target is None:
             target, self._library = target_for(function)
@@ -274,14 +274,14 @@ class TensorKernel:
         values = list(values)
         sizes = self._sizes_if_ready(values)
         if sizes is None:
-            found = {}
+            found: dict[str, tuple[int, str]] = {}
             values = [self._check(node, value, found)
                       for node, value in zip(self.function.inputs, values)]
             sizes = tuple(found[name][0] for name in self._size_names)
         kept = self._workspaces.get(sizes)
         try:
-            workspace = kept.pop()          # atomic: another thread may empty the list first
-        except (AttributeError, IndexError):
+            workspace = kept.pop()  # type: ignore[union-attr]  # atomic, see below
+        except (AttributeError, IndexError):   # none kept, or another thread emptied the list
             workspace = self._new_workspace(sizes)
         size_array, temporaries, large, output_shapes = workspace
         outputs = list(map(np.empty, output_shapes, self._dtypes))

@@ -35,7 +35,7 @@ from symgrad.locks import once
 MIN_PARALLEL_MAP_ELEMENTS = 1 << 15
 MAP_BLOCK = 1 << 13
 
-_settings = {"threads": None}
+_settings: dict[str, int | None] = {"threads": None}
 _pool = {"executor": None, "workers": 0}
 _lock = threading.Lock()
 

@@ -28,6 +28,11 @@ class Node:
     """
 
     __slots__ = ("op", "args", "attrs", "dtype", "shape", "__weakref__")
+    op: Op
+    args: tuple
+    attrs: object
+    dtype: str
+    shape: tuple
 
     def __init__(self, op, args, attrs, dtype, shape):
         for name, value in (("op", op), ("args", args), ("attrs", attrs), ("dtype", dtype),
@@ -53,7 +58,7 @@ class Node:
 
 
 # Interning table: structure -> node.  Weak, so graphs nobody holds are freed.
-_INTERNED = weakref.WeakValueDictionary()
+_INTERNED: weakref.WeakValueDictionary[tuple, Node] = weakref.WeakValueDictionary()
 #: Guards :data:`_INTERNED`: looking a structure up and adding it is one step, so that two
 #: threads building the same node get one object.
 INTERN_LOCK = threading.Lock()
