@@ -8,6 +8,7 @@ from symgrad.codegen.lower.mathlib import LOWERING_RULES
 from symgrad.codegen.lower.matmul import PRODUCT_RULES
 from symgrad.codegen.lower.schedule import STEP_KIND
 from symgrad.codegen.lower.tensor import REDUCTION_RULES, VIEW_RULES
+from symgrad.display.derivation import MATRIX_FORMS
 from symgrad.display.to_sympy import SYMPY_FUNCTIONS
 from symgrad.ir import ATTRIBUTE_BUILDERS, BUILDERS
 from symgrad.ir.numeric import ELEMENTWISE_RULES
@@ -38,6 +39,7 @@ def missing_entries(op):
         tables["LOWERING_RULES (symgrad.codegen.lower.mathlib)"] = op in LOWERING_RULES
     else:
         tables["STRUCTURAL_RULES (symgrad.reference.evaluate)"] = op in STRUCTURAL_RULES
+        tables["MATRIX_FORMS (symgrad.display.derivation)"] = op in MATRIX_FORMS
         tables["STEP_KIND (symgrad.codegen.lower.schedule)"] = op in STEP_KIND
         if op in STEP_KIND:
             name, table = STEP_TABLES[STEP_KIND[op]]
@@ -56,7 +58,8 @@ def test_the_tables_hold_no_entry_for_an_op_they_do_not_interpret():
     elementwise_only = [ELEMENTWISE_RULES, SYMPY_FUNCTIONS, LOWERING_RULES]
     for table in elementwise_only:
         assert set(table) <= ELEMENTWISE, set(table) - ELEMENTWISE
-    for table in (STRUCTURAL_RULES, STEP_KIND, VIEW_RULES, REDUCTION_RULES, PRODUCT_RULES):
+    for table in (STRUCTURAL_RULES, MATRIX_FORMS, STEP_KIND, VIEW_RULES, REDUCTION_RULES,
+                  PRODUCT_RULES):
         assert set(table) <= NON_LEAF - ELEMENTWISE
     assert not set(VJP_RULES) & set(NON_DIFFERENTIABLE)
     for kind, (_, table) in STEP_TABLES.items():

@@ -145,40 +145,11 @@ class _MatrixPrinter:
             dims = _dims(node.shape)
             return sympy.Symbol(node.attrs) if dims is None else MatrixSymbol(node.attrs, *dims)
         args = [self.convert(a) for a in node.args]
-        if op is Op.MATMUL:
-            return args[0] * args[1]
-        if op is Op.TRANSPOSE:
-            return args[0].T
-        if op is Op.RESHAPE:
-            return args[0] if _dims(node.shape) is not None or not isinstance(
-                args[0], MatrixExpr) else args[0][0, 0]
-        if op is Op.BROADCAST:
-            if not isinstance(args[0], MatrixExpr):
-                return args[0]          # a broadcast scalar reads as the scalar itself
-            return _expand(args[0], node.args[0].shape, node.shape)
-        if op is Op.SUM:
-            return self._sum(node, args[0])
         if op is Op.STOP_GRADIENT:
             return args[0]
         if op in ELEMENTWISE:
             return self._elementwise(node, args)
-        if op is Op.AMAX:
-            axes = ",".join(str(a) for a in node.attrs)
-            text = f"max[axis {axes}]({args[0]})"
-        else:
-            text = f"{op.value}({', '.join(map(str, args))})"
-        dims = _dims(node.shape)
-        return sympy.Symbol(text) if dims is None else MatrixSymbol(text, *dims)
-
-    def _sum(self, node, value):
-        source = _dims(node.args[0].shape)
-        rank = len(node.args[0].shape)
-        axes = {axis + (2 - rank) for axis in node.attrs}
-        if 0 in axes:
-            value = OneMatrix(1, source[0]) * value
-        if 1 in axes:
-            value = value * OneMatrix(source[1], 1)
-        return value
+        return MATRIX_FORMS[op](self, node, args)
 
     def _elementwise(self, node, args):
         shapes = [a.shape for a in node.args]
@@ -240,6 +211,50 @@ class _MatrixPrinter:
                 body = sympy.Piecewise((1, body), (0, True))
             return ElementwiseMap(sympy.Lambda(variable, body), next(iter(matrix_args.values())))
         return None
+
+
+def _reshape_form(printer, node, args):
+    value = args[0]
+    if _dims(node.shape) is not None or not isinstance(value, MatrixExpr):
+        return value
+    return value[0, 0]
+
+
+def _broadcast_form(printer, node, args):
+    if not isinstance(args[0], MatrixExpr):
+        return args[0]          # a broadcast scalar reads as the scalar itself
+    return _expand(args[0], node.args[0].shape, node.shape)
+
+
+def _sum_form(printer, node, args):
+    value = args[0]
+    source = _dims(node.args[0].shape)
+    rank = len(node.args[0].shape)
+    axes = {axis + (2 - rank) for axis in node.attrs}
+    if 0 in axes:
+        value = OneMatrix(1, source[0]) * value
+    if 1 in axes:
+        value = value * OneMatrix(source[1], 1)
+    return value
+
+
+def _amax_form(printer, node, args):
+    axes = ",".join(str(a) for a in node.attrs)
+    text = f"max[axis {axes}]({args[0]})"
+    dims = _dims(node.shape)
+    return sympy.Symbol(text) if dims is None else MatrixSymbol(text, *dims)
+
+
+#: The SymPy matrix form of each tensor op that is not elementwise (elementwise ops:
+#: SYMPY_FUNCTIONS, applied elementwise): rule(printer, node, the operands' forms).
+MATRIX_FORMS = {
+    Op.MATMUL: lambda printer, node, args: args[0] * args[1],
+    Op.TRANSPOSE: lambda printer, node, args: args[0].T,
+    Op.RESHAPE: _reshape_form,
+    Op.BROADCAST: _broadcast_form,
+    Op.SUM: _sum_form,
+    Op.AMAX: _amax_form,
+}
 
 
 # Python frames per level of an equation that SymPy's matrix expressions and printers take,
