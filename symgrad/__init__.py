@@ -32,6 +32,10 @@ _NAMES = {
     **{name: "symgrad.tensors" for name in (
         "Tensor", "elementwise", "label", "log_softmax", "logsumexp", "matmul", "softmax",
         "tensor", "where")},
+    **{name: "symgrad.shapes" for name in (
+        "arange", "broadcast_to", "concatenate", "expand_dims", "flip", "pad", "repeat", "roll",
+        "split", "squeeze", "stack", "tile", "tril", "tril_to_vector", "triu",
+        "vector_to_tril")},
     "num_threads": "symgrad.codegen.runtime.threads",
     "set_num_threads": "symgrad.codegen.runtime.threads",
 }

@@ -12,6 +12,7 @@ shapes.  Any scalar SymPy function applies elementwise with :func:`elementwise`.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 
@@ -169,6 +170,166 @@ class Tensor:
 
     def max(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
         return _derived(ir.reduce_max(self.node, axis, keepdims), self)
+
+    def min(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+        return _derived(ir.reduce_min(self.node, axis, keepdims), self)
+
+    def prod(self, axis: int | tuple[int, ...] | None = None,
+             keepdims: bool = False) -> Tensor:
+        """The product over ``axis``; its gradient is exact where elements are zero (no
+        division by the element)."""
+        return _derived(ir.reduce_prod(self.node, axis, keepdims), self)
+
+    def var(self, axis: int | tuple[int, ...] | None = None, ddof: int = 0,
+            keepdims: bool = False) -> Tensor:
+        """The variance over ``axis``: the mean squared deviation from the mean, divided by
+        ``count - ddof`` instead of ``count`` (numpy's ``ddof``)."""
+        if isinstance(ddof, bool) or not isinstance(ddof, numbers.Integral) or ddof < 0:
+            raise TypeError(f"var: ddof must be an integer >= 0, got {ddof!r}")
+        axes = ir.normalize_axes(axis, self.ndim, "var")
+        deviation = ir.sub(self.node, ir.div(ir.reduce_sum(self.node, axes, True), ir.size_of(
+            [self.shape[a] for a in axes], self.dtype)))
+        squares = ir.reduce_sum(ir.mul(deviation, deviation), axes, keepdims)
+        count = ir.size_of([self.shape[a] for a in axes], self.dtype)
+        if ddof:
+            count = ir.sub(count, ir.const(float(ddof), self.dtype))
+        return _derived(ir.div(squares, count), self)
+
+    def std(self, axis: int | tuple[int, ...] | None = None, ddof: int = 0,
+            keepdims: bool = False) -> Tensor:
+        """The standard deviation over ``axis``: the square root of :meth:`var`."""
+        return _derived(ir.sqrt(self.var(axis, ddof, keepdims).node), self)
+
+    def squeeze(self, axis: int | tuple[int, ...] | None = None) -> Tensor:
+        return squeeze(self, axis)
+
+    def flatten(self) -> Tensor:
+        """The elements in one axis, in row-major order."""
+        return _flatten(self, "flatten")
+
+    def __getitem__(self, key) -> Tensor:
+        """numpy's basic indexing: integers, slices (any step), ``...`` and ``None``
+        (:func:`getitem`)."""
+        return getitem(self, key)
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        if isinstance(self.shape[0], str):
+            raise TypeError(f"len() of a tensor whose first axis has the symbolic size "
+                            f"{self.shape[0]!r}")
+        return self.shape[0]
+
+    def __iter__(self):
+        for index in range(len(self)):
+            yield self[index]
+
+
+# ---- indexing ------------------------------------------------------------------------------
+
+def _integer(value, argument, function):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{function}: {argument} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _axis(axis, rank, function, argument="axis"):
+    axis = _integer(axis, argument, function)
+    if not -rank <= axis < rank:
+        raise ir.ShapeError(f"{function}: {argument} {axis} is out of range for a rank-{rank} "
+                            f"tensor")
+    return axis % rank
+
+
+def getitem(x: Tensor, key) -> Tensor:
+    """``x[key]`` with numpy's basic indexing: integers (negative count from the end),
+    slices with any step, ``...`` and ``None``.  An axis of symbolic size can only be taken
+    whole (``:``)."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    for item in key:
+        if isinstance(item, Tensor):
+            raise TypeError("indexing by a tensor (a gather) is not supported yet: index with "
+                            "integers, slices, ... and None")
+        if isinstance(item, (list, tuple)) or hasattr(item, "__array__"):
+            raise TypeError(f"indexing by an array or a list ({type(item).__name__}) is not "
+                            f"supported yet: index with integers, slices, ... and None")
+        if not (item is None or item is Ellipsis or isinstance(item, slice) or (
+                isinstance(item, numbers.Integral) and not isinstance(item, bool))):
+            raise TypeError(f"a tensor index must be an integer, a slice, ... or None, got "
+                            f"{item!r}")
+    if sum(item is Ellipsis for item in key) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    used = sum(item is not None and item is not Ellipsis for item in key)
+    if used > x.ndim:
+        raise IndexError(f"too many indices for a rank-{x.ndim} tensor: {used} were indexed")
+    if Ellipsis in key:
+        at = key.index(Ellipsis)
+        key = key[:at] + (slice(None),) * (x.ndim - used) + key[at + 1:]
+    else:
+        key = key + (slice(None),) * (x.ndim - used)
+    spec: list[tuple[int, int, int | str]] = []
+    shape: list[int | str] = []
+    axis = 0
+    for item in key:
+        if item is None:
+            shape.append(1)
+            continue
+        size = x.shape[axis]
+        if isinstance(item, slice):
+            if isinstance(size, str):
+                if item.step not in (None, 1) or item.start not in (None, 0) or \
+                        item.stop is not None:
+                    raise ir.ShapeError(
+                        f"axis {axis} has the symbolic size {size!r}: it can only be taken "
+                        f"whole (':'), got {_slice_text(item)}")
+                spec.append((0, 1, size))
+                shape.append(size)
+            else:
+                start, stop, step = item.indices(size)
+                count = len(range(start, stop, step))
+                spec.append((start if count else 0, step, count))
+                shape.append(count)
+        else:
+            index = int(item)
+            if isinstance(size, str):
+                raise ir.ShapeError(f"axis {axis} has the symbolic size {size!r}: it cannot be "
+                                    f"indexed by an integer")
+            if not -size <= index < size:
+                raise IndexError(f"index {index} is out of bounds for axis {axis} with size "
+                                 f"{size}")
+            spec.append((index % size, 1, 1))
+        axis += 1
+    node = ir.slice_axes(x.node, spec)
+    return _derived(ir.reshape(node, tuple(shape)), x)
+
+
+def _slice_text(item):
+    parts = ["" if v is None else str(v) for v in (item.start, item.stop, item.step)]
+    return ":".join(parts[:2] if item.step is None else parts)
+
+
+def _flatten(x, function):
+    if any(isinstance(d, str) for d in x.shape):
+        raise ir.ShapeError(f"{function} without an axis flattens the tensor, whose shape "
+                            f"{x.shape} has symbolic sizes: give the axis")
+    return _derived(ir.reshape(x.node, (math.prod(x.shape),)), x)
+
+
+def squeeze(x: Tensor, axis=None) -> Tensor:
+    """``x`` without its axes of size 1 (those of ``axis``, which must have size 1)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"squeeze: x must be a symgrad Tensor, got {type(x).__name__}")
+    if axis is None:
+        axes = {a for a, d in enumerate(x.shape) if d == 1}
+    else:
+        axes = {_axis(a, x.ndim, "squeeze") for a in (
+            axis if isinstance(axis, (tuple, list)) else [axis])}
+        for a in axes:
+            if x.shape[a] != 1:
+                raise ValueError(f"squeeze: axis {a} has size {x.shape[a]}, not 1")
+    return _derived(ir.reshape(x.node, tuple(d for a, d in enumerate(x.shape)
+                                            if a not in axes)), x)
 
 
 def _node(value, like):

@@ -7,10 +7,10 @@ from symgrad.autodiff.rules import NON_DIFFERENTIABLE, VJP_RULES
 from symgrad.codegen.lower.mathlib import LOWERING_RULES
 from symgrad.codegen.lower.matmul import PRODUCT_RULES
 from symgrad.codegen.lower.schedule import STEP_KIND
-from symgrad.codegen.lower.tensor import REDUCTION_RULES, VIEW_RULES
+from symgrad.codegen.lower.tensor import INDEXED_RULES, REDUCTION_RULES, VIEW_RULES
 from symgrad.display.derivation import MATRIX_FORMS
 from symgrad.display.to_sympy import SYMPY_FUNCTIONS
-from symgrad.ir import ATTRIBUTE_BUILDERS, BUILDERS
+from symgrad.ir import ATTRIBUTE_BUILDERS, BUILDERS, NODE_BUILDERS
 from symgrad.ir.numeric import ELEMENTWISE_RULES
 from symgrad.ir.ops import ARITY, ELEMENTWISE, LEAVES, Op
 from symgrad.reference.evaluate import NUMPY_RULES, STRUCTURAL_RULES
@@ -19,16 +19,21 @@ NON_LEAF = set(Op) - LEAVES
 # The table that lowers each kind of tensor step (symgrad.codegen.lower.schedule.STEP_KIND).
 STEP_TABLES = {"view": ("VIEW_RULES", VIEW_RULES), "reduction": ("REDUCTION_RULES",
                                                                   REDUCTION_RULES),
-               "matmul": ("PRODUCT_RULES", PRODUCT_RULES)}
+               "matmul": ("PRODUCT_RULES", PRODUCT_RULES),
+               "indexed": ("INDEXED_RULES", INDEXED_RULES)}
 # The module that holds each of those tables.
-STEP_TABLE_MODULES = {"view": "tensor", "reduction": "tensor", "matmul": "matmul"}
+STEP_TABLE_MODULES = {"view": "tensor", "reduction": "tensor", "matmul": "matmul",
+                      "indexed": "tensor"}
+# The leaves a tensor kernel computes in its loops (the others are inputs and immediates).
+COMPUTED_LEAVES = LEAVES - {Op.CONST, Op.INPUT, Op.DIM}
 
 
 def missing_entries(op):
     """The names of the tables that have no entry for ``op``."""
     tables = {
         "ARITY (symgrad.ir.ops)": op in ARITY,
-        "BUILDERS or ATTRIBUTE_BUILDERS (symgrad.ir)": op in BUILDERS or op in ATTRIBUTE_BUILDERS,
+        "BUILDERS, ATTRIBUTE_BUILDERS or NODE_BUILDERS (symgrad.ir)":
+            op in BUILDERS or op in ATTRIBUTE_BUILDERS or op in NODE_BUILDERS,
         "NUMPY_RULES (symgrad.reference.evaluate)": op in NUMPY_RULES,
         "VJP_RULES or NON_DIFFERENTIABLE (symgrad.autodiff.rules)":
             (op in VJP_RULES) != (op in NON_DIFFERENTIABLE),
@@ -59,11 +64,20 @@ def test_the_tables_hold_no_entry_for_an_op_they_do_not_interpret():
     for table in elementwise_only:
         assert set(table) <= ELEMENTWISE, set(table) - ELEMENTWISE
     for table in (STRUCTURAL_RULES, MATRIX_FORMS, STEP_KIND, VIEW_RULES, REDUCTION_RULES,
-                  PRODUCT_RULES):
-        assert set(table) <= NON_LEAF - ELEMENTWISE
+                  PRODUCT_RULES, INDEXED_RULES):
+        assert set(table) <= (NON_LEAF | COMPUTED_LEAVES) - ELEMENTWISE
     assert not set(VJP_RULES) & set(NON_DIFFERENTIABLE)
     for kind, (_, table) in STEP_TABLES.items():
         assert set(table) == {op for op, k in STEP_KIND.items() if k == kind}
+
+
+@pytest.mark.parametrize("op", sorted(COMPUTED_LEAVES, key=lambda op: op.value),
+                         ids=lambda op: op.value)
+def test_every_computed_leaf_is_lowered_and_evaluated(op):
+    assert STEP_KIND.get(op) == "indexed", f"leaf {op.name} has no STEP_KIND entry"
+    assert op in INDEXED_RULES, f"leaf {op.name} has no INDEXED_RULES entry"
+    assert op in NUMPY_RULES or op in STRUCTURAL_RULES, \
+        f"leaf {op.name} has no entry in the reference interpreter"
 
 
 def test_a_missing_entry_is_named(monkeypatch):

@@ -17,6 +17,7 @@ from llvmlite import ir as llvm_ir
 from symgrad.codegen.lower import gemm as gemm_emitter
 from symgrad.codegen.lower.abi import NO_TRANS, ROW_MAJOR, TRANS
 from symgrad.codegen.lower.schedule import (
+    GATHERING_OPS,
     REDUCTION_OPS,
     VIEW_OPS,
     TensorLoweringError,
@@ -35,14 +36,16 @@ def epilogue(plan, number):
     unit of the product computes (bias and activation of a layer, while the product's
     tile is in the cache): an elementwise map over the product's shape, without reductions
     (their order over rows is fixed by chunks) and without copies, that reads the product
-    only element by element (never through a view, which would read other columns)."""
+    only element by element (never through a view or a pad, which would read other
+    columns)."""
     if number + 1 >= len(plan.steps):
         return False
     product, step = plan.steps[number].nodes[0], plan.steps[number + 1]
     if step.kind != "elementwise" or tuple(step.shape) != tuple(product.shape) or \
             copied_sources(plan, step) is not None:
         return False
-    if any(node.op in REDUCTION_OPS for node in step.inline + step.nodes) or any(
+    if any(node.op in REDUCTION_OPS or node.op in GATHERING_OPS
+           for node in step.inline + step.nodes) or any(
             tuple(node.shape) != tuple(step.shape) for node in step.nodes):
         return False
     for node in step.inline + step.nodes:

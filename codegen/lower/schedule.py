@@ -5,10 +5,12 @@ Every node falls in one class:
 * ``immediate``: constants and symbolic sizes, materialised as LLVM constants or loads;
 * ``buffer``: inputs, outputs, matrix products, reductions, and the elementwise values that
   must be stored (see :func:`_must_store`): each has a contiguous row-major buffer;
-* ``view``: transpose, broadcast and reshape of a stored value: strides over its buffer, no
-  data moved;
+* ``view``: transpose, broadcast, reshape and slices of a stored value: strides over its
+  buffer, no data moved;
 * ``inline``: every other elementwise value, computed in registers inside the loop that needs
-  it, where forward and backward values of the same element share the loop body.
+  it, where forward and backward values of the same element share the loop body.  The
+  ``indexed`` ops (padding, element indices) are computed in loops too, from the loop index:
+  a pad reads its operand at other elements, which must therefore be stored (or a view).
 
 The steps are loops in dependency order: fused elementwise groups (all the stored elementwise
 values and reductions over one shape that can be computed in the same pass: a reduction
@@ -25,15 +27,23 @@ from symgrad.ir.ops import ELEMENTWISE, Op
 #: ``"view"``, a strided view of its operand, no loop of its own (its strides:
 #: :data:`symgrad.codegen.lower.tensor.VIEW_RULES`); ``"reduction"``, accumulated in the loop
 #: over its operand (:data:`~symgrad.codegen.lower.tensor.REDUCTION_RULES`); ``"matmul"``, a
-#: step of its own (:data:`symgrad.codegen.lower.matmul.PRODUCT_RULES`).
+#: step of its own (:data:`symgrad.codegen.lower.matmul.PRODUCT_RULES`); ``"indexed"``,
+#: computed in the loops like an elementwise value, from the loop index
+#: (:data:`~symgrad.codegen.lower.tensor.INDEXED_RULES`).
 STEP_KIND = {
-    Op.BROADCAST: "view", Op.RESHAPE: "view", Op.TRANSPOSE: "view",
-    Op.SUM: "reduction", Op.AMAX: "reduction",
+    Op.BROADCAST: "view", Op.RESHAPE: "view", Op.TRANSPOSE: "view", Op.SLICE: "view",
+    Op.SUM: "reduction", Op.AMAX: "reduction", Op.AMIN: "reduction", Op.PROD: "reduction",
     Op.MATMUL: "matmul",
+    Op.PAD: "indexed", Op.IOTA: "indexed",
 }
 VIEW_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "view")
 REDUCTION_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "reduction")
 PRODUCT_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "matmul")
+INDEXED_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "indexed")
+# The indexed ops that read their operand at other elements than the loop's.
+GATHERING_OPS = frozenset(op for op in INDEXED_OPS if op is not Op.IOTA)
+# The ops computed in the loops, stored or inline.
+LOOP_OPS = ELEMENTWISE | INDEXED_OPS
 
 class TensorLoweringError(NotImplementedError):
     """The IR function uses something this lowering does not handle."""
@@ -123,6 +133,12 @@ def chunking(rows, row_size):
     return per_chunk, -(-rows // per_chunk)
 
 
+def moves_unit_axes(node):
+    """Whether reshape ``node`` only adds or removes axes of size 1: the operand's other axes,
+    in order, are the result's, so that it reads any view in place."""
+    return [d for d in node.args[0].shape if d != 1] == [d for d in node.shape if d != 1]
+
+
 def _consumers(nodes):
     users = {id(node): [] for node in nodes}
     for node in nodes:
@@ -132,7 +148,7 @@ def _consumers(nodes):
 
 
 def _is_float_elementwise(node):
-    return node.op in ELEMENTWISE and node.dtype != "bool"
+    return node.op in LOOP_OPS and node.dtype != "bool"
 
 
 def _must_store(node, users, outputs):
@@ -140,9 +156,9 @@ def _must_store(node, users, outputs):
     if id(node) in outputs:
         return True
     for user in users[id(node)]:
-        if user.op in PRODUCT_OPS or user.op in VIEW_OPS:
+        if user.op in PRODUCT_OPS or user.op in VIEW_OPS or user.op in GATHERING_OPS:
             return True
-        if user.op in ELEMENTWISE and user.shape != node.shape:
+        if user.op in LOOP_OPS and user.shape != node.shape:
             return True       # broadcast into a larger loop: compute once, not per row
     return False
 
@@ -154,7 +170,7 @@ def _bound_depth(order, stored, views):
     for node in order:
         key = id(node)
         if key in stored or key in views or node.op in IMMEDIATE_OPS or \
-                node.op not in ELEMENTWISE:
+                node.op not in LOOP_OPS:
             depth[key] = 0
             continue
         level = 1 + max((depth[id(arg)] for arg in node.args), default=0)
@@ -165,22 +181,26 @@ def _bound_depth(order, stored, views):
 
 
 def _closure(root, stored, views, order_index):
-    """Inline nodes that computing ``root`` needs, in evaluation order, and the stored or view
-    nodes it reads."""
-    inline, reads = {}, {}
-    stack = list(root.args)
+    """Inline nodes that computing ``root`` needs, in evaluation order; the stored or view
+    nodes it reads; and the ids of the stored or view nodes it reads at other elements than
+    the loop's (operands of pads)."""
+    inline, reads, far = {}, {}, set()
+    stack = [root]
     while stack:
         node = stack.pop()
-        key = id(node)
-        if key in inline or key in reads or node.op in IMMEDIATE_OPS:
-            continue
-        if key in stored or key in views or node.op is Op.INPUT:
-            reads[key] = node
-            continue
-        inline[key] = node
+        if node.op in GATHERING_OPS:
+            far |= {id(arg) for arg in node.args}
+        if node is not root:
+            key = id(node)
+            if key in inline or key in reads or node.op in IMMEDIATE_OPS:
+                continue
+            if key in stored or key in views or node.op is Op.INPUT:
+                reads[key] = node
+                continue
+            inline[key] = node
         stack.extend(node.args)
     ordered = sorted(inline.values(), key=lambda n: order_index[id(n)])
-    return ordered, list(reads.values())
+    return ordered, list(reads.values()), far
 
 
 def _view_bases(node, views):
@@ -214,17 +234,28 @@ def schedule(function, blas=False):
         elif _is_float_elementwise(node) and _must_store(node, users, outputs):
             stored[id(node)] = node
     _bound_depth(order, stored, views)
-    # View operands must be stored; a reshape needs a contiguous buffer, so a view feeding a
-    # reshape is copied into one first.  Outputs that are views are stored as well, and so is
-    # a transposed right operand of a matrix product: its rows must be contiguous for the
-    # product's inner loop to vectorise (the copy costs O(k n), the product O(m k n)).
+    # View operands must be stored; a reshape needs a contiguous buffer (unless it only adds
+    # or removes axes of size 1), so a view feeding a reshape is copied into one first.
+    # Outputs that are views are stored as well, and so is a transposed right operand of a
+    # matrix product: its rows must be contiguous for the product's inner loop to vectorise
+    # (the copy costs O(k n), the product O(m k n)).
     for node in order:
-        if node.op is Op.MATMUL and id(node.args[1]) in views and not blas:
-            views.discard(id(node.args[1]))
-            stored[id(node.args[1])] = node.args[1]
+        if node.op is Op.MATMUL:
+            for position, operand in enumerate(node.args):
+                if id(operand) not in views:
+                    continue
+                # A product reads a stored matrix or the transpose of one in place.
+                transposed = operand.op is Op.TRANSPOSE and id(operand.args[0]) not in views
+                if not transposed or (position == 1 and not blas):
+                    views.discard(id(operand))
+                    stored[id(operand)] = operand
+        if node.op in GATHERING_OPS:
+            operand = node.args[0]
+            if id(operand) not in views and operand.op not in IMMEDIATE_OPS:
+                stored[id(operand)] = operand
         if node.op in VIEW_OPS:
             operand = node.args[0]
-            if node.op is Op.RESHAPE and id(operand) in views:
+            if node.op is Op.RESHAPE and id(operand) in views and not moves_unit_axes(node):
                 views.discard(id(operand))
                 stored[id(operand)] = operand
             elif id(operand) not in views and operand.op not in IMMEDIATE_OPS:
@@ -240,7 +271,7 @@ def schedule(function, blas=False):
         shared = []
         for index, step in enumerate(steps):
             for node in step.inline:
-                if node.dtype == "bool":
+                if node.dtype == "bool" or node.op is Op.IOTA:
                     continue
                 if owner.setdefault(id(node), index) != index:
                     shared.append(node)
@@ -265,8 +296,8 @@ def schedule(function, blas=False):
             slots[id(node)] = len(function.inputs) + len(function.outputs) + len(temporaries)
             temporaries.append(node)
     for node, slot in copies:
-        inline, _ = _closure(node, stored, views, order_index) if node.op not in \
-            IMMEDIATE_OPS and node.op is not Op.INPUT else ([], [])
+        inline, _, _ = _closure(node, stored, views, order_index) if node.op not in \
+            IMMEDIATE_OPS and node.op is not Op.INPUT else ([], [], set())
         steps.append(Step("copy", node.shape, [node], inline, [slot]))
     for step in steps:
         if step.kind != "copy":
@@ -307,11 +338,14 @@ def _group(order, stored, views, order_index):
             reductions.append(set())
             known.append(set())
             continue
-        inline, reads = _closure(node, stored, views, order_index)
+        inline, reads, far = _closure(node, stored, views, order_index)
         through_views = {id(base) for read in reads if id(read) in views
                          for base in _view_bases(read, views)}
         if node.op in VIEW_OPS:     # a stored view reads its bases at other elements
             through_views |= {id(base) for base in _view_bases(node.args[0], views)}
+        # A pad reads its operand at other elements (through views or not).
+        through_views |= {id(base) for read in reads if id(read) in far
+                          for base in _view_bases(read, views)}
         direct = {id(read) for read in reads if id(read) not in views}
         needed = max([producer.get(key, -1) for key in direct | through_views], default=-1)
         loop_shape = node.args[0].shape if node.op in REDUCTION_OPS else node.shape

@@ -23,10 +23,12 @@ from symgrad.codegen.lower.matmul import PRODUCT_RULES, epilogue, gemm_operands
 from symgrad.codegen.lower.schedule import (
     CHUNK_ELEMENTS,
     IMMEDIATE_OPS,
+    INDEXED_OPS,
     REDUCTION_OPS,
     VIEW_OPS,
     TensorLoweringError,
     copied_sources,
+    moves_unit_axes,
     schedule,
 )
 from symgrad.codegen.lower.types import (
@@ -42,11 +44,13 @@ from symgrad.ir.ops import Op
 
 # ---- one entry per tensor op, by the kind of step the schedule makes of it (STEP_KIND) ----
 
-def _transpose_strides(lowering, node, strides):
-    return [strides[axis] for axis in node.attrs]
+def _transpose_view(lowering, node, access):
+    base, strides = access
+    return base, [strides[axis] for axis in node.attrs]
 
 
-def _broadcast_strides(lowering, node, strides):
+def _broadcast_view(lowering, node, access):
+    base, strides = access
     operand = node.args[0]
     offset = len(node.shape) - len(operand.shape)
     result = []
@@ -55,17 +59,37 @@ def _broadcast_strides(lowering, node, strides):
             result.append(INDEX(0))
         else:
             result.append(strides[axis - offset])
-    return result
+    return base, result
 
 
-def _reshape_strides(lowering, node, strides):
-    return lowering.contiguous_strides(node.shape)       # the operand is stored contiguous
+def _reshape_view(lowering, node, access):
+    base, strides = access
+    if moves_unit_axes(node):       # the other axes keep their strides
+        kept = iter([stride for stride, size in zip(strides, node.args[0].shape)
+                     if size != 1])
+        return base, [INDEX(0) if size == 1 else next(kept) for size in node.shape]
+    return base, lowering.contiguous_strides(node.shape)    # the operand is stored contiguous
 
 
-#: The strides through which a view reads its operand's buffer: rule(lowering, node, the
-#: operand's strides).
-VIEW_RULES = {Op.TRANSPOSE: _transpose_strides, Op.BROADCAST: _broadcast_strides,
-              Op.RESHAPE: _reshape_strides}
+def _slice_view(lowering, node, access):
+    # The first element taken, then ``step`` elements of the operand per element taken (the
+    # pointer arithmetic in the prologue, where every loop sees it).
+    base, strides = access
+    prologue = lowering.prologue
+    offset = INDEX(0)
+    for (start, _), stride in zip(node.attrs, strides):
+        if start:
+            offset = prologue.add(offset, prologue.mul(INDEX(start), stride))
+    first = prologue.gep(base, [offset], source_etype=llvm_type(node.dtype))
+    lowering.alias_metadata[id(first)] = lowering.alias_metadata.get(id(base))
+    return first, [prologue.mul(INDEX(step), stride) if step != 1 else stride
+                   for (_, step), stride in zip(node.attrs, strides)]
+
+
+#: The ``(base pointer, strides)`` through which a view reads its operand's buffer:
+#: rule(lowering, node, the operand's (base, strides)).
+VIEW_RULES = {Op.TRANSPOSE: _transpose_view, Op.BROADCAST: _broadcast_view,
+              Op.RESHAPE: _reshape_view, Op.SLICE: _slice_view}
 
 
 class Reduction(NamedTuple):
@@ -82,13 +106,74 @@ def _add(lowering, node, current, value, ordered):
     return lowering.builder.fadd(current, value, flags=() if ordered else ("reassoc",))
 
 
+def _multiply(lowering, node, current, value, ordered):
+    # As _add: one partial product per lane.
+    return lowering.builder.fmul(current, value, flags=() if ordered else ("reassoc",))
+
+
 def _maximum(lowering, node, current, value, ordered):
     return lowering.builder.call(lowering.math.intrinsic("maximum", node.dtype, 2),
                                  [current, value])
 
 
+def _minimum(lowering, node, current, value, ordered):
+    return lowering.builder.call(lowering.math.intrinsic("minimum", node.dtype, 2),
+                                 [current, value])
+
+
 #: How each reduction accumulates.
-REDUCTION_RULES = {Op.SUM: Reduction(0.0, _add), Op.AMAX: Reduction(float("-inf"), _maximum)}
+REDUCTION_RULES = {Op.SUM: Reduction(0.0, _add), Op.AMAX: Reduction(float("-inf"), _maximum),
+                   Op.AMIN: Reduction(float("inf"), _minimum), Op.PROD: Reduction(1.0, _multiply)}
+
+
+def _own_indices(node, indices):
+    """The indices of ``node``'s element at the loop index (of a loop whose shape ``node``
+    broadcasts to): 0 along its axes of size 1."""
+    offset = len(indices) - len(node.shape)
+    return [INDEX(0) if size == 1 else indices[axis + offset]
+            for axis, size in enumerate(node.shape)]
+
+
+def _iota(lowering, node, indices, memo):
+    index = _own_indices(node, indices)[node.attrs]
+    return lowering.builder.sitofp(index, llvm_type(node.dtype))
+
+
+def _pad(lowering, node, indices, memo):
+    # Along each padded axis, the operand's element (i - low) / (interior + 1) where that is
+    # a whole number in range; the fill elsewhere.  The index is clamped to 0 outside before
+    # the load, so that no address outside the operand is ever formed.
+    builder = lowering.builder
+    operand = node.args[0]
+    (widths, fill) = node.attrs
+    inside = None
+    operand_indices = []
+    for index, (low, interior), size, padded in zip(_own_indices(node, indices), widths,
+                                                    operand.shape, node.shape):
+        if size == padded:          # not padded (a symbolic axis never is)
+            operand_indices.append(index)
+            continue
+        shifted = builder.sub(index, INDEX(low)) if low else index
+        span = (size - 1) * (interior + 1) + 1
+        condition = builder.icmp_unsigned("<", shifted, INDEX(span))
+        if interior:
+            condition = builder.and_(condition, builder.icmp_unsigned(
+                "==", builder.urem(shifted, INDEX(interior + 1)), INDEX(0)))
+            shifted = builder.udiv(shifted, INDEX(interior + 1))
+        inside = condition if inside is None else builder.and_(inside, condition)
+        operand_indices.append(builder.select(condition, shifted, INDEX(0)))
+    if operand.op in IMMEDIATE_OPS:
+        value = lowering.value(operand, operand_indices, memo)
+    else:
+        value = lowering.load(operand, operand_indices)
+    if inside is None:
+        return value
+    return builder.select(inside, value, llvm_ir.Constant(llvm_type(node.dtype), fill))
+
+
+#: How each indexed op computes its element at the loop index: rule(lowering, node, indices,
+#: memo) -> the value.
+INDEXED_RULES = {Op.PAD: _pad, Op.IOTA: _iota}
 
 
 def _chunking(builder, rows, row_size):
@@ -345,8 +430,7 @@ class _Lowering:
         return result
 
     def view_access(self, node, operand_access):
-        base, strides = operand_access
-        return base, VIEW_RULES[node.op](self, node, strides)
+        return VIEW_RULES[node.op](self, node, operand_access)
 
     def address(self, access, node_shape, indices, dtype):
         """Address of the element of a ``node_shape`` value that the loop index ``indices``
@@ -419,6 +503,8 @@ class _Lowering:
         """Emit ``node``'s own operation from its operands' values."""
         if node.op in VIEW_OPS:
             return self.load(node, indices, self.view_access(node, self.access(node.args[0])))
+        if node.op in INDEXED_OPS:
+            return INDEXED_RULES[node.op](self, node, indices, memo)
         fusion = fused_routine(node)
         if fusion is not None and id(node.args[0]) in memo:
             # The operand computed in this loop: its own operand is at hand here too.

@@ -15,7 +15,7 @@ reach a differentiation target, so the side not taken contributes exactly 0.
 
 from symgrad import ir
 from symgrad.autodiff.rules import NON_DIFFERENTIABLE, VJP_RULES, Guarded
-from symgrad.ir.ops import ELEMENTWISE, Op
+from symgrad.ir.ops import ELEMENTWISE, LEAVES
 from symgrad.messages import bounded_list, bounded_text
 
 
@@ -95,7 +95,7 @@ def reverse(output, wrt, record=(), cotangent=None):
             totals[id(node)] = _masked(guard, ct)
         if id(node) in recorded_ids:
             recorded[id(node)] = ct
-        if node.op in (Op.INPUT, Op.CONST, Op.DIM) or node.op in NON_DIFFERENTIABLE:
+        if node.op in LEAVES or node.op in NON_DIFFERENTIABLE:
             continue
         if guard is not None and node.op not in ELEMENTWISE:
             # Contractions, reductions and views move elements around: a guard (which has

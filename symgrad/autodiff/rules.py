@@ -14,7 +14,8 @@ Kink conventions (documented in the README):
   (the Dirac delta at 0 is not represented).
 * ``x ** y`` with respect to ``y`` at ``x == 0``: 0 (the limit from the side where it exists);
   with respect to ``x`` where ``y == 0``: 0 (``x ** 0`` is constant), as JAX does.
-* ``amax``: ties share the cotangent equally.
+* ``amax``, ``amin``: ties share the cotangent equally.
+* ``prod``: the product of the other elements, exact where the reduced elements hold zeros.
 * ``select(c, a, b)`` (``Piecewise``): the derivative of the branch taken; the branch not
   taken contributes exactly 0, never NaN (see :mod:`symgrad.autodiff.reverse`).
 """
@@ -78,6 +79,51 @@ def _amax_rule(ct, out, x):
     return (ir.mul(hit, ir.broadcast_to(ir.div(ct, count), x.shape)),)
 
 
+def _amin_rule(ct, out, x):
+    # Ties share the cotangent equally, as for amax.
+    return _amax_rule(ct, out, x)
+
+
+def _prod_rule(ct, out, x):
+    # d prod / d x_i is the product of the other elements, right where x holds zeros: with
+    # no zero it is prod / x_i; with one zero, the product of the non-zero elements at the
+    # zero and 0 elsewhere; with two or more, 0 everywhere.
+    axes = out.attrs
+    zero, one = ir.const(0.0, x.dtype), ir.const(1.0, x.dtype)
+    is_zero = ir.compare(Op.EQ, x, zero)
+    zeros = ir.reduce_sum(ir.select(is_zero, one, zero), axes, keepdims=True)
+    others = ir.broadcast_to(ir.reduce_prod(ir.select(is_zero, one, x), axes, keepdims=True),
+                             x.shape)
+    ct = ir.broadcast_to(ct, x.shape)
+    one_zero = ir.logical_and(is_zero, ir.compare(Op.EQ, zeros, one))
+    at_one_zero = ir.select(one_zero, ir.mul(ct, others), zero)
+    return (ir.select(ir.compare(Op.EQ, zeros, zero), ir.mul(ct, ir.div(others, x)),
+                      at_one_zero),)
+
+
+def _slice_rule(ct, out, x):
+    # The cotangent scattered back into zeros: a pad with zeros before, after and between
+    # the elements taken (a negative step takes them in reverse order: flip first).
+    widths, spec = [], []
+    for (start, step), count, size in zip(out.attrs, out.shape, x.shape):
+        if isinstance(size, str):
+            widths.append((0, 0, 0))
+            spec.append((0, 1, size))
+            continue
+        first = start if step > 0 else start + step * (count - 1)
+        last = first + abs(step) * (count - 1)
+        widths.append((first, size - 1 - last, abs(step) - 1))
+        spec.append((0, 1, count) if step > 0 else (count - 1, -1, count))
+    return (ir.pad(ir.slice_axes(ct, spec), widths, 0.0),)
+
+
+def _pad_rule(ct, out, x):
+    (lows_interiors, _fill) = out.attrs
+    spec = [(0, 1, size) if isinstance(size, str) else (low, interior + 1, size)
+            for (low, interior), size in zip(lows_interiors, x.shape)]
+    return (ir.slice_axes(ct, spec),)
+
+
 def _transpose_rule(ct, out, x):
     inverse = [0] * len(out.attrs)
     for position, axis in enumerate(out.attrs):
@@ -135,6 +181,10 @@ VJP_RULES = {
     Op.TRANSPOSE: _transpose_rule,
     Op.SUM:    lambda ct, out, x: (ir.broadcast_to(ct, x.shape),),
     Op.AMAX:   _amax_rule,
+    Op.AMIN:   _amin_rule,
+    Op.PROD:   _prod_rule,
+    Op.SLICE:  _slice_rule,
+    Op.PAD:    _pad_rule,
     Op.MATMUL: lambda ct, out, a, b: (ir.matmul(ct, ir.transpose(b)),
                                       ir.matmul(ir.transpose(a), ct)),
     Op.SELECT: _select_rule,

@@ -144,6 +144,8 @@ class _MatrixPrinter:
         if op is Op.INPUT:
             dims = _dims(node.shape)
             return sympy.Symbol(node.attrs) if dims is None else MatrixSymbol(node.attrs, *dims)
+        if op is Op.IOTA:
+            return _named_form(f"index[axis {node.attrs}]", node)
         args = [self.convert(a) for a in node.args]
         if op is Op.STOP_GRADIENT:
             return args[0]
@@ -238,11 +240,31 @@ def _sum_form(printer, node, args):
     return value
 
 
-def _amax_form(printer, node, args):
-    axes = ",".join(str(a) for a in node.attrs)
-    text = f"max[axis {axes}]({args[0]})"
+def _named_form(text, node):
     dims = _dims(node.shape)
     return sympy.Symbol(text) if dims is None else MatrixSymbol(text, *dims)
+
+
+def _reduction_form(name):
+    def form(printer, node, args):
+        axes = ",".join(str(a) for a in node.attrs)
+        return _named_form(f"{name}[axis {axes}]({args[0]})", node)
+    return form
+
+
+def _slice_form(printer, node, args):
+    parts = []
+    for (start, step), count in zip(node.attrs, node.shape):
+        if isinstance(count, str):
+            parts.append(":")
+        else:
+            stop = start + step * count
+            parts.append(f"{start}:{'' if stop < 0 else stop}" + (f":{step}" if step != 1 else ""))
+    return _named_form(f"({args[0]})[{', '.join(parts)}]", node)
+
+
+def _pad_form(printer, node, args):
+    return _named_form(f"pad({args[0]})", node)
 
 
 #: The SymPy matrix form of each tensor op that is not elementwise (elementwise ops:
@@ -253,7 +275,11 @@ MATRIX_FORMS = {
     Op.RESHAPE: _reshape_form,
     Op.BROADCAST: _broadcast_form,
     Op.SUM: _sum_form,
-    Op.AMAX: _amax_form,
+    Op.AMAX: _reduction_form("max"),
+    Op.AMIN: _reduction_form("min"),
+    Op.PROD: _reduction_form("prod"),
+    Op.SLICE: _slice_form,
+    Op.PAD: _pad_form,
 }
 
 

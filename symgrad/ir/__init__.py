@@ -30,6 +30,7 @@ from symgrad.ir.build import (
     exp,
     expm1,
     input_node,
+    iota,
     log,
     log1p,
     logical_and,
@@ -41,8 +42,11 @@ from symgrad.ir.build import (
     mul,
     neg,
     normalize_axes,
+    pad,
     power,
     reduce_max,
+    reduce_min,
+    reduce_prod,
     reduce_sum,
     reshape,
     select,
@@ -50,6 +54,7 @@ from symgrad.ir.build import (
     sign,
     sin,
     size_of,
+    slice_axes,
     softplus,
     sqrt,
     stop_gradient,
@@ -58,7 +63,7 @@ from symgrad.ir.build import (
     transpose,
     unbroadcast,
 )
-from symgrad.ir.function import ATTRIBUTE_BUILDERS, Function, rebuild
+from symgrad.ir.function import ATTRIBUTE_BUILDERS, NODE_BUILDERS, Function, rebuild
 from symgrad.ir.node import (
     DTYPES,
     FLOAT_DTYPES,
@@ -72,12 +77,12 @@ from symgrad.ir.node import (
 from symgrad.ir.ops import Op
 
 __all__ = [
-    "ATTRIBUTE_BUILDERS", "BUILDERS", "DTYPES", "FLOAT_DTYPES", "Function", "INTERN_LOCK",
-    "Node", "Op", "ShapeError", "absolute", "add", "balanced", "broadcast_shapes",
+    "ATTRIBUTE_BUILDERS", "BUILDERS", "DTYPES", "FLOAT_DTYPES", "INTERN_LOCK", "NODE_BUILDERS",
+    "Function", "Node", "Op", "ShapeError", "absolute", "add", "balanced", "broadcast_shapes",
     "broadcast_to", "compare", "const", "cos", "dim", "div", "exp", "expm1", "format_constant",
-    "input_node", "log", "log1p", "logical_and", "logical_not", "logical_or", "make_node",
-    "matmul", "maximum", "minimum", "mul", "neg", "normalize_axes", "power", "rebuild",
-    "reduce_max", "reduce_sum", "reshape", "select", "sigmoid", "sign", "sin", "size_of",
-    "softplus", "sqrt", "stop_gradient", "sub", "tanh", "toposort", "transpose", "type_string",
-    "unbroadcast",
+    "input_node", "iota", "log", "log1p", "logical_and", "logical_not", "logical_or",
+    "make_node", "matmul", "maximum", "minimum", "mul", "neg", "normalize_axes", "pad", "power",
+    "rebuild", "reduce_max", "reduce_min", "reduce_prod", "reduce_sum", "reshape", "select",
+    "sigmoid", "sign", "sin", "size_of", "slice_axes", "softplus", "sqrt", "stop_gradient",
+    "sub", "tanh", "toposort", "transpose", "type_string", "unbroadcast",
 ]

@@ -84,6 +84,17 @@ def dim(name, dtype="float64"):
     return make_node(Op.DIM, (), name, dtype, ())
 
 
+def iota(shape, axis, dtype="float64"):
+    """Each element's index along ``axis`` of ``shape``, as a number (``numpy.arange`` along
+    one axis, broadcast over the others)."""
+    shape = _check_shape(shape)
+    if not 0 <= axis < len(shape):
+        raise ShapeError(f"iota: axis {axis} is out of range for shape {shape}")
+    if shape[axis] == 1:
+        return const(0.0, dtype, shape)
+    return make_node(Op.IOTA, (), axis, dtype, shape)
+
+
 def _check_shape(shape):
     shape = tuple(shape)
     for size in shape:
@@ -400,13 +411,23 @@ def _reduce(op, x, axes, keepdims):
     reduced_away = tuple(size for axis, size in enumerate(x.shape) if axis not in axes)
     if not axes:
         return x
-    if x.op is Op.CONST and op is Op.AMAX:
+    if x.op is Op.CONST and op in (Op.AMAX, Op.AMIN):
         result = const(x.attrs, x.dtype, kept)
     elif all(x.shape[axis] == 1 for axis in axes):
         result = reshape(x, kept)
     else:
         result = make_node(op, (x,), axes, x.dtype, kept)
     return result if keepdims else reshape(result, reduced_away)
+
+
+def reduce_min(x, axes=None, keepdims=False):
+    """Minimum over ``axes`` (all by default); NaN propagates."""
+    return _reduce(Op.AMIN, x, axes, keepdims)
+
+
+def reduce_prod(x, axes=None, keepdims=False):
+    """Product over ``axes`` (all by default)."""
+    return _reduce(Op.PROD, x, axes, keepdims)
 
 
 def reduce_sum(x, axes=None, keepdims=False):
@@ -417,6 +438,80 @@ def reduce_sum(x, axes=None, keepdims=False):
 def reduce_max(x, axes=None, keepdims=False):
     """Maximum over ``axes`` (all by default); NaN propagates."""
     return _reduce(Op.AMAX, x, axes, keepdims)
+
+
+def slice_axes(x, spec):
+    """The elements ``start + step * j`` (``j`` below ``count``) along each axis: ``spec``
+    holds one ``(start, step, count)`` per axis, checked against the shape (``step`` may be
+    negative).  A symbolic axis can only be taken whole: ``(0, 1, size)``."""
+    spec = tuple(spec)
+    if len(spec) != len(x.shape):
+        raise ShapeError(f"slice of a rank-{len(x.shape)} tensor needs one (start, step, "
+                         f"count) per axis, got {len(spec)}")
+    for axis, ((start, step, count), size) in enumerate(zip(spec, x.shape)):
+        if isinstance(size, str):
+            if (start, step, count) != (0, 1, size):
+                raise ShapeError(f"axis {axis} has the symbolic size {size!r}: it can only be "
+                                 f"taken whole (':'), not sliced or indexed")
+            continue
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, step, count)):
+            raise ShapeError(f"slice: axis {axis} needs integer start, step and count, got "
+                             f"{(start, step, count)}")
+        if step == 0 or count < 0 or (count > 0 and not (
+                0 <= start < size and 0 <= start + step * (count - 1) < size)):
+            raise ShapeError(f"slice: {(start, step, count)} (start, step, count) reads outside "
+                             f"axis {axis} of size {size}")
+    shape = tuple(count for _, _, count in spec)
+    if all(s == (0, 1, size) for s, size in zip(spec, x.shape)):
+        return x
+    if x.op is Op.CONST:
+        return const(x.attrs, x.dtype, shape)
+    if any(count == 0 for count in shape):
+        return const(0.0, x.dtype if x.dtype != "bool" else "bool", shape)
+    attrs = tuple((start, step) for start, step, _ in spec)
+    if x.op is Op.SLICE:
+        attrs = tuple((outer_start + outer_step * start, outer_step * step)
+                      for (outer_start, outer_step), (start, step) in zip(x.attrs, attrs))
+        x = x.args[0]
+    # (An axis of one element takes step 1: the same elements, one node.)
+    attrs = tuple((start, 1 if count == 1 else step) for (start, step), count
+                  in zip(attrs, shape))
+    return make_node(Op.SLICE, (x,), attrs, x.dtype, shape)
+
+
+def pad(x, widths, fill=0.0):
+    """``x`` spread over a larger shape, ``fill`` elsewhere: ``widths`` holds one ``(low,
+    high, interior)`` per axis, the number of fill elements before the first element, after
+    the last and between two (as ``jax.lax.pad``, all at least 0).  A symbolic axis takes
+    ``(0, 0, 0)``."""
+    widths = tuple(tuple(w) for w in widths)
+    if len(widths) != len(x.shape):
+        raise ShapeError(f"pad of a rank-{len(x.shape)} tensor needs one (low, high, "
+                         f"interior) per axis, got {len(widths)}")
+    shape = []
+    for axis, ((low, high, interior), size) in enumerate(zip(widths, x.shape)):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                   for v in (low, high, interior)):
+            raise ShapeError(f"pad: axis {axis} needs widths (low, high, interior) that are "
+                             f"integers >= 0, got {(low, high, interior)}")
+        if isinstance(size, str):
+            if (low, high, interior) != (0, 0, 0):
+                raise ShapeError(f"axis {axis} has the symbolic size {size!r}: it cannot be "
+                                 f"padded")
+            shape.append(size)
+            continue
+        shape.append(low + high + size + max(size - 1, 0) * interior)
+    shape = tuple(shape)
+    if shape == x.shape:
+        return x
+    fill = float(fill)
+    if x.op is Op.CONST and (x.attrs == fill and math.copysign(1, x.attrs) ==
+                             math.copysign(1, fill) or math.isnan(x.attrs) and math.isnan(fill)):
+        return const(fill, x.dtype, shape)
+    if any(size == 0 for size in x.shape):
+        return const(fill, x.dtype, shape)
+    attrs = (tuple((low, interior) for low, _, interior in widths), fill)
+    return make_node(Op.PAD, (x,), attrs, x.dtype, shape)
 
 
 def matmul(a, b):

@@ -6,9 +6,14 @@ from symgrad.ir.build import (
     const,
     dim,
     input_node,
+    iota,
+    pad,
     reduce_max,
+    reduce_min,
+    reduce_prod,
     reduce_sum,
     reshape,
+    slice_axes,
     transpose,
 )
 from symgrad.ir.node import FLOAT_DTYPES, toposort
@@ -95,13 +100,33 @@ ATTRIBUTE_BUILDERS = {
     Op.BROADCAST: broadcast_to, Op.RESHAPE: reshape, Op.TRANSPOSE: transpose,
     Op.SUM: lambda x, axes: reduce_sum(x, axes, keepdims=True),
     Op.AMAX: lambda x, axes: reduce_max(x, axes, keepdims=True),
+    Op.AMIN: lambda x, axes: reduce_min(x, axes, keepdims=True),
+    Op.PROD: lambda x, axes: reduce_prod(x, axes, keepdims=True),
 }
+# Constructors of ops that need the node itself (its attributes and shape).
+NODE_BUILDERS = {
+    Op.SLICE: lambda node, x: slice_axes(x, [(start, step, count) for (start, step), count
+                                             in zip(node.attrs, node.shape)]),
+    Op.PAD: lambda node, x: pad(x, _pad_widths(node, x), node.attrs[1]),
+}
+
+
+def _pad_widths(node, x):
+    widths = []
+    for (low, interior), size, out in zip(node.attrs[0], x.shape, node.shape):
+        if isinstance(size, str):
+            widths.append((0, 0, 0))
+        else:
+            widths.append((low, out - low - size - max(size - 1, 0) * interior, interior))
+    return widths
 
 
 def rebuild(node, args):
     """The node with the same op and attributes over new operands."""
     if node.op in ATTRIBUTE_BUILDERS:
         return ATTRIBUTE_BUILDERS[node.op](*args, node.attrs)
+    if node.op in NODE_BUILDERS:
+        return NODE_BUILDERS[node.op](node, *args)
     return BUILDERS[node.op](*args)
 
 
@@ -112,4 +137,6 @@ def _rebuild(node, args, dtype):
         return input_node(node.attrs, node.dtype if node.dtype == "bool" else dtype, node.shape)
     if node.op is Op.DIM:
         return dim(node.attrs, dtype)
+    if node.op is Op.IOTA:
+        return iota(node.shape, node.attrs, dtype)
     return rebuild(node, args)

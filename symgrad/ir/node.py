@@ -69,6 +69,8 @@ def _attrs_key(op, attrs):
     # equals itself.
     if op is Op.CONST:
         return float(attrs).hex()
+    if op is Op.PAD:
+        return attrs[0], float(attrs[1]).hex()
     return attrs
 
 

@@ -16,6 +16,7 @@ class Op(enum.Enum):
     CONST = "const"      # attrs: the float value
     INPUT = "input"      # attrs: the argument name
     DIM = "dim"          # attrs: the name of a symbolic size; its runtime value, as a float
+    IOTA = "iota"        # attrs: an axis; each element's index along that axis, as a float
 
     # ---- elementwise arithmetic ----
     NEG = "neg"
@@ -62,6 +63,11 @@ class Op(enum.Enum):
     TRANSPOSE = "transpose"  # attrs: the permutation of the axes
     SUM = "sum"              # attrs: the reduced axes; they stay in the shape with size 1
     AMAX = "amax"            # attrs: the reduced axes, kept with size 1; NaN propagates
+    AMIN = "amin"            # attrs: the reduced axes, kept with size 1; NaN propagates
+    PROD = "prod"            # attrs: the reduced axes, kept with size 1
+    SLICE = "slice"          # attrs: (start, step) per axis; the shape says how many are taken
+    PAD = "pad"              # attrs: ((low, interior) per axis, fill): the operand's elements
+                             # spread over a larger shape, ``fill`` between and around them
     MATMUL = "matmul"        # (m, k) @ (k, n) -> (m, n)
 
     def __repr__(self):
@@ -73,9 +79,9 @@ UNARY_MATH = frozenset({Op.NEG, Op.EXP, Op.LOG, Op.SQRT, Op.SIN, Op.COS, Op.TANH
 BINARY_MATH = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.MAX, Op.MIN})
 COMPARISONS = frozenset({Op.LT, Op.LE, Op.GT, Op.GE, Op.EQ, Op.NE})
 LOGIC = frozenset({Op.AND, Op.OR, Op.NOT})
-LEAVES = frozenset({Op.CONST, Op.INPUT, Op.DIM})
-STRUCTURAL = frozenset({Op.BROADCAST, Op.RESHAPE, Op.TRANSPOSE})
-REDUCTIONS = frozenset({Op.SUM, Op.AMAX})
+LEAVES = frozenset({Op.CONST, Op.INPUT, Op.DIM, Op.IOTA})
+STRUCTURAL = frozenset({Op.BROADCAST, Op.RESHAPE, Op.TRANSPOSE, Op.SLICE, Op.PAD})
+REDUCTIONS = frozenset({Op.SUM, Op.AMAX, Op.AMIN, Op.PROD})
 # Ops computed independently for each element of their (broadcast) result.
 ELEMENTWISE = UNARY_MATH | BINARY_MATH | COMPARISONS | LOGIC | {Op.SELECT}
 

@@ -44,8 +44,15 @@ def function_to_text(function, title="lambda"):
 def _attrs_text(node):
     if node.op is Op.TRANSPOSE:
         return f"perm={list(node.attrs)}"
-    if node.op in (Op.SUM, Op.AMAX):
+    if node.op in (Op.SUM, Op.AMAX, Op.AMIN, Op.PROD):
         return f"axes={list(node.attrs)}"
+    if node.op is Op.IOTA:
+        return f"axis={node.attrs}"
+    if node.op is Op.SLICE:
+        return "start,step=" + ",".join(f"{start}:{step}" for start, step in node.attrs)
+    if node.op is Op.PAD:
+        lows = ",".join(f"{low}:{interior}" for low, interior in node.attrs[0])
+        return f"low,interior={lows} fill={format_constant(node.attrs[1])}"
     return ""
 
 

@@ -17,13 +17,37 @@ def _axes(node):
     return tuple(node.attrs)
 
 
-# Ops whose result depends on the node's attributes or shape: rule(node, *operands).
+def _slice(node, x, shape):
+    index = tuple(start + step * np.arange(count) for (start, step), count
+                  in zip(node.attrs, shape))
+    return x[np.ix_(*index)]
+
+
+def _pad(node, x, shape):
+    out = np.full(shape, node.attrs[1], x.dtype)
+    out[tuple(slice(low, low + (interior + 1) * (size - 1) + 1, interior + 1)
+              for (low, interior), size in zip(node.attrs[0], x.shape))] = x
+    return out
+
+
+def _iota(node, shape):
+    along = [1] * len(shape)
+    along[node.attrs] = shape[node.attrs]
+    return np.broadcast_to(np.arange(shape[node.attrs], dtype=float).reshape(along), shape)
+
+
+# Ops whose result depends on the node's attributes or shape: rule(node, *operands, shape).
 STRUCTURAL_RULES = {
+    Op.IOTA: _iota,
     Op.BROADCAST: lambda node, x, shape: np.broadcast_to(x, shape),
     Op.RESHAPE: lambda node, x, shape: np.reshape(x, shape),
     Op.TRANSPOSE: lambda node, x, shape: np.transpose(x, node.attrs),
     Op.SUM: lambda node, x, shape: np.sum(x, axis=_axes(node), keepdims=True),
     Op.AMAX: lambda node, x, shape: np.max(x, axis=_axes(node), keepdims=True),
+    Op.AMIN: lambda node, x, shape: np.min(x, axis=_axes(node), keepdims=True),
+    Op.PROD: lambda node, x, shape: np.prod(x, axis=_axes(node), keepdims=True),
+    Op.SLICE: _slice,
+    Op.PAD: _pad,
     Op.MATMUL: lambda node, a, b, shape: np.matmul(a, b),
 }
 
@@ -66,7 +90,8 @@ def evaluate(function, *args, **kwargs):
                 env[id(node)] = dtype(sizes[node.attrs])
             elif node.op in STRUCTURAL_RULES:
                 operands = [env[id(a)] for a in node.args]
-                env[id(node)] = STRUCTURAL_RULES[node.op](node, *operands, shape)
+                env[id(node)] = np.asarray(
+                    STRUCTURAL_RULES[node.op](node, *operands, shape), dtype)
             else:
                 result = ELEMENTWISE_RULES[node.op](*[env[id(a)] for a in node.args])
                 env[id(node)] = np.asarray(result, dtype)
