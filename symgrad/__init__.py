@@ -31,17 +31,24 @@ _NAMES = {
     **{name: "symgrad.training" for name in ("History", "fit", "load", "save")},
     **{name: "symgrad.tensors" for name in (
         "Tensor", "elementwise", "label", "log_softmax", "logsumexp", "matmul", "softmax",
-        "tensor", "where")},
+        "take", "tensor", "where")},
     **{name: "symgrad.shapes" for name in (
         "arange", "broadcast_to", "concatenate", "expand_dims", "flip", "pad", "repeat", "roll",
         "split", "squeeze", "stack", "tile", "tril", "tril_to_vector", "triu",
         "vector_to_tril")},
+    **{name: "symgrad.elementary" for name in (
+        "abs", "acos", "acosh", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2",
+        "arctanh", "asin", "asinh", "atan", "atan2", "atanh", "ceil", "clip", "cos", "cosh",
+        "erf", "erfc", "exp", "exp2", "expm1", "floor", "hypot", "log", "log1p", "log2",
+        "log10", "rint", "round", "sign", "sin", "sinh", "sqrt", "tan")},
     "num_threads": "symgrad.codegen.runtime.threads",
     "set_num_threads": "symgrad.codegen.runtime.threads",
 }
 _MODULES = ("nn", "losses", "optim")
 
-__all__ = sorted(_NAMES) + list(_MODULES)
+# Not star-imported: they would hide the builtins of those names.
+_BUILTIN_NAMES = frozenset({"abs", "round"})
+__all__ = sorted(set(_NAMES) - _BUILTIN_NAMES) + list(_MODULES)
 
 
 def __getattr__(name):

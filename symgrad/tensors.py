@@ -208,9 +208,16 @@ class Tensor:
         return _flatten(self, "flatten")
 
     def __getitem__(self, key) -> Tensor:
-        """numpy's basic indexing: integers, slices (any step), ``...`` and ``None``
-        (:func:`getitem`)."""
+        """numpy's indexing: integers, slices (any step), ``...``, ``None`` and one integer
+        index tensor (a gather, :func:`getitem`)."""
         return getitem(self, key)
+
+    @property
+    def at(self) -> _IndexUpdates:
+        """Functional updates, as JAX has them: ``x.at[idx].add(v)`` is ``x`` with ``v``
+        added at ``x[idx]`` (duplicate indices add up), ``x.at[idx].set(v)`` with ``x[idx]``
+        replaced by ``v``, ``x.at[idx].get()`` is ``x[idx]``; ``x`` itself is unchanged."""
+        return _IndexUpdates(self)
 
     def __len__(self) -> int:
         if not self.shape:
@@ -241,19 +248,45 @@ def _axis(axis, rank, function, argument="axis"):
     return axis % rank
 
 
+def _gather_item(x, key):
+    """``x[key]`` where ``key`` holds one integer index tensor: basic indexing with a ``:`` in
+    its place, then the gather along the axis that ``:`` left (numpy puts the index's axes
+    there)."""
+    positions = [i for i, item in enumerate(key) if isinstance(item, Tensor)]
+    if len(positions) > 1:
+        raise TypeError("one index tensor per index is supported (x[idx], x[:, idx]); "
+                        "index one axis at a time (x[i][:, j]) or flatten")
+    (position,) = positions
+    idx = key[position]
+    if idx.dtype not in ir.INDEX_DTYPES:
+        raise TypeError(f"an index tensor must hold integers (dtype 'int64'), got a "
+                        f"{idx.dtype} tensor; for a mask of booleans use sg.where")
+    used = sum(item is not None and item is not Ellipsis for item in key)
+    axis = 0
+    for item in key[:position]:
+        if item is Ellipsis:
+            axis += x.ndim - used
+        elif item is None or isinstance(item, slice):
+            axis += 1
+    basic = getitem(x, key[:position] + (slice(None),) + key[position + 1:])
+    return _derived(ir.take(basic.node, idx.node, axis), basic, idx)
+
+
 def getitem(x: Tensor, key) -> Tensor:
-    """``x[key]`` with numpy's basic indexing: integers (negative count from the end),
-    slices with any step, ``...`` and ``None``.  An axis of symbolic size can only be taken
-    whole (``:``)."""
+    """``x[key]`` with numpy's indexing: integers (negative count from the end), slices with
+    any step, ``...``, ``None`` and one integer index tensor (declared with
+    ``dtype="int64"``; a gather, see :func:`take`).  An axis of symbolic size can only be
+    taken whole (``:``) or gathered from."""
     if not isinstance(key, tuple):
         key = (key,)
+    if any(isinstance(item, Tensor) for item in key):
+        return _gather_item(x, key)
     for item in key:
-        if isinstance(item, Tensor):
-            raise TypeError("indexing by a tensor (a gather) is not supported yet: index with "
-                            "integers, slices, ... and None")
         if isinstance(item, (list, tuple)) or hasattr(item, "__array__"):
             raise TypeError(f"indexing by an array or a list ({type(item).__name__}) is not "
-                            f"supported yet: index with integers, slices, ... and None")
+                            f"supported: declare an integer tensor for the indices "
+                            f"(sg.tensor(name, shape, dtype='int64')), index with it and pass "
+                            f"the array when calling the kernel")
         if not (item is None or item is Ellipsis or isinstance(item, slice) or (
                 isinstance(item, numbers.Integral) and not isinstance(item, bool))):
             raise TypeError(f"a tensor index must be an integer, a slice, ... or None, got "
@@ -348,6 +381,85 @@ def _node(value, like):
     raise TypeError(f"cannot combine a tensor with {type(value).__name__}")
 
 
+def take(x: Tensor, indices: Tensor, axis: int | None = None) -> Tensor:
+    """The elements of ``x`` at ``indices`` (an integer tensor) along ``axis``, as
+    ``numpy.take`` (``axis=None``: of the flattened ``x``).
+
+    Indices run from ``-size`` to ``size - 1``; a kernel called with others raises an
+    IndexError naming the argument.  Reverse mode adds each index's cotangent back at its
+    index, duplicates summed.
+
+    Examples
+    --------
+    >>> points = tensor("points", ("p", 3)); which = tensor("which", ("n",), dtype="int64")
+    >>> take(points, which, axis=0).shape
+    ('n', 3)
+    """
+    if not isinstance(x, Tensor) or not isinstance(indices, Tensor):
+        raise TypeError(f"take needs a tensor and an integer index tensor, got "
+                        f"{type(x).__name__} and {type(indices).__name__}")
+    if axis is None:
+        x, axis = _flatten(x, "take"), 0
+    axis = _axis(axis, x.ndim, "take")
+    if indices.dtype not in ir.INDEX_DTYPES:
+        raise TypeError(f"take: indices must be an integer tensor (dtype 'int64'), got a "
+                        f"{indices.dtype} tensor")
+    return _derived(ir.take(x.node, indices.node, axis % x.ndim), x, indices)
+
+
+class _IndexUpdates:
+    """``x.at``: ``x.at[key]`` names the elements an update changes."""
+
+    __slots__ = ("_x",)
+
+    def __init__(self, x):
+        self._x = x
+
+    def __getitem__(self, key):
+        return _IndexUpdate(self._x, key)
+
+
+class _IndexUpdate:
+    """``x.at[key]``: ``.get()``, ``.add(values)``, ``.set(values)``."""
+
+    __slots__ = ("_x", "_key")
+
+    def __init__(self, x, key):
+        self._x, self._key = x, key
+
+    def get(self) -> Tensor:
+        return self._x[self._key]
+
+    def _spread(self, values):
+        """The transpose of ``x -> x[key]`` applied to ``values`` (broadcast to the shape of
+        ``x[key]``): zeros of ``x``'s shape with ``values`` added where ``x[key]`` reads."""
+        from symgrad.autodiff.reverse import vjp
+        x = self._x
+        selected = x[self._key]
+        node = ir.broadcast_to(_node(values, x.node), selected.shape)
+        (spread,) = vjp(selected.node, [x.node], cotangent=node)
+        return spread
+
+    def add(self, values) -> Tensor:
+        """``x`` with ``values`` added at ``x[key]``; duplicate indices add up."""
+        return _derived(ir.add(self._x.node, self._spread(values)), self._x, values)
+
+    def set(self, values) -> Tensor:
+        """``x`` with ``x[key]`` replaced by ``values``.  Where an index tensor holds one
+        index more than once, that element takes the mean of the values written there (JAX
+        leaves which one wins unspecified; with equal values the result is that value)."""
+        x = self._x
+        selected = x[self._key]
+        ones = ir.const(1.0, x.dtype, selected.shape)
+        hits = _IndexUpdate(x, self._key)._spread(_derived(ones))
+        written = self._spread(values)
+        key = self._key if isinstance(self._key, tuple) else (self._key,)
+        if any(isinstance(item, Tensor) for item in key):
+            written = ir.div(written, ir.maximum(hits, ir.const(1.0, x.dtype)))
+        hit = ir.compare(Op.GT, hits, ir.const(0.0, x.dtype))
+        return _derived(ir.select(hit, written, x.node), x, values)
+
+
 def tensor(name: str, shape: int | str | tuple[int | str, ...] = (),
            dtype: str = "float64") -> Tensor:
     """A symbolic tensor argument.
@@ -358,14 +470,17 @@ def tensor(name: str, shape: int | str | tuple[int | str, ...] = (),
         The argument's name (the kernel takes it by this name).
     shape : tuple
         Sizes: ints, or names of symbolic sizes such as a batch size ``"n"``.
-    dtype : {'float64', 'float32'}
+    dtype : {'float64', 'float32', 'int64'}
+        ``'int64'``: an index argument (for :func:`take`, ``x[idx]``, ``x.at[idx]``); the
+        kernel takes an array of any integer dtype for it.
 
     Examples
     --------
     >>> X = tensor("X", ("n", 784), dtype="float32")
     """
-    if dtype not in ir.FLOAT_DTYPES:
-        raise ValueError(f"dtype must be one of {ir.FLOAT_DTYPES}, got {dtype!r}")
+    if dtype not in ir.FLOAT_DTYPES + ir.INDEX_DTYPES:
+        raise ValueError(f"dtype must be one of {ir.FLOAT_DTYPES + ir.INDEX_DTYPES}, got "
+                         f"{dtype!r}")
     if isinstance(shape, (int, str)):
         shape = (shape,)
     return Tensor(ir.input_node(name, dtype, shape))

@@ -37,6 +37,7 @@ B = np.array([1.1, 0.6, 2.9, 0.45, 1.3])
 
 def _builders(a, b):
     cond = ir.compare(Op.GT, a, b)
+    quarter = ir.const(0.25)
     return {
         Op.NEG: ir.neg(a), Op.ADD: ir.add(a, b), Op.SUB: ir.sub(a, b), Op.MUL: ir.mul(a, b),
         Op.DIV: ir.div(a, b), Op.POW: ir.power(a, b), Op.MAX: ir.maximum(a, b),
@@ -46,12 +47,30 @@ def _builders(a, b):
         Op.SELECT: ir.select(cond, ir.mul(a, a), ir.sin(b)),
         Op.EXPM1: ir.expm1(ir.mul(a, b)), Op.LOG1P: ir.log1p(ir.mul(a, b)),
         Op.SIGMOID: ir.sigmoid(ir.sub(a, b)), Op.SOFTPLUS: ir.softplus(ir.sub(b, a)),
+        Op.LOG2: ir.log2(ir.mul(a, b)), Op.LOG10: ir.log10(ir.mul(a, b)),
+        Op.EXP2: ir.exp2(ir.sub(a, b)), Op.TAN: ir.tan(ir.mul(quarter, a)),
+        Op.ASIN: ir.asin(ir.mul(quarter, a)), Op.ACOS: ir.acos(ir.mul(quarter, b)),
+        Op.ATAN: ir.atan(ir.sub(a, b)), Op.SINH: ir.sinh(ir.sub(a, b)),
+        Op.COSH: ir.cosh(ir.sub(a, b)), Op.ASINH: ir.asinh(ir.sub(a, b)),
+        Op.ACOSH: ir.acosh(ir.add(a, b)), Op.ATANH: ir.atanh(ir.mul(quarter, ir.sub(a, b))),
+        Op.ERF: ir.erf(ir.sub(a, b)), Op.ERFC: ir.erfc(ir.sub(a, b)),
+        # Piecewise constant: 0 (the points keep away from the jumps).
+        Op.FLOOR: ir.mul(ir.floor(ir.mul(a, b)), a), Op.CEIL: ir.mul(ir.ceil(ir.mul(a, b)), b),
+        Op.ROUND: ir.mul(ir.round_even(ir.mul(a, b)), a),
+        Op.ATAN2: ir.atan2(ir.sub(a, b), b), Op.HYPOT: ir.hypot(ir.sub(a, b), b),
     }
 
 
-def _tensor_builders(a, b):
-    """a: (3, 4), b: (4,)."""
+INDICES = np.array([2, 0, 2, -1, 1])
+
+
+def _tensor_builders(a, b, i):
+    """a: (3, 4), b: (4,), i: integer indices (5,) into both axes of a."""
     return {
+        Op.GATHER: ir.mul(ir.take(ir.sin(a), i, 1),
+                          ir.broadcast_to(ir.reshape(ir.take(b, i, 0), (1, 5)), (3, 5))),
+        Op.SCATTER_ADD: ir.mul(ir.scatter_add(ir.mul(ir.take(a, i, 1), ir.take(a, i, 1)), i, 1,
+                                              4), a),
         Op.BROADCAST: ir.mul(ir.broadcast_to(b, (2, 3, 4)), ir.sin(ir.broadcast_to(b, (3, 4)))),
         Op.RESHAPE: ir.mul(ir.reshape(a, (2, 6)), ir.reshape(ir.exp(a), (2, 6))),
         Op.TRANSPOSE: ir.mul(ir.transpose(a), ir.reshape(ir.tanh(a), (4, 3))),
@@ -71,13 +90,14 @@ def _tensor_builders(a, b):
                          ids=lambda op: op.value)
 def test_tensor_rule_against_central_differences(op):
     a, b = ir.input_node("a", shape=(3, 4)), ir.input_node("b", shape=(4,))
-    out = _tensor_builders(a, b)[op]
+    i = ir.input_node("i", "int64", INDICES.shape)
+    out = _tensor_builders(a, b, i)[op]
     assert op in {n.op for n in ir.toposort([out])}
     rng = np.random.default_rng(3)
     weights = ir.input_node("w", shape=out.shape)
     loss = ir.reduce_sum(ir.mul(out, weights))
-    fused = value_and_grad(ir.Function([a, b, weights], [loss], ["f"]), ["a", "b"])
-    point = [rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=out.shape)]
+    fused = value_and_grad(ir.Function([a, b, weights, i], [loss], ["f"]), ["a", "b"])
+    point = [rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=out.shape), INDICES]
     _, grad_a, grad_b = evaluate(fused, *point)
     eps = 1e-6
     for position, analytic in ((0, grad_a), (1, grad_b)):

@@ -127,7 +127,7 @@ def test_indexing_errors_name_what_was_wrong():
         X[0, 0, 0]
     with pytest.raises(IndexError, match="single ellipsis"):
         X[..., 0, ...]
-    with pytest.raises(TypeError, match="gather"):
+    with pytest.raises(TypeError, match="must hold integers .* bool tensor; for a mask"):
         X[X > 0]
     with pytest.raises(TypeError, match="array or a list"):
         X[[0, 1]]
@@ -289,18 +289,27 @@ def test_joins_over_a_symbolic_batch_threads_and_dtypes():
         loss = (z[:, ::2] ** 2).sum() + z.min(axis=1).sum() + \
             (z[:, 2:4] * 0.9).prod(axis=1).sum() + sg.tril(W).var()
         kernel = sg.compile(loss, wrt=[W, X])
+        joined = ir.Function([W.node, X.node], [z.node], ["z"])
         previous = sg.num_threads()
         try:
             for n in (1, 7, 30000):
                 x = RNG.normal(size=(n, 6)).astype(dtype)
                 w = RNG.normal(size=(6, 6)).astype(dtype)
                 expected = evaluate(kernel.function, w, x)
+                # Rows whose two smallest z nearly tie: the kernel's z and the interpreter's
+                # differ by an ulp, and may pick different minima there (in float32, some
+                # rows of 30000 do).  Those rows are left out of the comparison of X's
+                # gradient.
+                ordered = np.sort(evaluate(joined, w, x)[0], axis=1)
+                clear = (ordered[:, 1] - ordered[:, 0]) > 100 * tolerance
                 results = []
                 for threads in (1, 2):
                     sg.set_num_threads(threads)
                     value, grads = kernel([w, x])
                     results.append((value, *grads))
                     for got, want in zip(results[-1], expected):
+                        if got.shape == x.shape:
+                            got, want = got[clear], want[clear]
                         np.testing.assert_allclose(got, want, rtol=tolerance,
                                                    atol=tolerance * np.abs(want).max())
                 for a, b in zip(*results):

@@ -110,6 +110,9 @@ def _extend(sub):
         ((sub,), sympy.sin),
         ((sub,), sympy.cos),
         ((sub,), sympy.tanh),
+        ((sub,), sympy.atan),
+        ((sub,), sympy.asinh),
+        ((sub,), sympy.erf),
         ((sub,), sympy.Abs),
         ((sub, sub), sympy.Max),
         ((sub, sub), sympy.Min),
@@ -261,7 +264,9 @@ def _fused(f):
 # routines) may round differently, by up to 3 ulp (tests/test_vecmath.py).  Every other op is
 # correctly rounded in both.
 _LIBM_OPS = frozenset({Op.EXP, Op.LOG, Op.SIN, Op.COS, Op.TANH, Op.POW, Op.EXPM1, Op.LOG1P,
-                       Op.SIGMOID, Op.SOFTPLUS})
+                       Op.SIGMOID, Op.SOFTPLUS, Op.LOG2, Op.LOG10, Op.EXP2, Op.TAN, Op.ASIN,
+                       Op.ACOS, Op.ATAN, Op.SINH, Op.COSH, Op.ASINH, Op.ACOSH, Op.ATANH,
+                       Op.ERF, Op.ERFC, Op.ATAN2, Op.HYPOT})
 
 
 def _perturbed_evaluations(function, args, runs=6, ulps=3, seed=0):

@@ -35,6 +35,10 @@ class MathDeclarations:
     def intrinsic(self, name, dtype, arity=1):
         return self._function(f"llvm.{name}.{INTRINSIC_SUFFIX[dtype]}", dtype, arity)
 
+    def external(self, symbol, dtype, arity=1):
+        """A function of the C library, by its symbol."""
+        return self._function(symbol, dtype, arity)
+
     def routine(self, name, dtype):
         """One of symgrad's vectorisable routines (:mod:`symgrad.codegen.lower.vecmath`),
         defined on first use."""
@@ -79,6 +83,38 @@ def _routine(name):
     return lower
 
 
+def _libm(name):
+    """A call of the C library's ``name`` (``namef`` in float32): for the functions symgrad
+    has no vectorisable routine of yet.  They keep their loop scalar, like sin and cos."""
+    def lower(builder, node, operands, math):
+        symbol = name if node.dtype == "float64" else name + "f"
+        return builder.call(math.external(symbol, node.dtype, len(operands)), operands)
+    lower.__name__ = f"lower_{name}"
+    return lower
+
+
+def lower_hypot(builder, node, operands, math):
+    # big * sqrt(1 + (small / big)**2): no overflow or underflow in between.  inf wins over
+    # NaN (C99: hypot(inf, NaN) = inf); NaN otherwise propagates; hypot(0, 0) = 0.
+    dtype = node.dtype
+    element = llvm_type(dtype)
+    x, y = (builder.call(math.intrinsic("fabs", dtype), [v]) for v in operands)
+    big = builder.call(math.intrinsic("maxnum", dtype, 2), [x, y])
+    small = builder.call(math.intrinsic("minnum", dtype, 2), [x, y])
+    ratio = builder.fdiv(small, big)
+    one = llvm_ir.Constant(element, 1.0)
+    root = builder.call(math.intrinsic("sqrt", dtype),
+                        [builder.call(math.intrinsic("fmuladd", dtype, 3), [ratio, ratio, one])])
+    result = builder.fmul(big, root)
+    zero = llvm_ir.Constant(element, 0.0)
+    inf = llvm_ir.Constant(element, float("inf"))
+    result = builder.select(builder.fcmp_ordered("==", big, zero), zero, result)
+    nan = builder.or_(builder.fcmp_unordered("uno", x, x), builder.fcmp_unordered("uno", y, y))
+    result = builder.select(nan, llvm_ir.Constant(element, float("nan")), result)
+    infinite = builder.or_(builder.fcmp_ordered("==", x, inf), builder.fcmp_ordered("==", y, inf))
+    return builder.select(infinite, inf, result)
+
+
 def _compare(predicate, ordered=True):
     def lower(builder, node, operands, math):
         if ordered:
@@ -116,7 +152,8 @@ LOWERING_RULES = {
     # llvm.maximum/minimum propagate NaN, like numpy.maximum (maxnum would drop it).
     Op.MAX: _intrinsic("maximum", 2),
     Op.MIN: _intrinsic("minimum", 2),
-    # Elementary functions the loops vectorise (vecmath); sin, cos, pow stay in libm.
+    # Elementary functions the loops vectorise (vecmath); sin, cos, pow and those of _libm
+    # stay in the C library.
     Op.EXP: _routine("exp"),
     Op.LOG: _routine("log"),
     Op.SQRT: _intrinsic("sqrt"),
@@ -130,6 +167,25 @@ LOWERING_RULES = {
     Op.SIGMOID: _routine("sigmoid"),
     Op.SOFTPLUS: _routine("softplus"),
     Op.STOP_GRADIENT: lambda builder, node, operands, math: operands[0],
+    Op.LOG2: _routine("log2"),
+    Op.LOG10: _routine("log10"),
+    Op.EXP2: _routine("exp2"),
+    Op.SINH: _routine("sinh"),
+    Op.COSH: _routine("cosh"),
+    Op.ASINH: _routine("asinh"),
+    Op.ACOSH: _routine("acosh"),
+    Op.ATANH: _routine("atanh"),
+    Op.TAN: _libm("tan"),
+    Op.ASIN: _libm("asin"),
+    Op.ACOS: _libm("acos"),
+    Op.ATAN: _libm("atan"),
+    Op.ATAN2: _libm("atan2"),
+    Op.ERF: _libm("erf"),
+    Op.ERFC: _libm("erfc"),
+    Op.FLOOR: _intrinsic("floor"),
+    Op.CEIL: _intrinsic("ceil"),
+    Op.ROUND: _intrinsic("roundeven"),
+    Op.HYPOT: lower_hypot,
     Op.LT: _compare("<"),
     Op.LE: _compare("<="),
     Op.GT: _compare(">"),

@@ -29,17 +29,21 @@ from symgrad.ir.ops import ELEMENTWISE, Op
 #: over its operand (:data:`~symgrad.codegen.lower.tensor.REDUCTION_RULES`); ``"matmul"``, a
 #: step of its own (:data:`symgrad.codegen.lower.matmul.PRODUCT_RULES`); ``"indexed"``,
 #: computed in the loops like an elementwise value, from the loop index
-#: (:data:`~symgrad.codegen.lower.tensor.INDEXED_RULES`).
+#: (:data:`~symgrad.codegen.lower.tensor.INDEXED_RULES`); ``"scatter"``, a step of its own
+#: that adds its operand's elements into a zeroed buffer at their indices, in order, on one
+#: thread (:data:`~symgrad.codegen.lower.tensor.SCATTER_RULES`).
 STEP_KIND = {
     Op.BROADCAST: "view", Op.RESHAPE: "view", Op.TRANSPOSE: "view", Op.SLICE: "view",
     Op.SUM: "reduction", Op.AMAX: "reduction", Op.AMIN: "reduction", Op.PROD: "reduction",
     Op.MATMUL: "matmul",
-    Op.PAD: "indexed", Op.IOTA: "indexed",
+    Op.PAD: "indexed", Op.IOTA: "indexed", Op.GATHER: "indexed",
+    Op.SCATTER_ADD: "scatter",
 }
 VIEW_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "view")
 REDUCTION_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "reduction")
 PRODUCT_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "matmul")
 INDEXED_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "indexed")
+SCATTER_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "scatter")
 # The indexed ops that read their operand at other elements than the loop's.
 GATHERING_OPS = frozenset(op for op in INDEXED_OPS if op is not Op.IOTA)
 # The ops computed in the loops, stored or inline.
@@ -64,7 +68,7 @@ MAX_STEP_NODES = 512
 
 @dataclass
 class Step:
-    """One loop nest: ``kind`` is 'elementwise', 'matmul', 'copy' or 'combine'.
+    """One loop nest: ``kind`` is 'elementwise', 'matmul', 'scatter', 'copy' or 'combine'.
 
     For 'elementwise', ``nodes`` are the stored values it computes: elementwise values of
     ``shape`` and reductions whose operand has ``shape`` (accumulated in the loop; nothing in
@@ -156,7 +160,8 @@ def _must_store(node, users, outputs):
     if id(node) in outputs:
         return True
     for user in users[id(node)]:
-        if user.op in PRODUCT_OPS or user.op in VIEW_OPS or user.op in GATHERING_OPS:
+        if user.op in PRODUCT_OPS or user.op in VIEW_OPS or user.op in GATHERING_OPS or \
+                user.op in SCATTER_OPS:
             return True
         if user.op in LOOP_OPS and user.shape != node.shape:
             return True       # broadcast into a larger loop: compute once, not per row
@@ -227,7 +232,8 @@ def schedule(function, blas=False):
     stored = {}
     views = set()
     for node in order:
-        if node.op is Op.INPUT or node.op in PRODUCT_OPS or node.op in REDUCTION_OPS:
+        if node.op is Op.INPUT or node.op in PRODUCT_OPS or node.op in REDUCTION_OPS or \
+                node.op in SCATTER_OPS:
             stored[id(node)] = node
         elif node.op in VIEW_OPS:
             views.add(id(node))
@@ -249,10 +255,11 @@ def schedule(function, blas=False):
                 if not transposed or (position == 1 and not blas):
                     views.discard(id(operand))
                     stored[id(operand)] = operand
-        if node.op in GATHERING_OPS:
-            operand = node.args[0]
-            if id(operand) not in views and operand.op not in IMMEDIATE_OPS:
-                stored[id(operand)] = operand
+        if node.op in GATHERING_OPS or node.op in SCATTER_OPS:
+            # Read at other elements than the loop's (indices included): stored or views.
+            for operand in node.args:
+                if id(operand) not in views and operand.op not in IMMEDIATE_OPS:
+                    stored[id(operand)] = operand
         if node.op in VIEW_OPS:
             operand = node.args[0]
             if node.op is Op.RESHAPE and id(operand) in views and not moves_unit_axes(node):
@@ -331,9 +338,9 @@ def _group(order, stored, views, order_index):
     for node in order:
         if id(node) not in stored or node.op is Op.INPUT:
             continue
-        if node.op in PRODUCT_OPS:
+        if node.op in PRODUCT_OPS or node.op in SCATTER_OPS:
             producer[id(node)] = len(steps)
-            steps.append(Step("matmul", node.shape, [node]))
+            steps.append(Step(STEP_KIND[node.op], node.shape, [node]))
             members.append({id(node)})
             reductions.append(set())
             known.append(set())

@@ -171,9 +171,67 @@ def _pad(lowering, node, indices, memo):
     return builder.select(inside, value, llvm_ir.Constant(llvm_type(node.dtype), fill))
 
 
+def _index_in_range(lowering, position, size):
+    """An index from ``-size`` to ``size - 1`` as one from 0 (numpy's negative indices).  Out
+    of range, which the kernel's caller has refused already, it is 0: never an address
+    outside the operand."""
+    builder = lowering.builder
+    extent = lowering.extent(size)
+    wrapped = builder.select(builder.icmp_signed("<", position, INDEX(0)),
+                             builder.add(position, extent), position)
+    return builder.select(builder.icmp_unsigned("<", wrapped, extent), wrapped, INDEX(0))
+
+
+def _gather(lowering, node, indices, memo):
+    x, idx = node.args
+    axis = node.attrs
+    own = _own_indices(node, indices)
+    rank = len(idx.shape)
+    position = _index_in_range(lowering, lowering.value(idx, own[axis:axis + rank], memo),
+                               x.shape[axis])
+    operand_indices = own[:axis] + [position] + own[axis + rank:]
+    if x.op in IMMEDIATE_OPS:
+        return lowering.value(x, operand_indices, memo)
+    return lowering.load(x, operand_indices)
+
+
 #: How each indexed op computes its element at the loop index: rule(lowering, node, indices,
 #: memo) -> the value.
-INDEXED_RULES = {Op.PAD: _pad, Op.IOTA: _iota}
+INDEXED_RULES = {Op.PAD: _pad, Op.IOTA: _iota, Op.GATHER: _gather}
+
+
+def _scatter_add(lowering, step):
+    """Zero the result, then add each operand element at its index, in row-major order (one
+    thread: the same sums, in the same order, whatever the number of threads)."""
+    builder = lowering.builder
+    (node,), (slot,) = step.nodes, step.slots
+    values, idx = node.args
+    axis, size = node.attrs
+    rank = len(idx.shape)
+    target = (lowering.buffers[slot], lowering.contiguous_strides(node.shape))
+    element = llvm_type(node.dtype)
+    zero = llvm_ir.Constant(element, 0.0)
+
+    def clear(indices):
+        address = lowering.address(target, node.shape, indices, node.dtype)
+        lowering.annotate(builder.store(zero, address), target[0])
+    lowering.loop_nest(node.shape, clear)
+
+    def add(indices):
+        memo = {}
+        value = lowering.value(values, indices, memo)
+        position = _index_in_range(lowering, lowering.value(
+            idx, indices[axis:axis + rank], memo), size)
+        address = lowering.address(target, node.shape,
+                                   indices[:axis] + [position] + indices[axis + rank:],
+                                   node.dtype)
+        current = lowering.annotate(builder.load(address, typ=element), target[0])
+        lowering.annotate(builder.store(builder.fadd(current, value), address), target[0])
+    lowering.loop_nest(values.shape, add)
+
+
+#: How each scatter op's step is lowered: rule(lowering, step).
+SCATTER_RULES = {Op.SCATTER_ADD: _scatter_add}
 
 
 def _chunking(builder, rows, row_size):
@@ -675,6 +733,7 @@ class _Lowering:
         the steps alone (external, for the module that runs them), and None is returned."""
         lowering = {"elementwise": self.elementwise, "copy": self.copy,
                     "matmul": lambda step: PRODUCT_RULES[step.nodes[0].op](self, step),
+                    "scatter": lambda step: SCATTER_RULES[step.nodes[0].op](self, step),
                     "combine": self.combine}
         step_functions = []
         for number, step in enumerate(self.plan.steps):
@@ -781,9 +840,10 @@ def plan(function, target):
     """Check that ``function`` can be lowered and schedule it for ``target`` (matrix products
     through ``target.gemm`` where there is one, else loop nests)."""
     for node in function.outputs:
-        if node.dtype == "bool":
-            raise TensorLoweringError("kernel outputs must be floats, got a boolean output")
-    float_dtypes = {n.dtype for n in function.nodes} - {"bool"}
+        if node.dtype not in ("float64", "float32"):
+            raise TensorLoweringError(f"kernel outputs must be floats, got a {node.dtype} "
+                                      f"output")
+    float_dtypes = {n.dtype for n in function.nodes} - {"bool", "int64"}
     if len(float_dtypes) > 1:
         raise TensorLoweringError(
             f"a kernel computes in one float dtype, got {sorted(float_dtypes)}")

@@ -17,7 +17,7 @@ FLOAT_TYPES = {
 # Suffix of overloaded intrinsic names (llvm.sin.f64), and of symgrad's routines.
 INTRINSIC_SUFFIX = {"float64": "f64", "float32": "f32"}
 #: Bytes of one element.
-ITEM_BYTES = {"float64": 8, "float32": 4, "bool": 1}
+ITEM_BYTES = {"float64": 8, "float32": 4, "bool": 1, "int64": 8}
 
 
 def item_bytes(dtype):
@@ -29,6 +29,8 @@ def llvm_type(dtype):
     """The LLVM type of one element of ``dtype``."""
     if dtype == "bool":
         return BOOL
+    if dtype == "int64":
+        return INDEX
     return FLOAT_TYPES[dtype]
 
 

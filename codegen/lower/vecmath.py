@@ -70,6 +70,11 @@ FORMATS = {
 }
 
 LOG2_E = 1.4426950408889634
+LN2 = 0.6931471805599453
+LOG10_E = 0.4342944819032518
+LOG10_2 = 0.30102999566398120
+# log10(2) with trailing zero bits, so that its products with an exponent k are exact.
+LOG10_2_HIGH = {"float64": 3.01029995663611771306e-01, "float32": 0.301025390625}
 
 
 class _Emitter:
@@ -174,9 +179,9 @@ def emit_expm1(e, x, nonpositive=False):
     return b.select(keep, x, result)
 
 
-def emit_log(e, x, unit=False):
-    """log; ``unit``: for x in [1, 2] only (as log1p of [0, 1] uses it): no subnormal
-    scaling, no special values."""
+def _log_parts(e, x, unit):
+    """(k, log(m)) with x = 2**k m, m in [sqrt(1/2), sqrt(2)); log(m) as the pair (f, rest)
+    whose sum it is, f = m - 1 exact."""
     b, fmt = e.b, e.fmt
     if unit:
         scaled, exponent_shift = x, e.const(0.0)
@@ -199,15 +204,130 @@ def emit_log(e, x, unit=False):
     z = b.fmul(s, s)
     series = [2.0 / (2 * n + 1) for n in range(1, fmt.log_terms + 1)]
     big_r = b.fmul(z, e.estrin(z, series))
-    # k ln2_high - ((f^2/2 - (s (f^2/2 + R) + k ln2_low)) - f)
-    inner = b.fadd(b.fmul(s, b.fadd(half_f2, big_r)), b.fmul(k, e.const(fmt.ln2_low)))
-    result = b.fsub(b.fmul(k, e.const(fmt.ln2_high)), b.fsub(b.fsub(half_f2, inner), f))
-    if unit:
-        return result
+    return k, f, half_f2, b.fmul(s, b.fadd(half_f2, big_r))
+
+
+def _log_special(e, x, result):
+    """C99's log specials on top of ``result``: inf, -inf at zero, NaN below, NaN kept."""
+    b = e.b
     result = b.select(b.fcmp_ordered("==", x, e.const(float("inf"))), x, result)
     result = b.select(b.fcmp_ordered("==", x, e.const(0.0)), e.const(float("-inf")), result)
     result = b.select(b.fcmp_ordered("<", x, e.const(0.0)), e.const(float("nan")), result)
     return b.select(e.is_nan(x), x, result)
+
+
+def emit_log(e, x, unit=False):
+    """log; ``unit``: for x in [1, 2] only (as log1p of [0, 1] uses it): no subnormal
+    scaling, no special values."""
+    b, fmt = e.b, e.fmt
+    k, f, half_f2, tail = _log_parts(e, x, unit)
+    # k ln2_high - ((f^2/2 - (s (f^2/2 + R) + k ln2_low)) - f)
+    inner = b.fadd(tail, b.fmul(k, e.const(fmt.ln2_low)))
+    result = b.fsub(b.fmul(k, e.const(fmt.ln2_high)), b.fsub(b.fsub(half_f2, inner), f))
+    return result if unit else _log_special(e, x, result)
+
+
+def _log_base(e, x, scale_high, scale_low, per_e):
+    """log(x) / log(base) = k log_base(2) + log(m) / log(base): ``scale_high + scale_low``
+    is log_base(2) (the high part's products with k exact), ``per_e`` is 1 / log(base)."""
+    b = e.b
+    k, f, half_f2, tail = _log_parts(e, x, False)
+    log_m = b.fadd(f, b.fsub(tail, half_f2))
+    low = e.call("fmuladd", log_m, e.const(per_e), b.fmul(k, e.const(scale_low)))
+    result = b.fadd(b.fmul(k, e.const(scale_high)), low)
+    return _log_special(e, x, result)
+
+
+def emit_log2(e, x):
+    # k + log(m) log2(e): exactly k at powers of two.
+    return _log_base(e, x, 1.0, 0.0, LOG2_E)
+
+
+def emit_log10(e, x):
+    high = LOG10_2_HIGH[e.dtype]
+    return _log_base(e, x, high, LOG10_2 - high, LOG10_E)
+
+
+def emit_exp2(e, x):
+    # x = k + r, |r| <= 1/2 (exact); 2**r = exp(r ln2), |r ln2| <= ln2 / 2 as in exp, the
+    # rounding of r ln2 below half an ulp of the result; scaled by 2**k in two steps.
+    b = e.b
+    bound = 1100.0 if e.dtype == "float64" else 160.0
+    clamped = e.call("minnum", e.call("maxnum", x, e.const(-bound)), e.const(bound))
+    k = e.call("rint", clamped)
+    y = b.fmul(b.fsub(clamped, k), e.const(LN2))
+    inner = e.call("fmuladd", e.estrin(y, _taylor(2, e.fmt.exp_degree)), y, e.const(1.0))
+    result = e.scale(e.call("fmuladd", inner, y, e.const(1.0)), b.fptosi(k, e.int))
+    return b.select(e.is_nan(x), x, result)
+
+
+# Where the exponentials of sinh and cosh stop using exp(|x|): beyond, exp(-|x|) is below an
+# ulp of the result, which is exp(|x|/2)**2 / 2 (so it overflows only where the result does).
+_HYPERBOLIC_SPLIT = 20.0
+
+
+def emit_sinh(e, x):
+    b = e.b
+    a = e.call("fabs", x)
+    # (t + t / (t + 1)) / 2, t = expm1(|x|): both terms positive, nothing cancels near 0.
+    t = b.call(e.math.routine("expm1", e.dtype), [a])
+    small = b.fmul(e.const(0.5), b.fadd(t, b.fdiv(t, b.fadd(t, e.const(1.0)))))
+    h = b.call(e.math.routine("exp", e.dtype), [b.fmul(e.const(0.5), a)])
+    large = b.fmul(b.fmul(e.const(0.5), h), h)
+    result = b.select(b.fcmp_ordered("<", a, e.const(_HYPERBOLIC_SPLIT)), small, large)
+    return e.call("copysign", result, x)
+
+
+def emit_cosh(e, x):
+    b = e.b
+    a = e.call("fabs", x)
+    is_small = b.fcmp_ordered("<", a, e.const(_HYPERBOLIC_SPLIT))
+    # One exp: of |x| (then (h + 1/h) / 2) or of |x| / 2 (then h**2 / 2).
+    h = b.call(e.math.routine("exp", e.dtype),
+               [b.select(is_small, a, b.fmul(e.const(0.5), a))])
+    half = b.fmul(e.const(0.5), h)
+    small = b.fadd(half, b.fdiv(e.const(0.5), h))
+    return b.select(is_small, small, b.fmul(half, h))
+
+
+def _big(e):
+    """Beyond this, sqrt(x**2 + 1) is |x| to the last bit."""
+    return e.const(2.0 ** 28 if e.dtype == "float64" else 2.0 ** 12)
+
+
+def emit_asinh(e, x):
+    b = e.b
+    a = e.call("fabs", x)
+    one = e.const(1.0)
+    # log1p(a + a**2 / (1 + sqrt(1 + a**2))): no cancellation near 0; log(a) + ln2 for large a.
+    a2 = b.fmul(a, a)
+    moderate = b.fadd(a, b.fdiv(a2, b.fadd(one, e.call("sqrt", b.fadd(one, a2)))))
+    near = b.call(e.math.routine("log1p", e.dtype), [moderate])
+    far = b.fadd(b.call(e.math.routine("log", e.dtype), [a]), e.const(LN2))
+    result = b.select(b.fcmp_ordered("<", a, _big(e)), near, far)
+    return e.call("copysign", result, x)
+
+
+def emit_acosh(e, x):
+    b = e.b
+    # log1p(t + sqrt(t (t + 2))), t = x - 1 (exact near 1); log(x) + ln2 for large x.
+    t = b.fsub(x, e.const(1.0))
+    near = b.call(e.math.routine("log1p", e.dtype),
+                  [b.fadd(t, e.call("sqrt", b.fmul(t, b.fadd(t, e.const(2.0)))))])
+    far = b.fadd(b.call(e.math.routine("log", e.dtype), [x]), e.const(LN2))
+    result = b.select(b.fcmp_ordered("<", x, _big(e)), near, far)
+    # Below 1 (and NaN) t (t + 2) < 0 gives NaN on the near side already.
+    return b.select(b.fcmp_unordered("<", x, e.const(1.0)), e.const(float("nan")), result)
+
+
+def emit_atanh(e, x):
+    b = e.b
+    a = e.call("fabs", x)
+    # log1p(2a / (1 - a)) / 2: 1 - a exact near 1, inf at 1, NaN beyond (log1p of < -1).
+    quotient = b.fdiv(b.fmul(e.const(2.0), a), b.fsub(e.const(1.0), a))
+    half = b.fmul(e.const(0.5), b.call(e.math.routine("log1p", e.dtype), [quotient]))
+    result = b.select(b.fcmp_ordered(">", a, e.const(1.0)), e.const(float("nan")), half)
+    return e.call("copysign", result, x)
 
 
 def emit_log1p(e, x, unit=False):
@@ -287,6 +407,14 @@ ROUTINES = {
     "sigmoid": emit_sigmoid,
     "softplus": emit_softplus,
     "tanh_softplus": emit_tanh_softplus,
+    "log2": emit_log2,
+    "log10": emit_log10,
+    "exp2": emit_exp2,
+    "sinh": emit_sinh,
+    "cosh": emit_cosh,
+    "asinh": emit_asinh,
+    "acosh": emit_acosh,
+    "atanh": emit_atanh,
 }
 
 

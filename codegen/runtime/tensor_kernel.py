@@ -37,7 +37,9 @@ from symgrad.codegen.lower.target import Target
 from symgrad.codegen.lower.tensor import lower_steps, lower_tensor, plan, split_steps
 from symgrad.codegen.lower.types import KERNEL_SYMBOL
 from symgrad.codegen.runtime import libraries, process, threads, workers
+from symgrad.ir.node import INDEX_DTYPES
 from symgrad.ir.numeric import NUMPY_DTYPES
+from symgrad.ir.ops import Op
 from symgrad.ir.text import function_to_text
 from symgrad.messages import bounded_list
 
@@ -49,7 +51,7 @@ CALL_ENTRY_LEVEL = 0
 def target_for(function):
     """``(target, library)``: the :class:`Target` a kernel of ``function`` is lowered for,
     and the GEMM library it calls and links (None for a BLAS or loop nests)."""
-    dtypes = {n.dtype for n in function.nodes} - {"bool"}
+    dtypes = {n.dtype for n in function.nodes} - {"bool", "int64"}
     gemm, library = libraries.gemm_for(next(iter(dtypes)) if len(dtypes) == 1 else None)
     # (The symbols the threads' code calls are registered before it is built or loaded.)
     return Target(gemm=gemm, pause=workers.pause_instruction(),
@@ -95,15 +97,20 @@ class TensorKernel:
         self.name = name
         self.param_names = function.input_names[:num_params]
         self.input_names = function.input_names[num_params:]
-        dtypes = {n.dtype for n in function.nodes} - {"bool"}
+        dtypes = {n.dtype for n in function.nodes} - {"bool", "int64"}
         self.dtype = dtypes.pop() if dtypes else "float64"
         self._numpy_dtype = np.dtype(NUMPY_DTYPES[self.dtype])
         self._layouts = [tuple(node.shape) for node in function.inputs]
         self._size_names = function.size_names
         self._output_shapes = [self._template(n.shape) for n in function.outputs]
         self._dtypes = [self._numpy_dtype] * len(function.outputs)
+        self._input_dtypes = [np.dtype(NUMPY_DTYPES[n.dtype]) if n.dtype in INDEX_DTYPES
+                              else self._numpy_dtype for n in function.inputs]
+        self._index_checks = _index_checks(function, self._template)
         self._workspaces: dict[tuple, list] = {}
-        fast = process.available()
+        # Index arrays are checked against the sizes they index, in Python (below), before
+        # the native code runs: not by the native call entry.
+        fast = process.available() and not self._index_checks
         if target is None:
             target, self._library = target_for(function)
         else:
@@ -112,6 +119,8 @@ class TensorKernel:
         self.target = target
         self.schedule = plan(function, target)
         self._temporary_shapes = [self._template(n.shape) for n in self.schedule.temporaries]
+        self._temporary_dtypes = [np.dtype(NUMPY_DTYPES[n.dtype]) if n.dtype in INDEX_DTYPES
+                                  else self._numpy_dtype for n in self.schedule.temporaries]
         self._partial_shapes = [(self._template(step_shape), self._template(node.shape))
                                 for node, step_shape in self.schedule.partials]
         self._chunked_shapes = [self._template(step.shape) for step in self.schedule.steps
@@ -214,6 +223,8 @@ class TensorKernel:
 
     def _check(self, node, value, sizes):
         name = node.attrs
+        if node.dtype in INDEX_DTYPES:
+            return self._check_indices(node, value, sizes)
         numpy_dtype = self._numpy_dtype
         if node.shape == () and (is_python_number(value) or isinstance(value, np.generic)):
             # A number takes the kernel's dtype (bools, complex and the like are refused).
@@ -223,6 +234,17 @@ class TensorKernel:
             raise TypeError(f"argument {name!r} must have dtype {numpy_dtype} (the kernel's, "
                             f"fixed when it was compiled), got {describe(value, array)}; "
                             f"convert it with np.asarray(value, dtype=np.{numpy_dtype})")
+        self._check_shape(name, node, array, sizes)
+        # Either byte order; any layout or alignment: the kernel reads aligned C order.
+        try:
+            return np.require(array, numpy_dtype, "CA")
+        except MemoryError as error:
+            raise MemoryError(f"argument {name!r}: no memory for the aligned C-order copy the "
+                              f"kernel reads (shape {array.shape}, {numpy_dtype}): "
+                              f"{error}") from None
+
+    @staticmethod
+    def _check_shape(name, node, array, sizes):
         if array.ndim != len(node.shape):
             raise ValueError(f"argument {name!r} must have shape {_shape_text(node.shape)}, "
                              f"got {array.shape}")
@@ -238,13 +260,34 @@ class TensorKernel:
             elif expected != actual:
                 raise ValueError(f"argument {name!r} must have shape {_shape_text(node.shape)}, "
                                  f"got {array.shape}")
-        # Either byte order; any layout or alignment: the kernel reads aligned C order.
-        try:
-            return np.require(array, numpy_dtype, "CA")
-        except MemoryError as error:
-            raise MemoryError(f"argument {name!r}: no memory for the aligned C-order copy the "
-                              f"kernel reads (shape {array.shape}, {numpy_dtype}): "
-                              f"{error}") from None
+
+    def _check_indices(self, node, value, sizes):
+        """An index argument: an array of integers (any integer dtype whose values int64
+        holds), as int64."""
+        name = node.attrs
+        array = np.asarray(value) if not isinstance(value, np.ndarray) else value
+        kind = array.dtype.kind
+        if kind not in "iu" or (kind == "u" and array.dtype.itemsize >= 8):
+            raise TypeError(f"argument {name!r} holds indices: it must be an array of integers "
+                            f"(int64 or int32), got {describe(value, array)}")
+        self._check_shape(name, node, array, sizes)
+        return np.require(array, np.int64, "CA")
+
+    def _check_index_ranges(self, values, sizes):
+        """Every index argument's values against the sizes of the axes it indexes (from
+        -size to size - 1, as numpy): an error naming the argument before any native code
+        runs, never a read outside an array."""
+        for position, template, what in self._index_checks:
+            array = values[position]
+            if not array.size:
+                continue
+            size = self._concrete((template,), sizes)[0]
+            low, high = int(array.min()), int(array.max())
+            if low < -size or high >= size:
+                bad = low if low < -size else high
+                name = self.function.inputs[position].attrs
+                raise IndexError(f"argument {name!r}: index {bad} is out of bounds for {what} "
+                                 f"of size {size} (indices run from {-size} to {size - 1})")
 
     def __call__(self, params: Sequence[Any] | Mapping[str, Any], *args: Any,
                  **kwargs: Any) -> tuple[Any, Any]:
@@ -278,6 +321,8 @@ class TensorKernel:
             values = [self._check(node, value, found)
                       for node, value in zip(self.function.inputs, values)]
             sizes = tuple(found[name][0] for name in self._size_names)
+        if self._index_checks:
+            self._check_index_ranges(values, sizes)
         kept = self._workspaces.get(sizes)
         try:
             workspace = kept.pop()  # type: ignore[union-attr]  # atomic, see below
@@ -314,11 +359,12 @@ class TensorKernel:
         arrays); else None."""
         dtype = self._numpy_dtype
         found = {}
-        for index, (value, layout) in enumerate(zip(values, self._layouts)):
-            if type(value) is float and layout == ():
+        for index, (value, layout, wanted) in enumerate(zip(values, self._layouts,
+                                                            self._input_dtypes)):
+            if type(value) is float and layout == () and wanted is dtype:
                 values[index] = np.array(value, dtype)
                 continue
-            if type(value) is not np.ndarray or value.dtype is not dtype:
+            if type(value) is not np.ndarray or value.dtype is not wanted:
                 return None
             flags = value.flags
             if not (flags.c_contiguous and flags.aligned):
@@ -348,8 +394,8 @@ class TensorKernel:
         """``(size array, temporaries, large, output shapes)`` for these sizes (``large``: the
         call runs step by step on threads).  Workspaces are kept for reuse per set of sizes:
         the kernel writes every element of a temporary before reading it."""
-        temporaries = [np.empty(self._concrete(shape, sizes), self._numpy_dtype)
-                       for shape in self._temporary_shapes]
+        temporaries = [np.empty(self._concrete(shape, sizes), dtype)
+                       for shape, dtype in zip(self._temporary_shapes, self._temporary_dtypes)]
         for step_shape, shape in self._partial_shapes:
             rows, *row = self._concrete(step_shape, sizes)
             _, count = chunking(rows, math.prod(row))
@@ -402,6 +448,29 @@ class _CallEntryOwner:
 
 def _release(release, compiled):
     release()
+
+
+def _index_checks(function, template):
+    """``(input position, size template, description)`` for each axis an index input
+    indexes (through views of it), by the gathers and scatters of ``function``."""
+    positions = {id(node): index for index, node in enumerate(function.inputs)}
+    checks = []
+    for node in function.nodes:
+        if node.op is Op.GATHER:
+            axis = node.attrs
+            size, what = node.args[0].shape[axis], f"axis {axis} of a take"
+        elif node.op is Op.SCATTER_ADD:
+            axis, size = node.attrs
+            what = f"axis {axis} of a scatter"
+        else:
+            continue
+        base = node.args[1]
+        while base.op is not Op.INPUT:
+            base = base.args[0]
+        check = (positions[id(base)], template((size,))[0], what)
+        if check not in checks:
+            checks.append(check)
+    return checks
 
 
 def _shape_text(shape):

@@ -77,7 +77,7 @@ def reverse(output, wrt, record=(), cotangent=None):
     recorded_ids = {id(r) for r in record}
     needs = set()
     for node in order:
-        if node.dtype == "bool":
+        if node.dtype == "bool" or node.dtype in ir.INDEX_DTYPES:
             continue
         if id(node) in targets or any(id(a) in needs for a in node.args):
             needs.add(id(node))
@@ -135,6 +135,9 @@ def value_and_grad(function, wrt):
         if name not in by_name:
             raise ValueError(f"wrt names {bounded_text(name, quoted=True)}, which is not an "
                              f"input of the function; inputs are {bounded_list(by_name)}")
+        if by_name[name].dtype in ir.INDEX_DTYPES:
+            raise TypeError(f"cannot differentiate with respect to {name!r}: it is an integer "
+                            f"input (indices), through which no gradient flows")
         wrt_nodes.append(by_name[name])
     (value,) = function.outputs
     grads = vjp(value, wrt_nodes)

@@ -20,6 +20,7 @@ Kink conventions (documented in the README):
   taken contributes exactly 0, never NaN (see :mod:`symgrad.autodiff.reverse`).
 """
 
+import math
 from typing import NamedTuple
 
 from symgrad import ir
@@ -124,6 +125,15 @@ def _pad_rule(ct, out, x):
     return (ir.slice_axes(ct, spec),)
 
 
+def _gather_rule(ct, out, x, idx):
+    # Each selected element's cotangent added back at its index: duplicates sum.
+    return ir.scatter_add(ct, idx, out.attrs, x.shape[out.attrs]), None
+
+
+def _scatter_add_rule(ct, out, values, idx):
+    return ir.take(ct, idx, out.attrs[0]), None
+
+
 def _transpose_rule(ct, out, x):
     inverse = [0] * len(out.attrs)
     for position, axis in enumerate(out.attrs):
@@ -154,6 +164,39 @@ def _tanh_slope(x):
                   ir.mul(ir.sigmoid(twice), ir.sigmoid(ir.neg(twice))))
 
 
+def _times(value, x):
+    return ir.mul(ir.const(value, x.dtype), x)
+
+
+def _unit_root(x, sign=1.0):
+    """sqrt(1 - x) sqrt(1 + x) (sign 1) or sqrt(x - 1) sqrt(x + 1) (sign -1): never the
+    overflowing or cancelling (1 - x**2)."""
+    one = ir.const(1.0, x.dtype)
+    if sign > 0:
+        return ir.mul(ir.sqrt(ir.sub(one, x)), ir.sqrt(ir.add(one, x)))
+    return ir.mul(ir.sqrt(ir.sub(x, one)), ir.sqrt(ir.add(x, one)))
+
+
+def _erf_slope(x):
+    """erf'(x) = 2 / sqrt(pi) exp(-x**2)."""
+    return ir.mul(ir.const(2.0 / math.sqrt(math.pi), x.dtype), ir.exp(ir.neg(ir.mul(x, x))))
+
+
+def _atan2_rule(ct, out, y, x):
+    # d/dy = x / (x**2 + y**2), d/dx = -y / (x**2 + y**2), with hypot(x, y)**2 so that the
+    # squares neither overflow nor underflow.
+    h = ir.hypot(y, x)
+    return (ir.mul(ct, ir.div(ir.div(x, h), h)),
+            ir.neg(ir.mul(ct, ir.div(ir.div(y, h), h))))
+
+
+def _hypot_rule(ct, out, x, y):
+    # x / hypot and y / hypot; 0 at the origin (the convention of abs, hypot(x, 0) = |x|).
+    zero = ir.const(0.0, out.dtype)
+    safe = ir.select(ir.compare(Op.EQ, out, zero), ir.const(1.0, out.dtype), out)
+    return ir.mul(ct, ir.div(x, safe)), ir.mul(ct, ir.div(y, safe))
+
+
 VJP_RULES = {
     Op.NEG:    lambda ct, out, x: (ir.neg(ct),),
     Op.ADD:    lambda ct, out, a, b: (ct, ct),
@@ -176,6 +219,27 @@ VJP_RULES = {
     Op.LOG1P:  lambda ct, out, x: (ir.div(ct, ir.add(ir.const(1.0, x.dtype), x)),),
     Op.SIGMOID: lambda ct, out, x: (ir.mul(ct, ir.mul(out, ir.sigmoid(ir.neg(x)))),),
     Op.SOFTPLUS: lambda ct, out, x: (ir.mul(ct, ir.sigmoid(x)),),
+    Op.LOG2:   lambda ct, out, x: (ir.div(ct, _times(math.log(2.0), x)),),
+    Op.LOG10:  lambda ct, out, x: (ir.div(ct, _times(math.log(10.0), x)),),
+    Op.EXP2:   lambda ct, out, x: (ir.mul(ct, _times(math.log(2.0), out)),),
+    Op.TAN:    lambda ct, out, x: (ir.mul(ct, ir.add(ir.const(1.0, x.dtype), ir.mul(out, out))),),
+    Op.ASIN:   lambda ct, out, x: (ir.div(ct, _unit_root(x)),),
+    Op.ACOS:   lambda ct, out, x: (ir.neg(ir.div(ct, _unit_root(x))),),
+    Op.ATAN:   lambda ct, out, x: (ir.div(ct, ir.add(ir.const(1.0, x.dtype), ir.mul(x, x))),),
+    Op.SINH:   lambda ct, out, x: (ir.mul(ct, ir.cosh(x)),),
+    Op.COSH:   lambda ct, out, x: (ir.mul(ct, ir.sinh(x)),),
+    Op.ASINH:  lambda ct, out, x: (ir.div(ct, ir.hypot(ir.const(1.0, x.dtype), x)),),
+    Op.ACOSH:  lambda ct, out, x: (ir.div(ct, _unit_root(x, -1.0)),),
+    Op.ATANH:  lambda ct, out, x: (ir.div(ct, ir.mul(ir.sub(ir.const(1.0, x.dtype), x),
+                                                     ir.add(ir.const(1.0, x.dtype), x))),),
+    Op.ERF:    lambda ct, out, x: (ir.mul(ct, _erf_slope(x)),),
+    Op.ERFC:   lambda ct, out, x: (ir.neg(ir.mul(ct, _erf_slope(x))),),
+    # Piecewise constant: derivative 0 (the jumps are not represented), as in JAX.
+    Op.FLOOR:  lambda ct, out, x: (None,),
+    Op.CEIL:   lambda ct, out, x: (None,),
+    Op.ROUND:  lambda ct, out, x: (None,),
+    Op.ATAN2:  _atan2_rule,
+    Op.HYPOT:  _hypot_rule,
     Op.BROADCAST: lambda ct, out, x: (ir.unbroadcast(ct, x.shape),),
     Op.RESHAPE: lambda ct, out, x: (ir.reshape(ct, x.shape),),
     Op.TRANSPOSE: _transpose_rule,
@@ -188,6 +252,8 @@ VJP_RULES = {
     Op.MATMUL: lambda ct, out, a, b: (ir.matmul(ct, ir.transpose(b)),
                                       ir.matmul(ir.transpose(a), ct)),
     Op.SELECT: _select_rule,
+    Op.GATHER: _gather_rule,
+    Op.SCATTER_ADD: _scatter_add_rule,
 }
 
 # Ops through which no gradient flows, because their results are booleans.

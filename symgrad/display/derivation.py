@@ -34,7 +34,7 @@ from symgrad.display.to_sympy import (
     to_sympy,
 )
 from symgrad.errors import DepthError
-from symgrad.ir.ops import ELEMENTWISE, Op
+from symgrad.ir.ops import ELEMENTWISE, UNARY_MATH, Op
 from symgrad.ir.text import function_to_dot
 
 
@@ -115,8 +115,7 @@ def _expand(value, shape, target):
 
 
 # Ops shown as a function applied elementwise to a matrix, ``f.(M)``.
-_MAPPED = frozenset({Op.EXP, Op.LOG, Op.SQRT, Op.SIN, Op.COS, Op.TANH, Op.ABS, Op.SIGN,
-                     Op.SIGMOID, Op.SOFTPLUS, Op.EXPM1, Op.LOG1P})
+_MAPPED = UNARY_MATH - {Op.NEG, Op.STOP_GRADIENT}
 
 
 class _MatrixPrinter:
@@ -267,6 +266,15 @@ def _pad_form(printer, node, args):
     return _named_form(f"pad({args[0]})", node)
 
 
+def _gather_form(printer, node, args):
+    return _named_form(f"take({args[0]}, {args[1]}, axis={node.attrs})", node)
+
+
+def _scatter_add_form(printer, node, args):
+    axis, size = node.attrs
+    return _named_form(f"scatter_add({args[0]}, {args[1]}, axis={axis}, size={size})", node)
+
+
 #: The SymPy matrix form of each tensor op that is not elementwise (elementwise ops:
 #: SYMPY_FUNCTIONS, applied elementwise): rule(printer, node, the operands' forms).
 MATRIX_FORMS = {
@@ -280,6 +288,8 @@ MATRIX_FORMS = {
     Op.PROD: _reduction_form("prod"),
     Op.SLICE: _slice_form,
     Op.PAD: _pad_form,
+    Op.GATHER: _gather_form,
+    Op.SCATTER_ADD: _scatter_add_form,
 }
 
 

@@ -6,7 +6,17 @@ from fractions import Fraction
 
 import sympy
 
-from symgrad.frontend.sympy_functions import expm1, log1p, sigmoid, softplus
+from symgrad.frontend.sympy_functions import (
+    exp2,
+    expm1,
+    hypot,
+    log1p,
+    log2,
+    log10,
+    round_even,
+    sigmoid,
+    softplus,
+)
 from symgrad.ir.ops import Op
 
 
@@ -40,6 +50,11 @@ SYMPY_FUNCTIONS = {
     Op.COS: sympy.cos, Op.TANH: sympy.tanh, Op.ABS: sympy.Abs, Op.SIGN: sympy.sign,
     Op.SIGMOID: sigmoid, Op.SOFTPLUS: softplus, Op.EXPM1: expm1, Op.LOG1P: log1p,
     Op.STOP_GRADIENT: lambda x: x,
+    Op.LOG2: log2, Op.LOG10: log10, Op.EXP2: exp2, Op.TAN: sympy.tan, Op.ASIN: sympy.asin,
+    Op.ACOS: sympy.acos, Op.ATAN: sympy.atan, Op.SINH: sympy.sinh, Op.COSH: sympy.cosh,
+    Op.ASINH: sympy.asinh, Op.ACOSH: sympy.acosh, Op.ATANH: sympy.atanh, Op.ERF: sympy.erf,
+    Op.ERFC: sympy.erfc, Op.FLOOR: sympy.floor, Op.CEIL: sympy.ceiling, Op.ROUND: round_even,
+    Op.ATAN2: sympy.atan2, Op.HYPOT: hypot,
     # Unevaluated: a comparison with a NaN-valued piece (Heaviside's) must still print.
     Op.LT: lambda a, b: sympy.Lt(a, b, evaluate=False),
     Op.LE: lambda a, b: sympy.Le(a, b, evaluate=False),

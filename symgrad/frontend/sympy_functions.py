@@ -1,15 +1,16 @@
-"""SymPy functions that symgrad adds: the logistic sigmoid and softplus.
+"""SymPy functions that symgrad adds: the logistic sigmoid, softplus and rounding to even.
 
 They are ordinary SymPy functions (``sympy.diff`` differentiates them, ``evalf`` evaluates them
 with mpmath at any precision, ``sympy.latex`` prints them), and the frontend translates them to
-the IR's stable primitives, which never overflow.  ``expm1`` and ``log1p`` come from
-``sympy.codegen.cfunctions``.
+the IR's stable primitives, which never overflow.  ``expm1``, ``log1p``, ``log2``, ``log10``,
+``exp2`` and ``hypot`` come from ``sympy.codegen.cfunctions``.
 """
 
 import sympy
-from sympy.codegen.cfunctions import expm1, log1p
+from sympy.codegen.cfunctions import exp2, expm1, hypot, log1p, log2, log10
 
-__all__ = ["sigmoid", "softplus", "expm1", "log1p"]
+__all__ = ["sigmoid", "softplus", "round_even", "expm1", "log1p", "log2", "log10", "exp2",
+           "hypot"]
 
 
 class sigmoid(sympy.Function):
@@ -80,4 +81,34 @@ class softplus(sympy.Function):
 
     def _latex(self, printer, exp=None):
         body = rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
+        return body if exp is None else rf"{body}^{{{exp}}}"
+
+
+class round_even(sympy.Function):
+    """The nearest integer, ties to the even one (``numpy.round``, ``numpy.rint``); its
+    derivative is 0 wherever it exists.
+
+    Examples
+    --------
+    >>> round_even(sympy.Rational(5, 2))
+    2
+    """
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number and x.is_finite:
+            return sympy.Integer(round(sympy.Rational(x)))
+        return None
+
+    def fdiff(self, argindex=1):
+        return sympy.S.Zero
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_integer(self):
+        return self.args[0].is_finite and self.args[0].is_real
+
+    def _latex(self, printer, exp=None):
+        body = rf"\operatorname{{round}}\left({printer._print(self.args[0])}\right)"
         return body if exp is None else rf"{body}^{{{exp}}}"

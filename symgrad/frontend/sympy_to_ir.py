@@ -1,10 +1,12 @@
 """SymPy -> IR: the translation of scalar SymPy formulas into IR nodes.
 
 Supported: numbers (integers, rationals, floats, ``pi``, ``E``, ``oo``, ``nan``), symbols,
-``+ - * /``, integer and real powers, ``exp``, ``log``, ``sqrt``, ``sin``, ``cos``, ``tanh``,
-``Abs``, ``sign``, ``Max``, ``Min``, ``Heaviside``, symgrad's ``sigmoid`` and ``softplus``,
-``expm1`` and ``log1p`` (``sympy.codegen.cfunctions``) and ``Piecewise`` whose conditions are
-comparisons combined with ``And``, ``Or``, ``Not``.  Anything else raises
+``+ - * /``, integer and real powers, ``exp``, ``log``, ``sqrt``, ``sin``, ``cos``, ``tan``,
+``asin``, ``acos``, ``atan``, ``atan2``, ``sinh``, ``cosh``, ``tanh``, ``asinh``, ``acosh``,
+``atanh``, ``erf``, ``erfc``, ``floor``, ``ceiling``, ``Abs``, ``sign``, ``Max``, ``Min``,
+``Heaviside``, symgrad's ``sigmoid``, ``softplus`` and ``round_even``, ``expm1``, ``log1p``,
+``log2``, ``log10``, ``exp2`` and ``hypot`` (``sympy.codegen.cfunctions``) and ``Piecewise``
+whose conditions are comparisons combined with ``And``, ``Or``, ``Not``.  Anything else raises
 :class:`~symgrad.errors.UnsupportedExpressionError` naming the function and the sub-expression.
 
 Every walk here is iterative and keys SymPy objects by identity (hashing one hashes all of
@@ -15,7 +17,17 @@ import sympy
 
 from symgrad import ir
 from symgrad.errors import ShapeError, UnknownSymbolError, UnsupportedExpressionError
-from symgrad.frontend.sympy_functions import expm1, log1p, sigmoid, softplus
+from symgrad.frontend.sympy_functions import (
+    exp2,
+    expm1,
+    hypot,
+    log1p,
+    log2,
+    log10,
+    round_even,
+    sigmoid,
+    softplus,
+)
 from symgrad.ir.ops import Op
 from symgrad.messages import bounded_list, bounded_text
 
@@ -31,7 +43,26 @@ _UNARY = {
     softplus: ir.softplus,
     expm1: ir.expm1,
     log1p: ir.log1p,
+    log2: ir.log2,
+    log10: ir.log10,
+    exp2: ir.exp2,
+    sympy.tan: ir.tan,
+    sympy.asin: ir.asin,
+    sympy.acos: ir.acos,
+    sympy.atan: ir.atan,
+    sympy.sinh: ir.sinh,
+    sympy.cosh: ir.cosh,
+    sympy.asinh: ir.asinh,
+    sympy.acosh: ir.acosh,
+    sympy.atanh: ir.atanh,
+    sympy.erf: ir.erf,
+    sympy.erfc: ir.erfc,
+    sympy.floor: ir.floor,
+    sympy.ceiling: ir.ceil,
+    round_even: ir.round_even,
 }
+
+_BINARY = {sympy.atan2: ir.atan2, hypot: ir.hypot}
 
 _RELATIONS = {
     sympy.StrictLessThan: Op.LT,
@@ -158,6 +189,8 @@ def _translate_one(expr, args, symbols, dtype):
                 f"{func.__name__} with {len(args)} arguments is not supported, in "
                 f"{bounded_text(expr)}")
         return _UNARY[func](args[0])
+    if func in _BINARY:
+        return _BINARY[func](*args)
     if func is sympy.Max:
         return ir.balanced(ir.maximum, args)
     if func is sympy.Min:

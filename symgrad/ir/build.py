@@ -9,7 +9,7 @@ that rebuilds nodes generically.
 import math
 
 from symgrad.errors import ShapeError
-from symgrad.ir.node import make_node, type_string
+from symgrad.ir.node import FLOAT_DTYPES, INDEX_DTYPES, make_node, type_string
 from symgrad.ir.ops import COMPARISONS, Op
 
 # ---------------------------------------------------------------------------------------------
@@ -46,6 +46,11 @@ def broadcast_shapes(*shapes, context="elementwise operation"):
 
 
 def _float_dtype(operands, op):
+    for operand in operands:
+        if operand.dtype in INDEX_DTYPES:
+            raise TypeError(f"op {op.value!r} takes floats, got an integer operand "
+                            f"({type_string(operand)}): integer tensors are index arrays, "
+                            f"for take, x[idx] and x.at[idx]")
     first = operands[0].dtype
     if first != "bool" and all(a.dtype == first for a in operands):
         return first
@@ -255,8 +260,11 @@ def minimum(a, b):
     return _elementwise(Op.MIN, a, b)
 
 
-def _unary(op):
+def _unary(op, absorbed=frozenset()):
+    """The constructor of ``op``; ``op(x)`` is ``x`` where x's op is in ``absorbed``."""
     def build(x):
+        if x.op in absorbed:
+            return x
         return _elementwise(op, x)
     build.__name__ = op.value
     build.__doc__ = f"Elementwise {op.value}."
@@ -323,6 +331,37 @@ def stop_gradient(x):
 expm1 = _unary(Op.EXPM1)
 sigmoid = _unary(Op.SIGMOID)
 softplus = _unary(Op.SOFTPLUS)
+log2 = _unary(Op.LOG2)
+log10 = _unary(Op.LOG10)
+exp2 = _unary(Op.EXP2)
+tan = _unary(Op.TAN)
+asin = _unary(Op.ASIN)
+acos = _unary(Op.ACOS)
+atan = _unary(Op.ATAN)
+sinh = _unary(Op.SINH)
+cosh = _unary(Op.COSH)
+asinh = _unary(Op.ASINH)
+acosh = _unary(Op.ACOSH)
+atanh = _unary(Op.ATANH)
+erf = _unary(Op.ERF)
+erfc = _unary(Op.ERFC)
+
+
+# floor, ceil and round of an integer-valued result (another rounding) are that result.
+_ROUNDINGS = frozenset({Op.FLOOR, Op.CEIL, Op.ROUND})
+floor = _unary(Op.FLOOR, _ROUNDINGS)
+ceil = _unary(Op.CEIL, _ROUNDINGS)
+round_even = _unary(Op.ROUND, _ROUNDINGS)
+
+
+def atan2(y, x):
+    """Elementwise atan2(y, x), the angle of the point (x, y)."""
+    return _elementwise(Op.ATAN2, y, x)
+
+
+def hypot(x, y):
+    """Elementwise sqrt(x**2 + y**2), without overflow or underflow."""
+    return _elementwise(Op.HYPOT, x, y)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -514,6 +553,43 @@ def pad(x, widths, fill=0.0):
     return make_node(Op.PAD, (x,), attrs, x.dtype, shape)
 
 
+def _check_index(idx, op_name):
+    if idx.dtype not in INDEX_DTYPES:
+        raise TypeError(f"{op_name}: the indices must be an integer tensor (int64), got "
+                        f"{type_string(idx)}")
+
+
+def take(x, idx, axis=0):
+    """The elements of ``x`` at the integer indices ``idx`` along ``axis`` (``numpy.take``):
+    shape ``x.shape[:axis] + idx.shape + x.shape[axis + 1:]``.  Indices from ``-size`` to
+    ``size - 1`` select as in numpy; the kernels refuse others when called."""
+    _check_index(idx, "take")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"take: the values must be a float tensor, got {type_string(x)}")
+    (axis,) = normalize_axes(axis, len(x.shape), "take")
+    shape = x.shape[:axis] + idx.shape + x.shape[axis + 1:]
+    return make_node(Op.GATHER, (x, idx), axis, x.dtype, shape)
+
+
+def scatter_add(values, idx, axis, size):
+    """Zeros with ``values``' axes ``axis .. axis + idx.ndim - 1`` replaced by one axis of
+    ``size``, and each element of ``values`` added at its index (duplicates summed): the
+    transpose of :func:`take`."""
+    _check_index(idx, "scatter_add")
+    if values.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"scatter_add: the values must be a float tensor, got "
+                        f"{type_string(values)}")
+    rank = len(idx.shape)
+    if values.shape[axis:axis + rank] != idx.shape:
+        raise ShapeError(f"scatter_add: values of shape {values.shape} do not hold the indices' "
+                         f"shape {idx.shape} at axis {axis}")
+    if not (isinstance(size, str) or (isinstance(size, int) and size >= 0)):
+        raise ShapeError(f"scatter_add: size must be an integer >= 0 or a symbolic size, got "
+                         f"{size!r}")
+    shape = values.shape[:axis] + (size,) + values.shape[axis + rank:]
+    return make_node(Op.SCATTER_ADD, (values, idx), (axis, size), values.dtype, shape)
+
+
 def matmul(a, b):
     """The matrix product of two rank-2 tensors."""
     if len(a.shape) != 2 or len(b.shape) != 2:
@@ -654,6 +730,10 @@ BUILDERS = {
     Op.COS: cos, Op.TANH: tanh, Op.ABS: absolute, Op.SIGN: sign, Op.EXPM1: expm1,
     Op.LOG1P: log1p, Op.SIGMOID: sigmoid, Op.SOFTPLUS: softplus, Op.MATMUL: matmul,
     Op.STOP_GRADIENT: stop_gradient,
+    Op.LOG2: log2, Op.LOG10: log10, Op.EXP2: exp2, Op.TAN: tan, Op.ASIN: asin, Op.ACOS: acos,
+    Op.ATAN: atan, Op.SINH: sinh, Op.COSH: cosh, Op.ASINH: asinh, Op.ACOSH: acosh,
+    Op.ATANH: atanh, Op.ERF: erf, Op.ERFC: erfc, Op.FLOOR: floor, Op.CEIL: ceil,
+    Op.ROUND: round_even, Op.ATAN2: atan2, Op.HYPOT: hypot,
     Op.AND: logical_and, Op.OR: logical_or, Op.NOT: logical_not, Op.SELECT: select,
     **{op: (lambda a, b, op=op: compare(op, a, b)) for op in COMPARISONS},
 }

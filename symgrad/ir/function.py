@@ -13,10 +13,12 @@ from symgrad.ir.build import (
     reduce_prod,
     reduce_sum,
     reshape,
+    scatter_add,
     slice_axes,
+    take,
     transpose,
 )
-from symgrad.ir.node import FLOAT_DTYPES, toposort
+from symgrad.ir.node import FLOAT_DTYPES, INDEX_DTYPES, toposort
 from symgrad.ir.ops import Op
 from symgrad.messages import bounded_list
 
@@ -81,12 +83,12 @@ class Function:
         """The same function computing in another float dtype (constants are re-rounded)."""
         if dtype not in FLOAT_DTYPES:
             raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
-        if all(node.dtype in (dtype, "bool") for node in self.nodes):
+        if all(node.dtype in (dtype, "bool") + INDEX_DTYPES for node in self.nodes):
             return self
         rebuilt = {}
         for node in self.nodes:
             rebuilt[id(node)] = _rebuild(node, [rebuilt[id(a)] for a in node.args], dtype)
-        inputs = [input_node(n.attrs, dtype, n.shape) if n.dtype != "bool" else n
+        inputs = [input_node(n.attrs, dtype, n.shape) if n.dtype in FLOAT_DTYPES else n
                   for n in self.inputs]
         return Function(inputs, [rebuilt[id(o)] for o in self.outputs], self.output_names)
 
@@ -108,6 +110,8 @@ NODE_BUILDERS = {
     Op.SLICE: lambda node, x: slice_axes(x, [(start, step, count) for (start, step), count
                                              in zip(node.attrs, node.shape)]),
     Op.PAD: lambda node, x: pad(x, _pad_widths(node, x), node.attrs[1]),
+    Op.GATHER: lambda node, x, idx: take(x, idx, node.attrs),
+    Op.SCATTER_ADD: lambda node, v, idx: scatter_add(v, idx, *node.attrs),
 }
 
 
@@ -134,7 +138,8 @@ def _rebuild(node, args, dtype):
     if node.op is Op.CONST:
         return const(node.attrs, node.dtype if node.dtype == "bool" else dtype, node.shape)
     if node.op is Op.INPUT:
-        return input_node(node.attrs, node.dtype if node.dtype == "bool" else dtype, node.shape)
+        kept = node.dtype == "bool" or node.dtype in INDEX_DTYPES
+        return input_node(node.attrs, node.dtype if kept else dtype, node.shape)
     if node.op is Op.DIM:
         return dim(node.attrs, dtype)
     if node.op is Op.IOTA:

@@ -16,7 +16,9 @@ import weakref
 from symgrad.ir.ops import ARITY, Op
 
 FLOAT_DTYPES = ("float64", "float32")
-DTYPES = FLOAT_DTYPES + ("bool",)
+# Integer tensors are index arrays: they select elements (gather, scatter), nothing else yet.
+INDEX_DTYPES = ("int64",)
+DTYPES = FLOAT_DTYPES + ("bool",) + INDEX_DTYPES
 
 
 class Node:
@@ -93,7 +95,7 @@ def make_node(op, args, attrs=None, dtype="float64", shape=()):
 
 def type_string(node):
     """``f64[]``, ``f32[n,3]``, ``bool[]``: the short type used in printed IR."""
-    short = {"float64": "f64", "float32": "f32", "bool": "bool"}[node.dtype]
+    short = {"float64": "f64", "float32": "f32", "bool": "bool", "int64": "i64"}[node.dtype]
     return f"{short}[{','.join(str(d) for d in node.shape)}]"
 
 

@@ -5,11 +5,13 @@ this table, and the IR's constant folding (:mod:`symgrad.ir.build`) folds with i
 folded constant has the reference interpreter's bits.
 """
 
+import math
+
 import numpy as np
 
 from symgrad.ir.ops import Op
 
-NUMPY_DTYPES = {"float64": np.float64, "float32": np.float32, "bool": np.bool_}
+NUMPY_DTYPES = {"float64": np.float64, "float32": np.float32, "bool": np.bool_, "int64": np.int64}
 
 
 def _sigmoid(x):
@@ -31,6 +33,18 @@ def _maximum(a, b):
 def _minimum(a, b):
     # IEEE 754-2019 minimum: NaN propagates and -0.0 < +0.0.
     return np.where(a == b, np.where(np.signbit(a), a, b), np.minimum(a, b))[()]
+
+
+def _from_math(function):
+    """A function of the ``math`` module (which numpy lacks, like erf) on arrays: computed in
+    float64, rounded to the operand's dtype."""
+    vectorised = np.vectorize(function, otypes=[np.float64])
+
+    def apply(x):
+        x = np.asarray(x)
+        return vectorised(x.astype(np.float64)).astype(x.dtype)[()]
+    apply.__name__ = function.__name__
+    return apply
 
 
 # One numpy implementation per elementwise op, on arrays (or numpy scalars).
@@ -56,6 +70,25 @@ ELEMENTWISE_RULES = {
     Op.SIGMOID: _sigmoid,
     Op.SOFTPLUS: _softplus,
     Op.STOP_GRADIENT: np.positive,
+    Op.LOG2: np.log2,
+    Op.LOG10: np.log10,
+    Op.EXP2: np.exp2,
+    Op.TAN: np.tan,
+    Op.ASIN: np.arcsin,
+    Op.ACOS: np.arccos,
+    Op.ATAN: np.arctan,
+    Op.SINH: np.sinh,
+    Op.COSH: np.cosh,
+    Op.ASINH: np.arcsinh,
+    Op.ACOSH: np.arccosh,
+    Op.ATANH: np.arctanh,
+    Op.ERF: _from_math(math.erf),
+    Op.ERFC: _from_math(math.erfc),
+    Op.FLOOR: np.floor,
+    Op.CEIL: np.ceil,
+    Op.ROUND: np.rint,
+    Op.ATAN2: np.arctan2,
+    Op.HYPOT: np.hypot,
     Op.LT: np.less,
     Op.LE: np.less_equal,
     Op.GT: np.greater,

@@ -42,6 +42,25 @@ class Op(enum.Enum):
     SIGMOID = "sigmoid"  # 1 / (1 + exp(-x)), never NaN
     SOFTPLUS = "softplus"  # log(1 + exp(x)) as max(x, 0) + log1p(exp(-|x|))
     STOP_GRADIENT = "stop_gradient"  # the identity, through which no gradient flows
+    LOG2 = "log2"
+    LOG10 = "log10"
+    EXP2 = "exp2"
+    TAN = "tan"
+    ASIN = "asin"
+    ACOS = "acos"
+    ATAN = "atan"
+    SINH = "sinh"
+    COSH = "cosh"
+    ASINH = "asinh"
+    ACOSH = "acosh"
+    ATANH = "atanh"
+    ERF = "erf"
+    ERFC = "erfc"
+    FLOOR = "floor"
+    CEIL = "ceil"
+    ROUND = "round"      # to the nearest integer, ties to even, like numpy.round
+    ATAN2 = "atan2"      # atan2(y, x): the angle of the point (x, y), C99's special values
+    HYPOT = "hypot"      # sqrt(x**2 + y**2) without overflow or underflow
 
     # ---- comparisons and logic (boolean results, never differentiated) ----
     LT = "lt"
@@ -69,19 +88,30 @@ class Op(enum.Enum):
     PAD = "pad"              # attrs: ((low, interior) per axis, fill): the operand's elements
                              # spread over a larger shape, ``fill`` between and around them
     MATMUL = "matmul"        # (m, k) @ (k, n) -> (m, n)
+    GATHER = "gather"        # gather(x, idx), attrs: the axis; x's elements at the integer
+                             # indices idx along it (numpy.take): shape x[:axis] idx x[axis+1:]
+    SCATTER_ADD = "scatter_add"  # scatter_add(v, idx), attrs: (axis, size): zeros of v's
+                             # shape with the idx axes replaced by one of ``size``, and v's
+                             # elements added at the indices (duplicates summed)
 
     def __repr__(self):
         return f"Op.{self.name}"
 
 
 UNARY_MATH = frozenset({Op.NEG, Op.EXP, Op.LOG, Op.SQRT, Op.SIN, Op.COS, Op.TANH, Op.ABS, Op.SIGN,
-                        Op.EXPM1, Op.LOG1P, Op.SIGMOID, Op.SOFTPLUS, Op.STOP_GRADIENT})
-BINARY_MATH = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.MAX, Op.MIN})
+                        Op.EXPM1, Op.LOG1P, Op.SIGMOID, Op.SOFTPLUS, Op.STOP_GRADIENT,
+                        Op.LOG2, Op.LOG10, Op.EXP2, Op.TAN, Op.ASIN, Op.ACOS, Op.ATAN,
+                        Op.SINH, Op.COSH, Op.ASINH, Op.ACOSH, Op.ATANH, Op.ERF, Op.ERFC,
+                        Op.FLOOR, Op.CEIL, Op.ROUND})
+BINARY_MATH = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.MAX, Op.MIN, Op.ATAN2,
+                         Op.HYPOT})
 COMPARISONS = frozenset({Op.LT, Op.LE, Op.GT, Op.GE, Op.EQ, Op.NE})
 LOGIC = frozenset({Op.AND, Op.OR, Op.NOT})
 LEAVES = frozenset({Op.CONST, Op.INPUT, Op.DIM, Op.IOTA})
 STRUCTURAL = frozenset({Op.BROADCAST, Op.RESHAPE, Op.TRANSPOSE, Op.SLICE, Op.PAD})
 REDUCTIONS = frozenset({Op.SUM, Op.AMAX, Op.AMIN, Op.PROD})
+# Ops taking (values, integer indices).
+INDEXING = frozenset({Op.GATHER, Op.SCATTER_ADD})
 # Ops computed independently for each element of their (broadcast) result.
 ELEMENTWISE = UNARY_MATH | BINARY_MATH | COMPARISONS | LOGIC | {Op.SELECT}
 
@@ -97,6 +127,7 @@ ARITY = {
     Op.SELECT: 3,
     **{op: 1 for op in STRUCTURAL | REDUCTIONS},
     Op.MATMUL: 2,
+    **{op: 2 for op in INDEXING},
 }
 
 # Ops whose result is boolean.

@@ -46,8 +46,10 @@ def _attrs_text(node):
         return f"perm={list(node.attrs)}"
     if node.op in (Op.SUM, Op.AMAX, Op.AMIN, Op.PROD):
         return f"axes={list(node.attrs)}"
-    if node.op is Op.IOTA:
+    if node.op in (Op.IOTA, Op.GATHER):
         return f"axis={node.attrs}"
+    if node.op is Op.SCATTER_ADD:
+        return f"axis={node.attrs[0]} size={node.attrs[1]}"
     if node.op is Op.SLICE:
         return "start,step=" + ",".join(f"{start}:{step}" for start, step in node.attrs)
     if node.op is Op.PAD:

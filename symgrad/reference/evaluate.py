@@ -36,6 +36,28 @@ def _iota(node, shape):
     return np.broadcast_to(np.arange(shape[node.attrs], dtype=float).reshape(along), shape)
 
 
+def _checked_indices(idx, size, op_name):
+    """``idx`` with negative indices counted from the end; out-of-range ones raise."""
+    idx = np.asarray(idx, np.int64)
+    bad = (idx < -size) | (idx >= size)
+    if bad.any():
+        raise IndexError(f"{op_name}: index {int(idx[bad].flat[0])} is out of bounds for an "
+                         f"axis of size {size}")
+    return np.where(idx < 0, idx + size, idx)
+
+
+def _gather(node, x, idx, shape):
+    return np.take(x, _checked_indices(idx, x.shape[node.attrs], "take"), axis=node.attrs)
+
+
+def _scatter_add(node, values, idx, shape):
+    axis = node.attrs[0]
+    out = np.zeros(shape, values.dtype)
+    index = _checked_indices(idx, shape[axis], "scatter_add")
+    np.add.at(out, (slice(None),) * axis + (index,), values)
+    return out
+
+
 # Ops whose result depends on the node's attributes or shape: rule(node, *operands, shape).
 STRUCTURAL_RULES = {
     Op.IOTA: _iota,
@@ -49,6 +71,8 @@ STRUCTURAL_RULES = {
     Op.SLICE: _slice,
     Op.PAD: _pad,
     Op.MATMUL: lambda node, a, b, shape: np.matmul(a, b),
+    Op.GATHER: _gather,
+    Op.SCATTER_ADD: _scatter_add,
 }
 
 NUMPY_RULES = {**ELEMENTWISE_RULES, **STRUCTURAL_RULES}
