@@ -41,6 +41,8 @@ _NAMES = {
         "arctanh", "asin", "asinh", "atan", "atan2", "atanh", "ceil", "clip", "cos", "cosh",
         "erf", "erfc", "exp", "exp2", "expm1", "floor", "hypot", "log", "log1p", "log2",
         "log10", "rint", "round", "sign", "sin", "sinh", "sqrt", "tan")},
+    **{name: "symgrad.contract" for name in (
+        "dot", "einsum", "inner", "outer", "tensordot")},
     "num_threads": "symgrad.codegen.runtime.threads",
     "set_num_threads": "symgrad.codegen.runtime.threads",
 }

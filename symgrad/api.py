@@ -22,6 +22,7 @@ from symgrad.frontend.trace import (
     symbol_list,
     tensor_list,
     trace,
+    trace_many,
     trace_tensor,
 )
 from symgrad.messages import bounded_list
@@ -84,9 +85,17 @@ def grad(expr: sympy.Expr | Tensor, wrt: Any) -> Any:
     return expressions[0] if single else expressions
 
 
-def compile_function(outputs: Tensor | Sequence[Tensor], inputs: Sequence[Tensor],
-                     names: Sequence[str] | None = None) -> FunctionKernel:
-    """Compile tensor expressions (no differentiation) into one native kernel.
+def compile_function(outputs: Any, inputs: Sequence[Any],
+                     names: Sequence[str] | None = None) -> FunctionKernel | SympyFunction:
+    """Compile expressions (no differentiation) into one native kernel.
+
+    For SymPy expressions, a counterpart of ``sympy.lambdify(inputs, outputs)``: ``outputs``
+    is an expression, a SymPy matrix, or a (nested) list or tuple of them, ``inputs`` the
+    symbols in call order; the kernel computes every element in one pass over the
+    broadcast arguments and returns what lambdify would, in the same structure: an array for
+    an expression, a list for a list, an array of shape ``(rows, cols) + broadcast shape``
+    for a matrix (lambdify's layout), Python floats for Python numbers.  See
+    :class:`SympyFunction`.  For tensors, as follows.
 
     Parameters
     ----------
@@ -109,6 +118,10 @@ def compile_function(outputs: Tensor | Sequence[Tensor], inputs: Sequence[Tensor
     from symgrad.codegen import FunctionKernel
     from symgrad.tensors import Tensor
 
+    if not (isinstance(outputs, Tensor) or (
+            isinstance(outputs, (list, tuple)) and outputs and
+            all(isinstance(o, Tensor) for o in outputs))):
+        return SympyFunction(outputs, inputs)
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     for output in outputs:
         if not isinstance(output, Tensor):
@@ -164,3 +177,65 @@ def compile(expr: sympy.Expr | Tensor, wrt: Any, inputs: Any = ()) -> Kernel | T
     wrt_list, _ = symbol_list(wrt, "wrt")
     fused = value_and_grad(function, [s.name for s in wrt_list])
     return Kernel(fused, value_and_grad=True)
+
+
+class SympyFunction:
+    """A compiled list (or matrix, or nest) of SymPy expressions: what
+    :func:`compile_function` returns for SymPy outputs.
+
+    ``f(*values)`` (or by symbol name as keywords) broadcasts the values like numpy and
+    returns the outputs in the structure they were given in.
+
+    Attributes
+    ----------
+    kernel : symgrad.codegen.Kernel
+        The elementwise kernel of all the outputs (one output per element, row-major).
+    """
+
+    def __init__(self, outputs, inputs):
+        from symgrad.codegen import Kernel
+
+        flat = []
+        self._structure = self._flatten(outputs, flat)
+        if not flat:
+            raise ValueError("compile_function needs at least one output expression")
+        symbols, _ = symbol_list(inputs, "inputs")
+        self.inputs = symbols
+        self.kernel = Kernel(trace_many(flat, (), symbols), value_and_grad=False)
+
+    @classmethod
+    def _flatten(cls, outputs, flat):
+        """``outputs``' elements appended to ``flat``; returns how to rebuild the structure."""
+        if isinstance(outputs, sympy.MatrixBase):
+            start = len(flat)
+            flat.extend(outputs)
+            return ("matrix", outputs.shape, start)
+        if isinstance(outputs, (list, tuple)):
+            return (type(outputs), [cls._flatten(item, flat) for item in outputs])
+        if isinstance(outputs, sympy.MatrixExpr) or hasattr(outputs, "__array__"):
+            raise TypeError(f"outputs must be SymPy expressions, matrices or lists of them (or "
+                            f"tensors), got {type(outputs).__name__}")
+        flat.append(sympify(outputs))
+        return ("expression", len(flat) - 1)
+
+    def __call__(self, *args, **kwargs):
+        results = self.kernel(*args, **kwargs)
+        return self._rebuild(self._structure, results)
+
+    @classmethod
+    def _rebuild(cls, structure, results):
+        import numpy as np
+
+        kind = structure[0]
+        if kind == "expression":
+            return results[structure[1]]
+        if kind == "matrix":
+            (rows, columns), start = structure[1], structure[2]
+            elements = results[start:start + rows * columns]
+            stacked = np.array(np.broadcast_arrays(*elements) if elements else elements)
+            return stacked.reshape((rows, columns) + stacked.shape[1:])
+        return kind(cls._rebuild(item, results) for item in structure[1])
+
+    def __repr__(self):
+        names = ", ".join(s.name for s in self.inputs)
+        return f"<symgrad.SympyFunction ({names}) -> {len(self.kernel.function.outputs)} values>"

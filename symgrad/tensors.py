@@ -21,6 +21,7 @@ import sympy
 
 from symgrad import ir
 from symgrad.frontend.sympy_to_ir import to_ir
+from symgrad.ir.contraction import general_matmul
 from symgrad.ir.ops import Op
 
 
@@ -549,10 +550,11 @@ def elementwise(function: Callable[..., sympy.Expr], *tensors: Tensor | float) -
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
-    """The matrix product of two rank-2 tensors (shape errors name both shapes)."""
+    """The matrix product, as numpy's ``matmul`` (``@``): batched over leading axes, 1-D
+    operands as vectors (:func:`symgrad.contract.matmul`; shape errors name both shapes)."""
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError("matmul takes two tensors")
-    return _derived(ir.matmul(a.node, b.node), a, b)
+    return _derived(general_matmul(a.node, b.node), a, b)
 
 
 def where(cond: Tensor, if_true: Tensor | float, if_false: Tensor | float) -> Tensor:

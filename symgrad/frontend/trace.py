@@ -52,7 +52,13 @@ def trace(expr, wrt=(), inputs=()):
     symgrad.ir.Function
         With one output named ``f``.
     """
-    expr = sympify(expr)
+    return trace_many([expr], wrt, inputs, ["f"])
+
+
+def trace_many(exprs, wrt=(), inputs=(), names=None):
+    """:func:`trace` of several expressions: one output each (named ``names``, default
+    ``f0, f1, ...``), over the same arguments."""
+    exprs = [sympify(expr) for expr in exprs]
     wrt_list, _ = symbol_list(wrt, "wrt")
     input_list, _ = symbol_list(inputs, "inputs")
     both = set(wrt_list) & set(input_list)
@@ -60,15 +66,18 @@ def trace(expr, wrt=(), inputs=()):
         raise ValueError(f"symbols {bounded_list(sorted(map(str, both)))} are both in wrt and "
                          f"in inputs")
     arguments = wrt_list + input_list
-    undeclared = free_symbols(expr) - set(arguments)
-    if undeclared:
-        raise UnknownSymbolError(
-            f"the expression has free symbols {bounded_list(sorted(map(str, undeclared)))} "
-            f"that are neither in wrt {bounded_list(map(str, wrt_list))} nor in inputs "
-            f"{bounded_list(map(str, input_list))}")
+    for expr in exprs:
+        undeclared = free_symbols(expr) - set(arguments)
+        if undeclared:
+            raise UnknownSymbolError(
+                f"the expression has free symbols {bounded_list(sorted(map(str, undeclared)))} "
+                f"that are neither in wrt {bounded_list(map(str, wrt_list))} nor in inputs "
+                f"{bounded_list(map(str, input_list))}")
     nodes = input_nodes(arguments)
-    output = to_ir(expr, nodes)
-    return ir.Function([nodes[s] for s in arguments], [output], ["f"])
+    outputs = [to_ir(expr, nodes) for expr in exprs]
+    if names is None:
+        names = [f"f{index}" for index in range(len(outputs))]
+    return ir.Function([nodes[s] for s in arguments], outputs, names)
 
 
 def tensor_list(argument, name):
