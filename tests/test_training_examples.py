@@ -58,6 +58,14 @@ def test_digits():
     assert percentage(output, "test accuracy:") >= 0.97
 
 
+def test_digits_cnn():
+    pytest.importorskip("sklearn")
+    output = run_example("digits_cnn.py")
+    assert re.search(r"gradient check .*: True", output)
+    cnn, mlp = percentage(output, "CNN test accuracy:"), percentage(output, "MLP test accuracy:")
+    assert cnn > mlp and cnn >= 0.98
+
+
 def test_learning_rate(tmp_path):
     output = run_example("learning_rate.py", cwd=tmp_path)
     rows = {float(m.group(1)): m.group(2)
