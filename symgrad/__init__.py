@@ -30,8 +30,8 @@ _NAMES = {
         "relu", "sigmoid", "smooth_max", "softplus", "step", "swish", "tanh")},
     **{name: "symgrad.training" for name in ("History", "fit", "load", "save")},
     **{name: "symgrad.tensors" for name in (
-        "Tensor", "elementwise", "label", "log_softmax", "logsumexp", "matmul", "softmax",
-        "take", "tensor", "where")},
+        "Tensor", "cumprod", "cumsum", "elementwise", "label", "linear_recurrence",
+        "log_softmax", "logsumexp", "matmul", "norm", "softmax", "take", "tensor", "where")},
     **{name: "symgrad.shapes" for name in (
         "arange", "broadcast_to", "concatenate", "expand_dims", "flip", "pad", "repeat", "roll",
         "split", "squeeze", "stack", "tile", "tril", "tril_to_vector", "triu",

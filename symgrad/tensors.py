@@ -204,6 +204,12 @@ class Tensor:
     def squeeze(self, axis: int | tuple[int, ...] | None = None) -> Tensor:
         return squeeze(self, axis)
 
+    def cumsum(self, axis: int | None = None) -> Tensor:
+        return cumsum(self, axis)
+
+    def cumprod(self, axis: int | None = None) -> Tensor:
+        return cumprod(self, axis)
+
     def flatten(self) -> Tensor:
         """The elements in one axis, in row-major order."""
         return _flatten(self, "flatten")
@@ -406,6 +412,104 @@ def take(x: Tensor, indices: Tensor, axis: int | None = None) -> Tensor:
         raise TypeError(f"take: indices must be an integer tensor (dtype 'int64'), got a "
                         f"{indices.dtype} tensor")
     return _derived(ir.take(x.node, indices.node, axis % x.ndim), x, indices)
+
+
+def linear_recurrence(a: Tensor | float, b: Tensor, axis: int = 0) -> Tensor:
+    """``h`` with ``h[0] = b[0]`` and ``h[t] = a[t] * h[t-1] + b[t]`` along ``axis`` (of known
+    size), elementwise over the other axes, ``a`` and ``b`` broadcast together: cumulative
+    sums (``a = 1``), discounted returns, exponential moving averages, linear filters.
+
+    The kernel runs it as one pass along the axis; reverse mode differentiates it with the
+    same recurrence run backwards (no division, so zeros in ``a`` are fine)."""
+    if not isinstance(b, Tensor):
+        raise TypeError(f"linear_recurrence: b must be a tensor, got {type(b).__name__}")
+    axis = _axis(axis, max(b.ndim, getattr(a, "ndim", 0)), "linear_recurrence")
+    return _derived(ir.linear_recurrence(_node(a, b.node), b.node, axis), a, b)
+
+
+def norm(x: Tensor, ord: float | str | None = None, axis: int | tuple[int, ...] | None = None,
+         keepdims: bool = False) -> Tensor:
+    """numpy's ``linalg.norm`` of vectors (``axis`` an integer, or None for the whole
+    tensor): ``ord`` None or 2 (Euclidean), 1, ``inf``, ``-inf`` or any ``p > 0``; with
+    ``axis`` a pair, the Frobenius norm (``ord`` None or ``'fro'``).
+
+    The Euclidean norm is computed as ``m * sqrt(sum((x / m)**2))`` with ``m`` the largest
+    ``|x|``: it neither overflows nor underflows where the norm itself does not (numpy's
+    gives inf for ``[1e200, 1e200]``).  Its gradient ``x / norm`` is NaN at the zero vector,
+    as JAX's is."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"norm takes a tensor, got {type(x).__name__}")
+    if axis is None:
+        axes = tuple(range(x.ndim))
+    elif isinstance(axis, tuple):
+        axes = tuple(ir.normalize_axes(axis, x.ndim, "norm"))
+    else:
+        axes = (_axis(axis, x.ndim, "norm") % x.ndim,)
+    if len(axes) > 1 and axis is not None and ord not in (None, "fro"):
+        raise ValueError(f"norm: over two axes only the Frobenius norm (ord=None or 'fro') is "
+                         f"supported, got ord={ord!r}")
+    if ord in (None, 2, 2.0, "fro"):
+        if ord == "fro" and len(axes) != 2:
+            raise ValueError("norm: ord='fro' needs two axes")
+        size = abs(x)
+        top = ir.stop_gradient(ir.reduce_max(size.node, axes, True))
+        zero, one = ir.const(0.0, x.dtype), ir.const(1.0, x.dtype)
+        inf = ir.const(float("inf"), x.dtype)
+        scale = ir.select(ir.logical_or(ir.compare(Op.EQ, top, zero),
+                                        ir.compare(Op.EQ, top, inf)), one, top)
+        scaled = ir.div(x.node, scale)
+        result = ir.mul(scale, ir.sqrt(ir.reduce_sum(ir.mul(scaled, scaled), axes, True)))
+        result = ir.select(ir.compare(Op.EQ, top, inf), inf, result)
+    elif ord in (1, 1.0):
+        result = ir.reduce_sum(abs(x).node, axes, True)
+    elif ord == float("inf"):
+        result = ir.reduce_max(abs(x).node, axes, True)
+    elif ord == -float("inf"):
+        result = ir.reduce_min(abs(x).node, axes, True)
+    elif isinstance(ord, (int, float)) and not isinstance(ord, bool) and ord > 0:
+        p = ir.const(float(ord), x.dtype)
+        result = ir.power(ir.reduce_sum(ir.power(abs(x).node, p), axes, True),
+                          ir.const(1.0 / ord, x.dtype))
+    else:
+        raise ValueError(f"norm: ord must be None, 2, 1, inf, -inf, a number > 0 or 'fro', "
+                         f"got {ord!r}")
+    if not keepdims:
+        result = ir.reshape(result, tuple(d for a, d in enumerate(x.shape) if a not in axes))
+    return _derived(result, x)
+
+
+def _scan_axis(x, axis, function):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{function} takes a tensor, got {type(x).__name__}")
+    if axis is None:
+        return _flatten(x, function), 0
+    return x, _axis(axis, x.ndim, function) % max(x.ndim, 1)
+
+
+def cumsum(x: Tensor, axis: int | None = None) -> Tensor:
+    """The cumulative sum along ``axis`` (of the flattened ``x`` for None), as
+    ``numpy.cumsum``: added in order, so the same numbers as numpy's."""
+    x, axis = _scan_axis(x, axis, "cumsum")
+    return _derived(ir.linear_recurrence(ir.const(1.0, x.dtype), x.node, axis), x)
+
+
+def cumprod(x: Tensor, axis: int | None = None) -> Tensor:
+    """The cumulative product along ``axis`` (of the flattened ``x`` for None), as
+    ``numpy.cumprod``; its gradient is exact where elements are zero (no division)."""
+    x, axis = _scan_axis(x, axis, "cumprod")
+    size = x.shape[axis]
+    if isinstance(size, str):
+        raise ir.ShapeError(f"cumprod: axis {axis} has the symbolic size {size!r}; a "
+                            f"cumulative product runs along an axis of known size")
+    if size <= 1:
+        return x
+    # b = (x[0], -0.0, -0.0, ...): h[t] = x[t] h[t-1] + -0.0 is the product itself, signed
+    # zeros and all.
+    first = ir.slice_axes(x.node, [(0, 1, 1) if a == axis else (0, 1, d)
+                                   for a, d in enumerate(x.shape)])
+    b = ir.pad(first, [(0, size - 1, 0) if a == axis else (0, 0, 0) for a in range(x.ndim)],
+               -0.0)
+    return _derived(ir.linear_recurrence(x.node, b, axis), x)
 
 
 class _IndexUpdates:

@@ -69,6 +69,7 @@ def _tensor_builders(a, b, i):
     return {
         Op.GATHER: ir.mul(ir.take(ir.sin(a), i, 1),
                           ir.broadcast_to(ir.reshape(ir.take(b, i, 0), (1, 5)), (3, 5))),
+        Op.LINREC: ir.linear_recurrence(ir.sin(a), ir.mul(a, a), 1),
         Op.SCATTER_ADD: ir.mul(ir.scatter_add(ir.mul(ir.take(a, i, 1), ir.take(a, i, 1)), i, 1,
                                               4), a),
         Op.BROADCAST: ir.mul(ir.broadcast_to(b, (2, 3, 4)), ir.sin(ir.broadcast_to(b, (3, 4)))),

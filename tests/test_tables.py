@@ -10,6 +10,7 @@ from symgrad.codegen.lower.schedule import STEP_KIND
 from symgrad.codegen.lower.tensor import (
     INDEXED_RULES,
     REDUCTION_RULES,
+    SCAN_RULES,
     SCATTER_RULES,
     VIEW_RULES,
 )
@@ -26,10 +27,11 @@ STEP_TABLES = {"view": ("VIEW_RULES", VIEW_RULES), "reduction": ("REDUCTION_RULE
                                                                   REDUCTION_RULES),
                "matmul": ("PRODUCT_RULES", PRODUCT_RULES),
                "indexed": ("INDEXED_RULES", INDEXED_RULES),
-               "scatter": ("SCATTER_RULES", SCATTER_RULES)}
+               "scatter": ("SCATTER_RULES", SCATTER_RULES),
+               "scan": ("SCAN_RULES", SCAN_RULES)}
 # The module that holds each of those tables.
 STEP_TABLE_MODULES = {"view": "tensor", "reduction": "tensor", "matmul": "matmul",
-                      "indexed": "tensor", "scatter": "tensor"}
+                      "indexed": "tensor", "scatter": "tensor", "scan": "tensor"}
 # The leaves a tensor kernel computes in its loops (the others are inputs and immediates).
 COMPUTED_LEAVES = LEAVES - {Op.CONST, Op.INPUT, Op.DIM}
 
@@ -70,7 +72,7 @@ def test_the_tables_hold_no_entry_for_an_op_they_do_not_interpret():
     for table in elementwise_only:
         assert set(table) <= ELEMENTWISE, set(table) - ELEMENTWISE
     for table in (STRUCTURAL_RULES, MATRIX_FORMS, STEP_KIND, VIEW_RULES, REDUCTION_RULES,
-                  PRODUCT_RULES, INDEXED_RULES, SCATTER_RULES):
+                  PRODUCT_RULES, INDEXED_RULES, SCATTER_RULES, SCAN_RULES):
         assert set(table) <= (NON_LEAF | COMPUTED_LEAVES) - ELEMENTWISE
     assert not set(VJP_RULES) & set(NON_DIFFERENTIABLE)
     for kind, (_, table) in STEP_TABLES.items():

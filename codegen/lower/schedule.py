@@ -31,19 +31,25 @@ from symgrad.ir.ops import ELEMENTWISE, Op
 #: computed in the loops like an elementwise value, from the loop index
 #: (:data:`~symgrad.codegen.lower.tensor.INDEXED_RULES`); ``"scatter"``, a step of its own
 #: that adds its operand's elements into a zeroed buffer at their indices, in order, on one
-#: thread (:data:`~symgrad.codegen.lower.tensor.SCATTER_RULES`).
+#: thread (:data:`~symgrad.codegen.lower.tensor.SCATTER_RULES`); ``"scan"``, a step of its
+#: own that runs along an axis, each element from the one before it
+#: (:data:`~symgrad.codegen.lower.tensor.SCAN_RULES`).
 STEP_KIND = {
     Op.BROADCAST: "view", Op.RESHAPE: "view", Op.TRANSPOSE: "view", Op.SLICE: "view",
     Op.SUM: "reduction", Op.AMAX: "reduction", Op.AMIN: "reduction", Op.PROD: "reduction",
     Op.MATMUL: "matmul",
     Op.PAD: "indexed", Op.IOTA: "indexed", Op.GATHER: "indexed",
     Op.SCATTER_ADD: "scatter",
+    Op.LINREC: "scan",
 }
 VIEW_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "view")
 REDUCTION_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "reduction")
 PRODUCT_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "matmul")
 INDEXED_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "indexed")
 SCATTER_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "scatter")
+SCAN_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "scan")
+# Ops computed by a step of their own, on one thread, from stored operands.
+OWN_STEP_OPS = SCATTER_OPS | SCAN_OPS
 # The indexed ops that read their operand at other elements than the loop's.
 GATHERING_OPS = frozenset(op for op in INDEXED_OPS if op is not Op.IOTA)
 # The ops computed in the loops, stored or inline.
@@ -161,7 +167,7 @@ def _must_store(node, users, outputs):
         return True
     for user in users[id(node)]:
         if user.op in PRODUCT_OPS or user.op in VIEW_OPS or user.op in GATHERING_OPS or \
-                user.op in SCATTER_OPS:
+                user.op in OWN_STEP_OPS:
             return True
         if user.op in LOOP_OPS and user.shape != node.shape:
             return True       # broadcast into a larger loop: compute once, not per row
@@ -233,7 +239,7 @@ def schedule(function, blas=False):
     views = set()
     for node in order:
         if node.op is Op.INPUT or node.op in PRODUCT_OPS or node.op in REDUCTION_OPS or \
-                node.op in SCATTER_OPS:
+                node.op in OWN_STEP_OPS:
             stored[id(node)] = node
         elif node.op in VIEW_OPS:
             views.add(id(node))
@@ -255,7 +261,7 @@ def schedule(function, blas=False):
                 if not transposed or (position == 1 and not blas):
                     views.discard(id(operand))
                     stored[id(operand)] = operand
-        if node.op in GATHERING_OPS or node.op in SCATTER_OPS:
+        if node.op in GATHERING_OPS or node.op in OWN_STEP_OPS:
             # Read at other elements than the loop's (indices included): stored or views.
             for operand in node.args:
                 if id(operand) not in views and operand.op not in IMMEDIATE_OPS:
@@ -338,7 +344,7 @@ def _group(order, stored, views, order_index):
     for node in order:
         if id(node) not in stored or node.op is Op.INPUT:
             continue
-        if node.op in PRODUCT_OPS or node.op in SCATTER_OPS:
+        if node.op in PRODUCT_OPS or node.op in OWN_STEP_OPS:
             producer[id(node)] = len(steps)
             steps.append(Step(STEP_KIND[node.op], node.shape, [node]))
             members.append({id(node)})

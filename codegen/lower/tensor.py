@@ -234,6 +234,36 @@ def _scatter_add(lowering, step):
 SCATTER_RULES = {Op.SCATTER_ADD: _scatter_add}
 
 
+def _linrec(lowering, step):
+    """h[0] = b[0], h[t] = a[t] h[t-1] + b[t] along the axis, in row-major order over the
+    result (so h[t-1] is written before h[t] is computed), on one thread.  The product and
+    the sum round separately, as numpy's cumsum and cumprod do."""
+    builder = lowering.builder
+    (node,), (slot,) = step.nodes, step.slots
+    a, b = node.args
+    axis = node.attrs
+    target = (lowering.buffers[slot], lowering.contiguous_strides(node.shape))
+    element = llvm_type(node.dtype)
+
+    def body(indices):
+        memo = {}
+        first = builder.icmp_signed("==", indices[axis], INDEX(0))
+        previous = list(indices)
+        previous[axis] = builder.select(first, INDEX(0), builder.sub(indices[axis], INDEX(1)))
+        before = lowering.annotate(builder.load(lowering.address(
+            target, node.shape, previous, node.dtype), typ=element), target[0])
+        step_value = builder.fadd(builder.fmul(lowering.value(a, indices, memo), before),
+                                  lowering.value(b, indices, memo))
+        value = builder.select(first, lowering.value(b, indices, memo), step_value)
+        address = lowering.address(target, node.shape, indices, node.dtype)
+        lowering.annotate(builder.store(value, address), target[0])
+    lowering.loop_nest(node.shape, body)
+
+
+#: How each scan op's step is lowered: rule(lowering, step).
+SCAN_RULES = {Op.LINREC: _linrec}
+
+
 def _chunking(builder, rows, row_size):
     """:func:`symgrad.codegen.lower.schedule.chunking` in LLVM: ``(rows per chunk, number of
     chunks)``."""
@@ -734,6 +764,7 @@ class _Lowering:
         lowering = {"elementwise": self.elementwise, "copy": self.copy,
                     "matmul": lambda step: PRODUCT_RULES[step.nodes[0].op](self, step),
                     "scatter": lambda step: SCATTER_RULES[step.nodes[0].op](self, step),
+                    "scan": lambda step: SCAN_RULES[step.nodes[0].op](self, step),
                     "combine": self.combine}
         step_functions = []
         for number, step in enumerate(self.plan.steps):

@@ -134,6 +134,31 @@ def _scatter_add_rule(ct, out, values, idx):
     return ir.take(ct, idx, out.attrs[0]), None
 
 
+def _along(x, axis, start, stop, step=1):
+    """``x[start:stop:step]`` along ``axis`` (of known size), the other axes whole."""
+    count = len(range(start, stop, step))
+    return ir.slice_axes(x, [(start, step, count) if a == axis else (0, 1, size)
+                             for a, size in enumerate(x.shape)])
+
+
+def _padded(x, axis, low, high):
+    return ir.pad(x, [(low, high, 0) if a == axis else (0, 0, 0) for a in range(len(x.shape))],
+                  0.0)
+
+
+def _linrec_rule(ct, out, a, b):
+    # With g[t] = ct[t] + a[t+1] g[t+1] (a recurrence run backwards: flipped, a forward one),
+    # d/db = g and d/da[t] = g[t] h[t-1] (0 at t = 0, which a[0] does not reach).
+    axis = out.attrs
+    n = out.shape[axis]
+    following = _padded(_along(a, axis, 1, n), axis, 0, 1)       # a[t+1], and 0 at the end
+    backward = ir.linear_recurrence(_along(following, axis, n - 1, -1, -1),
+                                    _along(ct, axis, n - 1, -1, -1), axis)
+    g = _along(backward, axis, n - 1, -1, -1)
+    slope = _padded(ir.mul(_along(g, axis, 1, n), _along(out, axis, 0, n - 1)), axis, 1, 0)
+    return slope, g
+
+
 def _transpose_rule(ct, out, x):
     inverse = [0] * len(out.attrs)
     for position, axis in enumerate(out.attrs):
@@ -254,6 +279,7 @@ VJP_RULES = {
     Op.SELECT: _select_rule,
     Op.GATHER: _gather_rule,
     Op.SCATTER_ADD: _scatter_add_rule,
+    Op.LINREC: _linrec_rule,
 }
 
 # Ops through which no gradient flows, because their results are booleans.

@@ -290,6 +290,8 @@ MATRIX_FORMS = {
     Op.PAD: _pad_form,
     Op.GATHER: _gather_form,
     Op.SCATTER_ADD: _scatter_add_form,
+    Op.LINREC: lambda printer, node, args: _named_form(
+        f"linrec({args[0]}, {args[1]}, axis={node.attrs})", node),
 }
 
 

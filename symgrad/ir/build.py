@@ -590,6 +590,22 @@ def scatter_add(values, idx, axis, size):
     return make_node(Op.SCATTER_ADD, (values, idx), (axis, size), values.dtype, shape)
 
 
+def linear_recurrence(a, b, axis):
+    """``h`` with ``h[0] = b[0]`` and ``h[t] = a[t] h[t-1] + b[t]`` along ``axis`` (of known
+    size), elementwise over the other axes; ``a`` and ``b`` broadcast together."""
+    dtype = _float_dtype((a, b), Op.LINREC)
+    shape = broadcast_shapes(a.shape, b.shape, context="linear_recurrence")
+    (axis,) = normalize_axes(axis, len(shape), "linear_recurrence")
+    if isinstance(shape[axis], str):
+        raise ShapeError(f"linear_recurrence: axis {axis} has the symbolic size "
+                         f"{shape[axis]!r}; a recurrence runs along an axis of known size")
+    a = broadcast_to(_retype_const(a, dtype), shape)
+    b = broadcast_to(_retype_const(b, dtype), shape)
+    if shape[axis] <= 1:
+        return b
+    return make_node(Op.LINREC, (a, b), axis, dtype, shape)
+
+
 def matmul(a, b):
     """The matrix product of two rank-2 tensors."""
     if len(a.shape) != 2 or len(b.shape) != 2:

@@ -7,6 +7,7 @@ from symgrad.ir.build import (
     dim,
     input_node,
     iota,
+    linear_recurrence,
     pad,
     reduce_max,
     reduce_min,
@@ -111,6 +112,7 @@ NODE_BUILDERS = {
                                              in zip(node.attrs, node.shape)]),
     Op.PAD: lambda node, x: pad(x, _pad_widths(node, x), node.attrs[1]),
     Op.GATHER: lambda node, x, idx: take(x, idx, node.attrs),
+    Op.LINREC: lambda node, a, b: linear_recurrence(a, b, node.attrs),
     Op.SCATTER_ADD: lambda node, v, idx: scatter_add(v, idx, *node.attrs),
 }
 

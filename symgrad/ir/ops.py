@@ -90,6 +90,8 @@ class Op(enum.Enum):
     MATMUL = "matmul"        # (m, k) @ (k, n) -> (m, n)
     GATHER = "gather"        # gather(x, idx), attrs: the axis; x's elements at the integer
                              # indices idx along it (numpy.take): shape x[:axis] idx x[axis+1:]
+    LINREC = "linrec"        # linrec(a, b), attrs: the axis: h[0] = b[0], h[t] = a[t] h[t-1]
+                             # + b[t] along it (cumsum: a = 1; cumprod: b = -0.0 after t = 0)
     SCATTER_ADD = "scatter_add"  # scatter_add(v, idx), attrs: (axis, size): zeros of v's
                              # shape with the idx axes replaced by one of ``size``, and v's
                              # elements added at the indices (duplicates summed)
@@ -128,6 +130,7 @@ ARITY = {
     **{op: 1 for op in STRUCTURAL | REDUCTIONS},
     Op.MATMUL: 2,
     **{op: 2 for op in INDEXING},
+    Op.LINREC: 2,
 }
 
 # Ops whose result is boolean.

@@ -46,7 +46,7 @@ def _attrs_text(node):
         return f"perm={list(node.attrs)}"
     if node.op in (Op.SUM, Op.AMAX, Op.AMIN, Op.PROD):
         return f"axes={list(node.attrs)}"
-    if node.op in (Op.IOTA, Op.GATHER):
+    if node.op in (Op.IOTA, Op.GATHER, Op.LINREC):
         return f"axis={node.attrs}"
     if node.op is Op.SCATTER_ADD:
         return f"axis={node.attrs[0]} size={node.attrs[1]}"

@@ -58,6 +58,14 @@ def _scatter_add(node, values, idx, shape):
     return out
 
 
+def _linrec(node, a, b, shape):
+    a = np.moveaxis(np.broadcast_to(a, shape), node.attrs, 0)
+    h = np.moveaxis(np.array(np.broadcast_to(b, shape)), node.attrs, 0)
+    for t in range(1, h.shape[0]):
+        h[t] = a[t] * h[t - 1] + h[t]
+    return np.moveaxis(h, 0, node.attrs)
+
+
 # Ops whose result depends on the node's attributes or shape: rule(node, *operands, shape).
 STRUCTURAL_RULES = {
     Op.IOTA: _iota,
@@ -73,6 +81,7 @@ STRUCTURAL_RULES = {
     Op.MATMUL: lambda node, a, b, shape: np.matmul(a, b),
     Op.GATHER: _gather,
     Op.SCATTER_ADD: _scatter_add,
+    Op.LINREC: _linrec,
 }
 
 NUMPY_RULES = {**ELEMENTWISE_RULES, **STRUCTURAL_RULES}
