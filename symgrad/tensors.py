@@ -512,6 +512,21 @@ def cumprod(x: Tensor, axis: int | None = None) -> Tensor:
     return _derived(ir.linear_recurrence(x.node, b, axis), x)
 
 
+def take_along_axis(x: Tensor, indices: Tensor, axis: int | None) -> Tensor:
+    """numpy's ``take_along_axis``: ``indices`` (an integer tensor of ``x``'s rank) picks, at
+    each of its positions, the element of ``x`` along ``axis`` (``None``: of the flattened
+    ``x``, with 1-D indices); the other axes broadcast.  ``take_along_axis(logp, labels[:,
+    None], 1)`` is the log-probability of each example's label.  Reverse mode adds the
+    cotangents back at the indices, duplicates summed."""
+    if not isinstance(x, Tensor) or not isinstance(indices, Tensor):
+        raise TypeError(f"take_along_axis needs a tensor and an integer index tensor, got "
+                        f"{type(x).__name__} and {type(indices).__name__}")
+    if axis is None:
+        x, axis = _flatten(x, "take_along_axis"), 0
+    axis = _axis(axis, x.ndim, "take_along_axis") % x.ndim
+    return _derived(ir.take_along(x.node, indices.node, axis), x, indices)
+
+
 class _IndexUpdates:
     """``x.at``: ``x.at[key]`` names the elements an update changes."""
 

@@ -228,3 +228,49 @@ def test_the_ir_has_one_gather_and_one_scatter():
     ops = [node.op for node in fused.nodes]
     assert ops.count(ir.Op.GATHER) == 1 and ops.count(ir.Op.SCATTER_ADD) == 1
     assert "gather" in str(fused) and "i64[n]" in str(fused)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=3), st.data())
+def test_take_along_axis_and_its_gradient_against_numpy(shape, data):
+    axis = data.draw(st.integers(0, len(shape) - 1))
+    count = data.draw(st.integers(0, 4))
+    index_shape = tuple(count if a == axis else data.draw(st.sampled_from([1, d]))
+                        for a, d in enumerate(shape))
+    indices = RNG.integers(-shape[axis], shape[axis], index_shape)
+    X = sg.tensor("X", tuple(shape))
+    I = sg.tensor("I", index_shape, dtype="int64")
+    taken = sg.take_along_axis(X, I, axis)
+    x = RNG.normal(size=shape)
+    want = np.take_along_axis(x, np.where(indices < 0, indices + shape[axis], indices), axis)
+    assert taken.shape == want.shape
+    (got,) = sg.compile_function(taken, [X, I])(x, indices)
+    np.testing.assert_array_equal(got, want)
+    W = sg.tensor("W", taken.shape)
+    w = RNG.normal(size=want.shape)
+    _, (gradient,) = sg.compile((taken * W).sum(), wrt=[X], inputs=[I, W])([x], indices, w)
+    expected = np.zeros_like(x)
+    positions = list(np.indices(want.shape, sparse=True))
+    positions[axis] = np.broadcast_to(indices, want.shape) % shape[axis]
+    full = [np.broadcast_to(p, want.shape) for p in positions]
+    np.add.at(expected, tuple(full), w)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-14, atol=1e-15)
+
+
+def test_cross_entropy_from_integer_labels():
+    L = sg.tensor("L", ("n", 10))
+    labels = sg.tensor("labels", ("n",), dtype="int64")
+    loss = -sg.take_along_axis(sg.log_softmax(L, axis=1), labels[:, None], 1).mean()
+    kernel = sg.compile(loss, wrt=[L], inputs=[labels])
+    logits, y = RNG.normal(size=(64, 10)), RNG.integers(0, 10, 64)
+    value, (gradient,) = kernel([logits], y)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    assert value == pytest.approx(-log_p[np.arange(64), y].mean(), rel=1e-14)
+    expected = np.exp(log_p)
+    expected[np.arange(64), y] -= 1
+    np.testing.assert_allclose(gradient, expected / 64, rtol=1e-12, atol=1e-16)
+    with pytest.raises(IndexError, match="argument 'labels': index 10 is out of bounds"):
+        kernel([logits], np.full(64, 10))
+    flat = sg.take_along_axis(sg.tensor("M", (3, 4)), labels, None)
+    assert flat.shape == ("n",)

@@ -69,6 +69,11 @@ def _tensor_builders(a, b, i):
     return {
         Op.GATHER: ir.mul(ir.take(ir.sin(a), i, 1),
                           ir.broadcast_to(ir.reshape(ir.take(b, i, 0), (1, 5)), (3, 5))),
+        Op.TAKE_ALONG: ir.mul(ir.take_along(ir.sin(a), ir.reshape(i, (1, 5)), 1),
+                              ir.take_along(a, ir.reshape(i, (1, 5)), 1)),
+        Op.PUT_ADD_ALONG: ir.mul(ir.put_add_along(
+            ir.broadcast_to(ir.reshape(ir.mul(b, b), (4, 1)), (4, 5)),
+            ir.broadcast_to(ir.reshape(i, (1, 5)), (4, 5)), 1, 3), ir.transpose(a)),
         Op.LINREC: ir.linear_recurrence(ir.sin(a), ir.mul(a, a), 1),
         Op.SCATTER_ADD: ir.mul(ir.scatter_add(ir.mul(ir.take(a, i, 1), ir.take(a, i, 1)), i, 1,
                                               4), a),

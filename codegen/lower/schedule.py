@@ -39,7 +39,7 @@ STEP_KIND = {
     Op.SUM: "reduction", Op.AMAX: "reduction", Op.AMIN: "reduction", Op.PROD: "reduction",
     Op.MATMUL: "matmul",
     Op.PAD: "indexed", Op.IOTA: "indexed", Op.GATHER: "indexed",
-    Op.SCATTER_ADD: "scatter",
+    Op.SCATTER_ADD: "scatter", Op.TAKE_ALONG: "indexed", Op.PUT_ADD_ALONG: "scatter",
     Op.LINREC: "scan",
 }
 VIEW_OPS = frozenset(op for op, kind in STEP_KIND.items() if kind == "view")

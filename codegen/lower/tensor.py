@@ -195,19 +195,30 @@ def _gather(lowering, node, indices, memo):
     return lowering.load(x, operand_indices)
 
 
+def _take_along(lowering, node, indices, memo):
+    x, idx = node.args
+    axis = node.attrs
+    own = _own_indices(node, indices)
+    position = _index_in_range(lowering, lowering.value(idx, own, memo), x.shape[axis])
+    operand_indices = own[:axis] + [position] + own[axis + 1:]
+    if x.op in IMMEDIATE_OPS:
+        return lowering.value(x, operand_indices, memo)
+    return lowering.load(x, operand_indices)
+
+
 #: How each indexed op computes its element at the loop index: rule(lowering, node, indices,
 #: memo) -> the value.
-INDEXED_RULES = {Op.PAD: _pad, Op.IOTA: _iota, Op.GATHER: _gather}
+INDEXED_RULES = {Op.PAD: _pad, Op.IOTA: _iota, Op.GATHER: _gather, Op.TAKE_ALONG: _take_along}
 
 
-def _scatter_add(lowering, step):
-    """Zero the result, then add each operand element at its index, in row-major order (one
-    thread: the same sums, in the same order, whatever the number of threads)."""
+def _scatter(lowering, step, destination):
+    """Zero the result, then add each operand element at ``destination(indices, position)``
+    (``position``: its index, in range), in row-major order (one thread: the same sums, in
+    the same order, whatever the number of threads)."""
     builder = lowering.builder
     (node,), (slot,) = step.nodes, step.slots
     values, idx = node.args
     axis, size = node.attrs
-    rank = len(idx.shape)
     target = (lowering.buffers[slot], lowering.contiguous_strides(node.shape))
     element = llvm_type(node.dtype)
     zero = llvm_ir.Constant(element, 0.0)
@@ -220,18 +231,29 @@ def _scatter_add(lowering, step):
     def add(indices):
         memo = {}
         value = lowering.value(values, indices, memo)
-        position = _index_in_range(lowering, lowering.value(
-            idx, indices[axis:axis + rank], memo), size)
-        address = lowering.address(target, node.shape,
-                                   indices[:axis] + [position] + indices[axis + rank:],
-                                   node.dtype)
+        at = destination(indices, lambda index_indices: _index_in_range(
+            lowering, lowering.value(idx, index_indices, memo), size))
+        address = lowering.address(target, node.shape, at, node.dtype)
         current = lowering.annotate(builder.load(address, typ=element), target[0])
         lowering.annotate(builder.store(builder.fadd(current, value), address), target[0])
     lowering.loop_nest(values.shape, add)
 
 
+def _scatter_add(lowering, step):
+    node = step.nodes[0]
+    axis, rank = node.attrs[0], len(node.args[1].shape)
+    _scatter(lowering, step, lambda indices, position: indices[:axis] + [
+        position(indices[axis:axis + rank])] + indices[axis + rank:])
+
+
+def _put_add_along(lowering, step):
+    axis = step.nodes[0].attrs[0]
+    _scatter(lowering, step, lambda indices, position: indices[:axis] + [
+        position(indices)] + indices[axis + 1:])
+
+
 #: How each scatter op's step is lowered: rule(lowering, step).
-SCATTER_RULES = {Op.SCATTER_ADD: _scatter_add}
+SCATTER_RULES = {Op.SCATTER_ADD: _scatter_add, Op.PUT_ADD_ALONG: _put_add_along}
 
 
 def _linrec(lowering, step):

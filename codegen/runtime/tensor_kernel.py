@@ -456,10 +456,10 @@ def _index_checks(function, template):
     positions = {id(node): index for index, node in enumerate(function.inputs)}
     checks = []
     for node in function.nodes:
-        if node.op is Op.GATHER:
+        if node.op in (Op.GATHER, Op.TAKE_ALONG):
             axis = node.attrs
             size, what = node.args[0].shape[axis], f"axis {axis} of a take"
-        elif node.op is Op.SCATTER_ADD:
+        elif node.op in (Op.SCATTER_ADD, Op.PUT_ADD_ALONG):
             axis, size = node.attrs
             what = f"axis {axis} of a scatter"
         else:

@@ -134,6 +134,14 @@ def _scatter_add_rule(ct, out, values, idx):
     return ir.take(ct, idx, out.attrs[0]), None
 
 
+def _take_along_rule(ct, out, x, idx):
+    return ir.put_add_along(ct, idx, out.attrs, x.shape[out.attrs]), None
+
+
+def _put_add_along_rule(ct, out, values, idx):
+    return ir.take_along(ct, idx, out.attrs[0]), None
+
+
 def _along(x, axis, start, stop, step=1):
     """``x[start:stop:step]`` along ``axis`` (of known size), the other axes whole."""
     count = len(range(start, stop, step))
@@ -280,6 +288,8 @@ VJP_RULES = {
     Op.GATHER: _gather_rule,
     Op.SCATTER_ADD: _scatter_add_rule,
     Op.LINREC: _linrec_rule,
+    Op.TAKE_ALONG: _take_along_rule,
+    Op.PUT_ADD_ALONG: _put_add_along_rule,
 }
 
 # Ops through which no gradient flows, because their results are booleans.

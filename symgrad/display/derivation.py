@@ -290,6 +290,11 @@ MATRIX_FORMS = {
     Op.PAD: _pad_form,
     Op.GATHER: _gather_form,
     Op.SCATTER_ADD: _scatter_add_form,
+    Op.TAKE_ALONG: lambda printer, node, args: _named_form(
+        f"take_along_axis({args[0]}, {args[1]}, axis={node.attrs})", node),
+    Op.PUT_ADD_ALONG: lambda printer, node, args: _named_form(
+        f"put_add_along({args[0]}, {args[1]}, axis={node.attrs[0]}, size={node.attrs[1]})",
+        node),
     Op.LINREC: lambda printer, node, args: _named_form(
         f"linrec({args[0]}, {args[1]}, axis={node.attrs})", node),
 }

@@ -590,6 +590,38 @@ def scatter_add(values, idx, axis, size):
     return make_node(Op.SCATTER_ADD, (values, idx), (axis, size), values.dtype, shape)
 
 
+def take_along(x, idx, axis):
+    """``numpy.take_along_axis(x, idx, axis)``: ``idx`` (integers, of ``x``'s rank) picks,
+    at each of its positions, the element along ``axis`` (the other axes of size 1 in either
+    broadcast)."""
+    _check_index(idx, "take_along_axis")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"take_along_axis: the values must be a float tensor, got "
+                        f"{type_string(x)}")
+    if len(idx.shape) != len(x.shape):
+        raise ShapeError(f"take_along_axis: the indices need the values' rank {len(x.shape)}, "
+                         f"got shape {idx.shape}")
+    (axis,) = normalize_axes(axis, len(x.shape), "take_along_axis")
+    others = broadcast_shapes(tuple(d for a, d in enumerate(x.shape) if a != axis),
+                              tuple(d for a, d in enumerate(idx.shape) if a != axis),
+                              context="take_along_axis")
+    shape = others[:axis] + (idx.shape[axis],) + others[axis:]
+    x = broadcast_to(x, shape[:axis] + (x.shape[axis],) + shape[axis + 1:])
+    idx = broadcast_to(idx, shape)
+    return make_node(Op.TAKE_ALONG, (x, idx), axis, x.dtype, shape)
+
+
+def put_add_along(values, idx, axis, size):
+    """The transpose of :func:`take_along`: zeros with ``size`` along ``axis`` (else
+    ``values``' shape), each element of ``values`` added at its index along the axis."""
+    _check_index(idx, "put_add_along")
+    if idx.shape != values.shape:
+        raise ShapeError(f"put_add_along: indices of shape {idx.shape} for values of shape "
+                         f"{values.shape}")
+    shape = values.shape[:axis] + (size,) + values.shape[axis + 1:]
+    return make_node(Op.PUT_ADD_ALONG, (values, idx), (axis, size), values.dtype, shape)
+
+
 def linear_recurrence(a, b, axis):
     """``h`` with ``h[0] = b[0]`` and ``h[t] = a[t] h[t-1] + b[t]`` along ``axis`` (of known
     size), elementwise over the other axes; ``a`` and ``b`` broadcast together."""

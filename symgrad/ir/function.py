@@ -9,6 +9,7 @@ from symgrad.ir.build import (
     iota,
     linear_recurrence,
     pad,
+    put_add_along,
     reduce_max,
     reduce_min,
     reduce_prod,
@@ -17,6 +18,7 @@ from symgrad.ir.build import (
     scatter_add,
     slice_axes,
     take,
+    take_along,
     transpose,
 )
 from symgrad.ir.node import FLOAT_DTYPES, INDEX_DTYPES, toposort
@@ -113,6 +115,8 @@ NODE_BUILDERS = {
     Op.PAD: lambda node, x: pad(x, _pad_widths(node, x), node.attrs[1]),
     Op.GATHER: lambda node, x, idx: take(x, idx, node.attrs),
     Op.LINREC: lambda node, a, b: linear_recurrence(a, b, node.attrs),
+    Op.TAKE_ALONG: lambda node, x, idx: take_along(x, idx, node.attrs),
+    Op.PUT_ADD_ALONG: lambda node, v, idx: put_add_along(v, idx, *node.attrs),
     Op.SCATTER_ADD: lambda node, v, idx: scatter_add(v, idx, *node.attrs),
 }
 

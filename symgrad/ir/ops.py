@@ -90,6 +90,11 @@ class Op(enum.Enum):
     MATMUL = "matmul"        # (m, k) @ (k, n) -> (m, n)
     GATHER = "gather"        # gather(x, idx), attrs: the axis; x's elements at the integer
                              # indices idx along it (numpy.take): shape x[:axis] idx x[axis+1:]
+    TAKE_ALONG = "take_along"  # take_along(x, idx), attrs: the axis: x's element at idx's
+                             # index along it, at idx's position on the others (numpy's
+                             # take_along_axis; idx has x's rank, shape idx's)
+    PUT_ADD_ALONG = "put_add_along"  # put_add_along(v, idx), attrs: (axis, size): its
+                             # transpose, v added into zeros with ``size`` along the axis
     LINREC = "linrec"        # linrec(a, b), attrs: the axis: h[0] = b[0], h[t] = a[t] h[t-1]
                              # + b[t] along it (cumsum: a = 1; cumprod: b = -0.0 after t = 0)
     SCATTER_ADD = "scatter_add"  # scatter_add(v, idx), attrs: (axis, size): zeros of v's
@@ -113,7 +118,7 @@ LEAVES = frozenset({Op.CONST, Op.INPUT, Op.DIM, Op.IOTA})
 STRUCTURAL = frozenset({Op.BROADCAST, Op.RESHAPE, Op.TRANSPOSE, Op.SLICE, Op.PAD})
 REDUCTIONS = frozenset({Op.SUM, Op.AMAX, Op.AMIN, Op.PROD})
 # Ops taking (values, integer indices).
-INDEXING = frozenset({Op.GATHER, Op.SCATTER_ADD})
+INDEXING = frozenset({Op.GATHER, Op.SCATTER_ADD, Op.TAKE_ALONG, Op.PUT_ADD_ALONG})
 # Ops computed independently for each element of their (broadcast) result.
 ELEMENTWISE = UNARY_MATH | BINARY_MATH | COMPARISONS | LOGIC | {Op.SELECT}
 

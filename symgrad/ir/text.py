@@ -46,9 +46,9 @@ def _attrs_text(node):
         return f"perm={list(node.attrs)}"
     if node.op in (Op.SUM, Op.AMAX, Op.AMIN, Op.PROD):
         return f"axes={list(node.attrs)}"
-    if node.op in (Op.IOTA, Op.GATHER, Op.LINREC):
+    if node.op in (Op.IOTA, Op.GATHER, Op.LINREC, Op.TAKE_ALONG):
         return f"axis={node.attrs}"
-    if node.op is Op.SCATTER_ADD:
+    if node.op in (Op.SCATTER_ADD, Op.PUT_ADD_ALONG):
         return f"axis={node.attrs[0]} size={node.attrs[1]}"
     if node.op is Op.SLICE:
         return "start,step=" + ",".join(f"{start}:{step}" for start, step in node.attrs)

@@ -58,6 +58,21 @@ def _scatter_add(node, values, idx, shape):
     return out
 
 
+def _take_along(node, x, idx, shape):
+    index = _checked_indices(idx, x.shape[node.attrs], "take_along_axis")
+    return np.take_along_axis(x, index, node.attrs)
+
+
+def _put_add_along(node, values, idx, shape):
+    axis = node.attrs[0]
+    out = np.zeros(shape, values.dtype)
+    index = _checked_indices(idx, shape[axis], "put_add_along")
+    positions = list(np.indices(values.shape, sparse=True))
+    positions[axis] = index
+    np.add.at(out, tuple(positions), values)
+    return out
+
+
 def _linrec(node, a, b, shape):
     a = np.moveaxis(np.broadcast_to(a, shape), node.attrs, 0)
     h = np.moveaxis(np.array(np.broadcast_to(b, shape)), node.attrs, 0)
@@ -82,6 +97,8 @@ STRUCTURAL_RULES = {
     Op.GATHER: _gather,
     Op.SCATTER_ADD: _scatter_add,
     Op.LINREC: _linrec,
+    Op.TAKE_ALONG: _take_along,
+    Op.PUT_ADD_ALONG: _put_add_along,
 }
 
 NUMPY_RULES = {**ELEMENTWISE_RULES, **STRUCTURAL_RULES}
