@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import string
 
+from symgrad import ir
 from symgrad.errors import ShapeError
 from symgrad.ir.contraction import contract, general_matmul
 from symgrad.tensors import Tensor, _derived
@@ -23,21 +24,62 @@ def _contract(operands, subscripts, output):
     return _derived(contract([o.node for o in operands], subscripts, output), *operands)
 
 
-def _parse(subscripts, count):
+def _expand_ellipses(text, operands):
+    """``text`` with each ``...`` replaced by letters for the axes it stands for (right
+    aligned across operands, as numpy broadcasts them), and the operands broadcast so that
+    each letter has one size."""
+    inputs, arrow, output = text.partition("->")
+    terms = inputs.split(",")
+    if len(terms) != len(operands):
+        raise ValueError(f"einsum: {text!r} names {len(terms)} operands, got {len(operands)}")
+    used = set(text)
+    spare = [c for c in string.ascii_letters if c not in used]
+    extents = [operand.ndim - (len(term) - 3) if "..." in term else 0
+               for term, operand in zip(terms, operands)]
+    if any(e < 0 for e in extents):
+        raise ShapeError(f"einsum: an operand has fewer axes than {text!r} names")
+    rank = max(extents)
+    letters = "".join(spare[:rank])
+    shapes = [operand.shape[term.index("..."):term.index("...") + extent] if extent else ()
+              for term, operand, extent in zip(terms, operands, extents)]
+    common = ir.broadcast_shapes(*shapes, context="einsum's '...' axes")
+    expanded = []
+    for index, (term, operand, extent) in enumerate(zip(terms, operands, extents)):
+        if "..." not in term:
+            expanded.append(term)
+            continue
+        at = term.index("...")
+        target = common[rank - extent:]
+        if operand.shape[at:at + extent] != target:
+            operands[index] = operand.broadcast_to(operand.shape[:at] + target +
+                                                   operand.shape[at + extent:])
+        expanded.append(term.replace("...", letters[rank - extent:]))
+    if arrow:
+        output = output.replace("...", letters)
+        return ",".join(expanded) + "->" + output
+    # numpy's implicit output with '...': its axes first, then the letters used once.
+    joined = "".join(expanded)
+    once = "".join(sorted(c for c in set(joined) if joined.count(c) == 1 and c not in letters))
+    return ",".join(expanded) + "->" + letters + once
+
+
+def _parse(subscripts, operands):
     if not isinstance(subscripts, str):
         raise TypeError(f"einsum: subscripts must be a string such as 'ij,jk->ik', got "
                         f"{type(subscripts).__name__}")
     text = subscripts.replace(" ", "")
     if "..." in text:
-        raise ValueError("einsum: '...' is not supported yet: name every axis")
+        text = _expand_ellipses(text, operands)
     inputs, arrow, output = text.partition("->")
     terms = inputs.split(",")
-    if len(terms) != count:
-        raise ValueError(f"einsum: {subscripts!r} names {len(terms)} operands, got {count}")
+    if len(terms) != len(operands):
+        raise ValueError(f"einsum: {subscripts!r} names {len(terms)} operands, got "
+                         f"{len(operands)}")
     for term in terms + [output]:
         bad = [c for c in term if c not in string.ascii_letters]
         if bad:
-            raise ValueError(f"einsum: {subscripts!r} holds {bad[0]!r}; indices are letters")
+            raise ValueError(f"einsum: {subscripts!r} holds {bad[0]!r}; indices are letters "
+                             f"(and '...')")
     if not arrow:
         # numpy's implicit output: the letters that appear once, in alphabetical order.
         letters = "".join(terms)
@@ -57,14 +99,14 @@ def _parse(subscripts, count):
 
 def einsum(subscripts: str, *operands: Tensor) -> Tensor:
     """Einstein summation, as ``numpy.einsum``: ``einsum("ij,jk->ik", a, b)`` is ``a @ b``,
-    ``einsum("bij,bjk->bik", a, b)`` a batch of products, ``einsum("ij,ij->i", a, b)`` the
-    row-wise dot products; without ``->`` the output holds the indices that appear once,
-    in alphabetical order.  Each operand's indices must be distinct (no diagonals) and
-    named (no ``...``)."""
+    ``einsum("...ij,...jk->...ik", a, b)`` a broadcast batch of products,
+    ``einsum("ij,ij->i", a, b)`` the row-wise dot products; without ``->`` the output holds
+    the ``...`` axes and then the indices that appear once, in alphabetical order.  Each
+    operand's indices must be distinct (no diagonals)."""
     operands = [_tensor(o, f"operands[{i}]", "einsum") for i, o in enumerate(operands)]
     if not operands:
         raise ValueError("einsum needs at least one operand")
-    terms, output = _parse(subscripts, len(operands))
+    terms, output = _parse(subscripts, operands)
     for operand, term, index in zip(operands, terms, range(len(terms))):
         if len(term) != operand.ndim:
             raise ShapeError(f"einsum: operand {index} has shape {operand.shape}, but "

@@ -26,6 +26,9 @@ CASES = [
     ("einsum('bij->jb', A)", None),
     ("einsum('ik,kj->ji', M, C)", None),
     ("einsum('i,j,k->ijk', w, v, w)", None),
+    ("einsum('...ij,...jk->...ik', A, S)", None),
+    ("einsum('...j,j', A, v)", None),
+    ("einsum('i...->...', M)", None),
     ("tensordot(A, B, ([0, 2], [0, 1]))", None),
     ("tensordot(M, C, 1)", None),
     ("dot(v, v)", None),
@@ -124,8 +127,8 @@ def test_errors_name_the_shapes():
         sg.einsum("bij,jk->bik", A, C)
     with pytest.raises(ValueError, match="repeats within one operand"):
         sg.einsum("ii->i", C)
-    with pytest.raises(ValueError, match="'...' is not supported"):
-        sg.einsum("...ij->...ji", A)
+    with pytest.raises(sg.ShapeError, match="do not broadcast"):
+        sg.einsum("...ij,...jk", A, sg.tensor("B", (3, 5, 2)))
     with pytest.raises(ValueError, match="names 1 operands, got 2"):
         sg.einsum("ij", C, C)
     with pytest.raises(sg.ShapeError, match="names 2 axes"):
