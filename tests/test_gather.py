@@ -274,3 +274,12 @@ def test_cross_entropy_from_integer_labels():
         kernel([logits], np.full(64, 10))
     flat = sg.take_along_axis(sg.tensor("M", (3, 4)), labels, None)
     assert flat.shape == ("n",)
+
+
+def test_an_unused_index_argument_is_still_checked():
+    X = sg.tensor("X", (3,))
+    I = sg.tensor("I", (2,), dtype="int64")
+    kernel = sg.compile_function(X * 2, [X, I])
+    np.testing.assert_array_equal(kernel(np.ones(3), np.array([1, 2]))[0], [2.0, 2.0, 2.0])
+    with pytest.raises(TypeError, match="argument 'I' holds indices"):
+        kernel(np.ones(3), np.array([1.0, 2.0]))

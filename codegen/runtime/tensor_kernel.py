@@ -110,7 +110,8 @@ class TensorKernel:
         self._workspaces: dict[tuple, list] = {}
         # Index arrays are checked against the sizes they index, in Python (below), before
         # the native code runs: not by the native call entry.
-        fast = process.available() and not self._index_checks
+        fast = process.available() and not any(n.dtype in INDEX_DTYPES
+                                               for n in function.inputs)
         if target is None:
             target, self._library = target_for(function)
         else:
