@@ -30,9 +30,9 @@ _NAMES = {
         "relu", "sigmoid", "smooth_max", "softplus", "step", "swish", "tanh")},
     **{name: "symgrad.training" for name in ("History", "fit", "load", "save")},
     **{name: "symgrad.tensors" for name in (
-        "Tensor", "cumprod", "cumsum", "elementwise", "label", "linear_recurrence",
-        "log_softmax", "logsumexp", "matmul", "norm", "softmax", "take", "take_along_axis",
-        "tensor", "where")},
+        "Tensor", "argmax", "argmin", "cumprod", "cumsum", "elementwise", "label",
+        "linear_recurrence", "log_softmax", "logsumexp", "matmul", "norm", "softmax", "take",
+        "take_along_axis", "tensor", "where")},
     **{name: "symgrad.shapes" for name in (
         "arange", "broadcast_to", "concatenate", "expand_dims", "flip", "pad", "repeat", "roll",
         "split", "squeeze", "stack", "tile", "tril", "tril_to_vector", "triu",

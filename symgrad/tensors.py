@@ -207,6 +207,21 @@ class Tensor:
     def cumsum(self, axis: int | None = None) -> Tensor:
         return cumsum(self, axis)
 
+    def astype(self, dtype: str) -> Tensor:
+        """The tensor in ``dtype``: an integer tensor as floats (``'float64'`` or
+        ``'float32'``), or floats as ``'int64'`` (toward zero, saturating, NaN as 0, as JAX
+        converts); no gradient flows through the conversion."""
+        if dtype not in ir.DTYPES or dtype == "bool":
+            raise ValueError(f"astype: dtype must be one of {ir.FLOAT_DTYPES + ir.INDEX_DTYPES},"
+                             f" got {dtype!r}")
+        return _derived(ir.cast(self.node, dtype), self)
+
+    def argmax(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        return argmax(self, axis, keepdims)
+
+    def argmin(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        return argmin(self, axis, keepdims)
+
     def cumprod(self, axis: int | None = None) -> Tensor:
         return cumprod(self, axis)
 
@@ -478,6 +493,38 @@ def norm(x: Tensor, ord: float | str | None = None, axis: int | tuple[int, ...] 
     return _derived(result, x)
 
 
+def _arg_extreme(x, axis, keepdims, reduce, name):
+    if not isinstance(x, Tensor) or x.dtype not in ir.FLOAT_DTYPES:
+        raise TypeError(f"{name} takes a float tensor, got {x!r}")
+    if axis is None:
+        x, axis = _flatten(x, name), 0
+    axis = _axis(axis, x.ndim, name) % x.ndim
+    size = x.shape[axis]
+    if x.dtype == "float32" and not isinstance(size, str) and size > 2 ** 24:
+        raise ir.ShapeError(f"{name}: float32 counts positions exactly up to 2**24, the axis "
+                            f"has {size}")
+    extreme = reduce(x.node, axis, True)
+    # The first position holding the extreme, or (numpy's rule) the first NaN.
+    hit = ir.logical_or(ir.compare(Op.EQ, x.node, ir.broadcast_to(extreme, x.shape)),
+                        ir.compare(Op.NE, x.node, x.node))
+    positions = ir.select(hit, ir.iota(x.shape, axis, x.dtype),
+                          ir.size_of([size], x.dtype))
+    first = ir.reduce_min(positions, axis, keepdims)
+    return _derived(ir.cast(first, "int64"), x)
+
+
+def argmax(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    """The position of the largest element along ``axis`` (of the flattened ``x`` for None)
+    as an int64 tensor, the first one on ties, the first NaN where there is one (numpy's
+    rules)."""
+    return _arg_extreme(x, axis, keepdims, ir.reduce_max, "argmax")
+
+
+def argmin(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    """The position of the smallest element along ``axis``, as :func:`argmax`."""
+    return _arg_extreme(x, axis, keepdims, ir.reduce_min, "argmin")
+
+
 def _scan_axis(x, axis, function):
     if not isinstance(x, Tensor):
         raise TypeError(f"{function} takes a tensor, got {type(x).__name__}")
@@ -685,7 +732,7 @@ def where(cond: Tensor, if_true: Tensor | float, if_false: Tensor | float) -> Te
     if like is not None:
         like_node = like.node
     else:   # both branches are numbers: compute in the dtype the condition compares
-        floats = [n for n in ir.toposort([cond.node]) if n.dtype != "bool"]
+        floats = [n for n in ir.toposort([cond.node]) if n.dtype in ir.FLOAT_DTYPES]
         like_node = ir.const(0.0, floats[0].dtype if floats else "float64")
     return _derived(ir.select(cond.node, _node(if_true, like_node), _node(if_false, like_node)),
                     cond, if_true, if_false)

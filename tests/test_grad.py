@@ -58,6 +58,8 @@ def _builders(a, b):
         Op.FLOOR: ir.mul(ir.floor(ir.mul(a, b)), a), Op.CEIL: ir.mul(ir.ceil(ir.mul(a, b)), b),
         Op.ROUND: ir.mul(ir.round_even(ir.mul(a, b)), a),
         Op.ATAN2: ir.atan2(ir.sub(a, b), b), Op.HYPOT: ir.hypot(ir.sub(a, b), b),
+        # Through an integer: 0 for a (the points keep away from whole numbers), x for b.
+        Op.CAST: ir.mul(ir.cast(ir.cast(ir.mul(a, ir.const(3.0)), "int64"), "float64"), b),
     }
 
 

@@ -115,8 +115,33 @@ def lower_hypot(builder, node, operands, math):
     return builder.select(infinite, inf, result)
 
 
+def _integer_or(float_rule, integer_rule):
+    """``float_rule`` for float results, ``integer_rule(builder, operands, math)`` for int64
+    ones (integer tensors add, subtract, multiply, compare and select)."""
+    def lower(builder, node, operands, math):
+        if node.dtype == "int64":
+            return integer_rule(builder, operands, math)
+        return float_rule(builder, node, operands, math)
+    lower.__name__ = getattr(float_rule, "__name__", "lower")
+    return lower
+
+
+def lower_cast(builder, node, operands, math):
+    (x,) = operands
+    source = node.args[0].dtype
+    if source == "int64":
+        return builder.sitofp(x, llvm_type(node.dtype))
+    # Toward zero, saturating at the int64 range, NaN as 0: never LLVM's poison.
+    name = f"llvm.fptosi.sat.i64.{INTRINSIC_SUFFIX[source]}"
+    function = math.module.globals.get(name) or llvm_ir.Function(
+        math.module, llvm_ir.FunctionType(llvm_type("int64"), [llvm_type(source)]), name)
+    return builder.call(function, [x])
+
+
 def _compare(predicate, ordered=True):
     def lower(builder, node, operands, math):
+        if node.args[0].dtype == "int64":
+            return builder.icmp_signed(predicate, *operands)
         if ordered:
             return builder.fcmp_ordered(predicate, *operands)
         return builder.fcmp_unordered(predicate, *operands)
@@ -143,15 +168,21 @@ def fused_routine(node):
 
 
 LOWERING_RULES = {
-    Op.NEG: lambda builder, node, operands, math: builder.fneg(operands[0]),
-    Op.ADD: lambda builder, node, operands, math: builder.fadd(*operands),
-    Op.SUB: lambda builder, node, operands, math: builder.fsub(*operands),
-    Op.MUL: lambda builder, node, operands, math: builder.fmul(*operands),
+    Op.NEG: _integer_or(lambda builder, node, operands, math: builder.fneg(operands[0]),
+                        lambda builder, operands, math: builder.neg(operands[0])),
+    Op.ADD: _integer_or(lambda builder, node, operands, math: builder.fadd(*operands),
+                        lambda builder, operands, math: builder.add(*operands)),
+    Op.SUB: _integer_or(lambda builder, node, operands, math: builder.fsub(*operands),
+                        lambda builder, operands, math: builder.sub(*operands)),
+    Op.MUL: _integer_or(lambda builder, node, operands, math: builder.fmul(*operands),
+                        lambda builder, operands, math: builder.mul(*operands)),
     Op.DIV: lambda builder, node, operands, math: builder.fdiv(*operands),
     Op.POW: lower_pow,
     # llvm.maximum/minimum propagate NaN, like numpy.maximum (maxnum would drop it).
-    Op.MAX: _intrinsic("maximum", 2),
-    Op.MIN: _intrinsic("minimum", 2),
+    Op.MAX: _integer_or(_intrinsic("maximum", 2), lambda builder, operands, math: builder.call(
+        math.intrinsic("smax", "int64", 2), operands)),
+    Op.MIN: _integer_or(_intrinsic("minimum", 2), lambda builder, operands, math: builder.call(
+        math.intrinsic("smin", "int64", 2), operands)),
     # Elementary functions the loops vectorise (vecmath); sin, cos, pow and those of _libm
     # stay in the C library.
     Op.EXP: _routine("exp"),
@@ -197,4 +228,5 @@ LOWERING_RULES = {
     Op.OR: lambda builder, node, operands, math: builder.or_(*operands),
     Op.NOT: lower_not,
     Op.SELECT: lambda builder, node, operands, math: builder.select(*operands),
+    Op.CAST: lower_cast,
 }

@@ -172,14 +172,21 @@ def _pad(lowering, node, indices, memo):
 
 
 def _index_in_range(lowering, position, size):
-    """An index from ``-size`` to ``size - 1`` as one from 0 (numpy's negative indices).  Out
-    of range, which the kernel's caller has refused already, it is 0: never an address
-    outside the operand."""
+    """``(index, inside)``: an index from ``-size`` to ``size - 1`` as one from 0 (numpy's
+    negative indices), and whether it was in that range.  Outside (an index argument never
+    is: the caller refuses it; a computed index may be) the index is 0, so that no address
+    outside the operand is ever formed, and the gathers give NaN there (JAX's "fill")."""
     builder = lowering.builder
     extent = lowering.extent(size)
     wrapped = builder.select(builder.icmp_signed("<", position, INDEX(0)),
                              builder.add(position, extent), position)
-    return builder.select(builder.icmp_unsigned("<", wrapped, extent), wrapped, INDEX(0))
+    inside = builder.icmp_unsigned("<", wrapped, extent)
+    return builder.select(inside, wrapped, INDEX(0)), inside
+
+
+def _filled(lowering, node, inside, value):
+    return lowering.builder.select(inside, value,
+                                   llvm_ir.Constant(llvm_type(node.dtype), float("nan")))
 
 
 def _gather(lowering, node, indices, memo):
@@ -187,23 +194,24 @@ def _gather(lowering, node, indices, memo):
     axis = node.attrs
     own = _own_indices(node, indices)
     rank = len(idx.shape)
-    position = _index_in_range(lowering, lowering.value(idx, own[axis:axis + rank], memo),
-                               x.shape[axis])
+    position, inside = _index_in_range(
+        lowering, lowering.value(idx, own[axis:axis + rank], memo), x.shape[axis])
     operand_indices = own[:axis] + [position] + own[axis + rank:]
     if x.op in IMMEDIATE_OPS:
-        return lowering.value(x, operand_indices, memo)
-    return lowering.load(x, operand_indices)
+        return _filled(lowering, node, inside, lowering.value(x, operand_indices, memo))
+    return _filled(lowering, node, inside, lowering.load(x, operand_indices))
 
 
 def _take_along(lowering, node, indices, memo):
     x, idx = node.args
     axis = node.attrs
     own = _own_indices(node, indices)
-    position = _index_in_range(lowering, lowering.value(idx, own, memo), x.shape[axis])
+    position, inside = _index_in_range(lowering, lowering.value(idx, own, memo),
+                                       x.shape[axis])
     operand_indices = own[:axis] + [position] + own[axis + 1:]
     if x.op in IMMEDIATE_OPS:
-        return lowering.value(x, operand_indices, memo)
-    return lowering.load(x, operand_indices)
+        return _filled(lowering, node, inside, lowering.value(x, operand_indices, memo))
+    return _filled(lowering, node, inside, lowering.load(x, operand_indices))
 
 
 #: How each indexed op computes its element at the loop index: rule(lowering, node, indices,
@@ -231,8 +239,16 @@ def _scatter(lowering, step, destination):
     def add(indices):
         memo = {}
         value = lowering.value(values, indices, memo)
-        at = destination(indices, lambda index_indices: _index_in_range(
-            lowering, lowering.value(idx, index_indices, memo), size))
+        inside = []
+
+        def position(index_indices):
+            index, within = _index_in_range(lowering, lowering.value(idx, index_indices, memo),
+                                            size)
+            inside.append(within)
+            return index
+        at = destination(indices, position)
+        # A contribution from outside the range (a computed index) is dropped.
+        value = builder.select(inside[0], value, zero)
         address = lowering.address(target, node.shape, at, node.dtype)
         current = lowering.annotate(builder.load(address, typ=element), target[0])
         lowering.annotate(builder.store(builder.fadd(current, value), address), target[0])
@@ -603,7 +619,7 @@ class _Lowering:
             return memo[key]
         if node.op is Op.CONST:
             element = llvm_type(node.dtype)
-            return llvm_ir.Constant(element, int(node.attrs) if node.dtype == "bool"
+            return llvm_ir.Constant(element, int(node.attrs) if node.dtype in ("bool", "int64")
                                     else node.attrs)
         if node.op is Op.DIM:
             return self.builder.sitofp(self.sizes[node.attrs], llvm_type(node.dtype))
@@ -893,9 +909,8 @@ def plan(function, target):
     """Check that ``function`` can be lowered and schedule it for ``target`` (matrix products
     through ``target.gemm`` where there is one, else loop nests)."""
     for node in function.outputs:
-        if node.dtype not in ("float64", "float32"):
-            raise TensorLoweringError(f"kernel outputs must be floats, got a {node.dtype} "
-                                      f"output")
+        if node.dtype == "bool":
+            raise TensorLoweringError("kernel outputs must be numbers, got a boolean output")
     float_dtypes = {n.dtype for n in function.nodes} - {"bool", "int64"}
     if len(float_dtypes) > 1:
         raise TensorLoweringError(

@@ -15,7 +15,7 @@ FLOAT_TYPES = {
 }
 
 # Suffix of overloaded intrinsic names (llvm.sin.f64), and of symgrad's routines.
-INTRINSIC_SUFFIX = {"float64": "f64", "float32": "f32"}
+INTRINSIC_SUFFIX = {"float64": "f64", "float32": "f32", "int64": "i64"}
 #: Bytes of one element.
 ITEM_BYTES = {"float64": 8, "float32": 4, "bool": 1, "int64": 8}
 

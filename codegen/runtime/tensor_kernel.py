@@ -103,15 +103,16 @@ class TensorKernel:
         self._layouts = [tuple(node.shape) for node in function.inputs]
         self._size_names = function.size_names
         self._output_shapes = [self._template(n.shape) for n in function.outputs]
-        self._dtypes = [self._numpy_dtype] * len(function.outputs)
+        self._dtypes = [np.dtype(NUMPY_DTYPES[n.dtype]) if n.dtype in INDEX_DTYPES
+                        else self._numpy_dtype for n in function.outputs]
         self._input_dtypes = [np.dtype(NUMPY_DTYPES[n.dtype]) if n.dtype in INDEX_DTYPES
                               else self._numpy_dtype for n in function.inputs]
         self._index_checks = _index_checks(function, self._template)
         self._workspaces: dict[tuple, list] = {}
         # Index arrays are checked against the sizes they index, in Python (below), before
         # the native code runs: not by the native call entry.
-        fast = process.available() and not any(n.dtype in INDEX_DTYPES
-                                               for n in function.inputs)
+        fast = process.available() and not any(
+            n.dtype in INDEX_DTYPES for n in (*function.inputs, *function.outputs))
         if target is None:
             target, self._library = target_for(function)
         else:
@@ -466,8 +467,10 @@ def _index_checks(function, template):
         else:
             continue
         base = node.args[1]
-        while base.op is not Op.INPUT:
+        while base.op in (Op.BROADCAST, Op.RESHAPE, Op.TRANSPOSE, Op.SLICE):
             base = base.args[0]
+        if base.op is not Op.INPUT:
+            continue        # computed indices: out of range, the gather gives NaN
         check = (positions[id(base)], template((size,))[0], what)
         if check not in checks:
             checks.append(check)

@@ -248,6 +248,8 @@ VJP_RULES = {
     Op.ABS:    lambda ct, out, x: (ir.mul(ct, ir.sign(x)),),
     Op.SIGN:   lambda ct, out, x: (None,),
     Op.STOP_GRADIENT: lambda ct, out, x: (None,),
+    # An int64 result or operand: no gradient flows through a conversion.
+    Op.CAST:   lambda ct, out, x: (None,),
     Op.EXPM1:  lambda ct, out, x: (ir.mul(ct, ir.exp(x)),),
     Op.LOG1P:  lambda ct, out, x: (ir.div(ct, ir.add(ir.const(1.0, x.dtype), x)),),
     Op.SIGMOID: lambda ct, out, x: (ir.mul(ct, ir.mul(out, ir.sigmoid(ir.neg(x)))),),

@@ -10,7 +10,7 @@ import math
 
 from symgrad.errors import ShapeError
 from symgrad.ir.node import FLOAT_DTYPES, INDEX_DTYPES, make_node, type_string
-from symgrad.ir.ops import COMPARISONS, Op
+from symgrad.ir.ops import COMPARISONS, INTEGER_OPS, Op
 
 # ---------------------------------------------------------------------------------------------
 # Shapes and dtypes
@@ -46,11 +46,9 @@ def broadcast_shapes(*shapes, context="elementwise operation"):
 
 
 def _float_dtype(operands, op):
-    for operand in operands:
-        if operand.dtype in INDEX_DTYPES:
-            raise TypeError(f"op {op.value!r} takes floats, got an integer operand "
-                            f"({type_string(operand)}): integer tensors are index arrays, "
-                            f"for take, x[idx] and x.at[idx]")
+    integers = [a for a in operands if a.dtype in INDEX_DTYPES]
+    if integers:
+        return _integer_dtype(operands, op)
     first = operands[0].dtype
     if first != "bool" and all(a.dtype == first for a in operands):
         return first
@@ -64,6 +62,41 @@ def _float_dtype(operands, op):
     if non_const:
         return non_const.pop()
     return "float64" if "float64" in dtypes else dtypes.pop()
+
+
+def _integer_dtype(operands, op):
+    """int64 for an op of integer operands (constants adapt, if they are whole numbers)."""
+    if op not in INTEGER_OPS:
+        raise TypeError(f"op {op.value!r} takes floats, got an integer operand: integer "
+                        f"tensors add, subtract, multiply, compare and index; convert with "
+                        f".astype('float64') for the rest")
+    for operand in operands:
+        if operand.op is Op.CONST and operand.dtype != "bool":
+            if not float(operand.attrs).is_integer():
+                raise TypeError(f"op {op.value!r}: the constant {operand.attrs!r} with an "
+                                f"integer tensor is not a whole number; convert the tensor "
+                                f"with .astype('float64') first")
+            continue
+        if operand.dtype in INDEX_DTYPES:
+            continue
+        raise TypeError(f"op {op.value!r} mixes an integer tensor with a {operand.dtype} one "
+                        f"({type_string(operand)}); convert with .astype() first")
+    return "int64"
+
+
+def cast(x, dtype):
+    """``x`` in ``dtype``: an integer tensor as floats (exactly rounded), or floats as
+    integers (toward zero; saturating at the int64 range, NaN as 0)."""
+    if x.dtype == dtype:
+        return x
+    if {x.dtype, dtype} - set(FLOAT_DTYPES + INDEX_DTYPES) or \
+            (x.dtype in FLOAT_DTYPES) == (dtype in FLOAT_DTYPES):
+        raise TypeError(f"cast converts between int64 and a float dtype, got {x.dtype} to "
+                        f"{dtype} (a kernel computes in one float dtype)")
+    if x.op is Op.CONST:
+        from symgrad.ir.numeric import cast_constant
+        return const(cast_constant(x.attrs, x.dtype, dtype), dtype, x.shape)
+    return make_node(Op.CAST, (x,), None, dtype, x.shape)
 
 
 # ---------------------------------------------------------------------------------------------

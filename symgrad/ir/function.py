@@ -3,6 +3,7 @@
 from symgrad.ir.build import (
     BUILDERS,
     broadcast_to,
+    cast,
     const,
     dim,
     input_node,
@@ -115,6 +116,7 @@ NODE_BUILDERS = {
     Op.PAD: lambda node, x: pad(x, _pad_widths(node, x), node.attrs[1]),
     Op.GATHER: lambda node, x, idx: take(x, idx, node.attrs),
     Op.LINREC: lambda node, a, b: linear_recurrence(a, b, node.attrs),
+    Op.CAST: lambda node, x: cast(x, node.dtype),
     Op.TAKE_ALONG: lambda node, x, idx: take_along(x, idx, node.attrs),
     Op.PUT_ADD_ALONG: lambda node, v, idx: put_add_along(v, idx, *node.attrs),
     Op.SCATTER_ADD: lambda node, v, idx: scatter_add(v, idx, *node.attrs),
@@ -150,4 +152,6 @@ def _rebuild(node, args, dtype):
         return dim(node.attrs, dtype)
     if node.op is Op.IOTA:
         return iota(node.shape, node.attrs, dtype)
+    if node.op is Op.CAST:
+        return cast(args[0], node.dtype if node.dtype in INDEX_DTYPES else dtype)
     return rebuild(node, args)

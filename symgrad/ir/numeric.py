@@ -47,6 +47,43 @@ def _from_math(function):
     return apply
 
 
+_INT64_MAX = np.iinfo(np.int64).max
+_INT64_MIN = np.iinfo(np.int64).min
+
+
+def _cast_to(dtype):
+    """The CAST to ``dtype`` of an array: floats to int64 toward zero, saturating, NaN as 0
+    (as the kernels' llvm.fptosi.sat); int64 to floats, rounded."""
+    def cast(x):
+        x = np.asarray(x)
+        if np.dtype(dtype).kind == "i" and x.dtype.kind == "f":
+            wide = np.trunc(x.astype(np.float64))
+            big = wide >= 2.0 ** 63
+            small = wide < -(2.0 ** 63)
+            safe = np.where(big | small | np.isnan(wide), 0.0, wide).astype(np.int64)
+            return np.where(big, _INT64_MAX, np.where(small, _INT64_MIN, safe))[()]
+        return x.astype(dtype)[()]
+    return cast
+
+
+def _cast(x):
+    # (The target dtype is the node's: evaluate_elementwise passes it.)
+    raise TypeError("CAST needs its target dtype: use evaluate_elementwise")
+
+
+def cast_constant(value, source, target):
+    """A constant's CAST from dtype ``source`` to ``target``, as a Python float."""
+    array = np.array([value], NUMPY_DTYPES[source])
+    return float(_cast_to(NUMPY_DTYPES[target])(array)[0])
+
+
+def evaluate_elementwise(op, operands, dtype):
+    """``op`` on numpy ``operands``, its result of ``dtype`` (for CAST, the target)."""
+    if op is Op.CAST:
+        return _cast_to(NUMPY_DTYPES[dtype])(operands[0])
+    return ELEMENTWISE_RULES[op](*operands)
+
+
 # One numpy implementation per elementwise op, on arrays (or numpy scalars).
 ELEMENTWISE_RULES = {
     Op.NEG: np.negative,
@@ -99,6 +136,7 @@ ELEMENTWISE_RULES = {
     Op.OR: np.logical_or,
     Op.NOT: np.logical_not,
     Op.SELECT: np.where,
+    Op.CAST: _cast,
 }
 
 

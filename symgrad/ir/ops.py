@@ -76,6 +76,10 @@ class Op(enum.Enum):
     # ---- selection ----
     SELECT = "select"    # select(cond, a, b): a where cond holds, b elsewhere
 
+    # ---- conversion ----
+    CAST = "cast"        # to the node's dtype: int64 -> float exactly rounded; float ->
+                         # int64 toward zero, saturating, NaN -> 0 (as XLA converts)
+
     # ---- shapes, reductions, contractions ----
     BROADCAST = "broadcast"  # attrs: the target shape (numpy broadcasting)
     RESHAPE = "reshape"      # attrs: the target shape (same size, row-major order)
@@ -120,7 +124,10 @@ REDUCTIONS = frozenset({Op.SUM, Op.AMAX, Op.AMIN, Op.PROD})
 # Ops taking (values, integer indices).
 INDEXING = frozenset({Op.GATHER, Op.SCATTER_ADD, Op.TAKE_ALONG, Op.PUT_ADD_ALONG})
 # Ops computed independently for each element of their (broadcast) result.
-ELEMENTWISE = UNARY_MATH | BINARY_MATH | COMPARISONS | LOGIC | {Op.SELECT}
+ELEMENTWISE = UNARY_MATH | BINARY_MATH | COMPARISONS | LOGIC | {Op.SELECT, Op.CAST}
+# The elementwise ops that also take integer (int64) operands.
+INTEGER_OPS = frozenset({Op.NEG, Op.ADD, Op.SUB, Op.MUL, Op.MAX, Op.MIN, Op.SELECT}) | \
+    COMPARISONS
 
 # Number of operands of each op.
 ARITY = {
@@ -132,6 +139,7 @@ ARITY = {
     Op.OR: 2,
     Op.NOT: 1,
     Op.SELECT: 3,
+    Op.CAST: 1,
     **{op: 1 for op in STRUCTURAL | REDUCTIONS},
     Op.MATMUL: 2,
     **{op: 2 for op in INDEXING},

@@ -9,7 +9,7 @@ import numpy as np
 
 from symgrad.arguments import bind
 from symgrad.ir.function import Function
-from symgrad.ir.numeric import ELEMENTWISE_RULES, NUMPY_DTYPES
+from symgrad.ir.numeric import ELEMENTWISE_RULES, NUMPY_DTYPES, evaluate_elementwise
 from symgrad.ir.ops import Op
 
 
@@ -143,7 +143,8 @@ def evaluate(function, *args, **kwargs):
                 env[id(node)] = np.asarray(
                     STRUCTURAL_RULES[node.op](node, *operands, shape), dtype)
             else:
-                result = ELEMENTWISE_RULES[node.op](*[env[id(a)] for a in node.args])
+                result = evaluate_elementwise(node.op, [env[id(a)] for a in node.args],
+                                              node.dtype)
                 env[id(node)] = np.asarray(result, dtype)
         outputs = [env[id(out)] for out in function.outputs]
     scalar_inputs = [np.shape(values[n.attrs]) for n in function.inputs if n.shape == ()]
