@@ -119,13 +119,13 @@ def compile_function(outputs: Any, inputs: Sequence[Any],
     from symgrad.tensors import Tensor
 
     if not (isinstance(outputs, Tensor) or (
-            isinstance(outputs, (list, tuple)) and outputs and
-            all(isinstance(o, Tensor) for o in outputs))):
+            isinstance(outputs, (list, tuple)) and any(isinstance(o, Tensor) for o in outputs))):
         return SympyFunction(outputs, inputs)
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     for output in outputs:
         if not isinstance(output, Tensor):
-            raise TypeError(f"outputs must be tensors, got {type(output).__name__}")
+            raise TypeError(f"outputs must be tensors (or all SymPy expressions), got "
+                            f"{type(output).__name__}")
     arguments = tensor_list(inputs, "inputs")
     argument_names = [t.name for t in arguments]
     repeated = sorted({n for n in argument_names if argument_names.count(n) > 1})
