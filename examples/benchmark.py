@@ -9,6 +9,17 @@ Workloads (median of several repeats; every result checked against a float64 num
   and float64: loss and all parameter gradients (hand-written numpy backprop, torch, JAX).
 * W4 tiny network: XOR 2-4-1, sigmoid, BCE, batch 4, float64: one forward+backward call.
 * W5 compile time: declaration to first gradient for W1 and W3, cold and with the disk cache.
+* W6 GMM objective: ADBench's Gaussian mixture log-likelihood (no Wishart prior), d=64, k=100,
+  n=1000, float64: value and gradient w.r.t. the weights, means, log-diagonals and lower
+  triangles of the k inverse Cholesky factors (hand-written numpy, JAX, torch); symgrad's
+  compile time.
+* W7 bundle adjustment: the Snavely reprojection residuals (Rodrigues rotation, translation,
+  focal length, two radial distortion terms) of 100 cameras, 10,000 points and 100,000
+  observations, float64: the residuals, J^T u (a vector-Jacobian product) and J v (symgrad:
+  reverse over reverse), checked against central differences of the numpy residuals.
+
+In W6 and W7 symgrad and torch run on every core and on one thread; JAX, whose threads are set
+when it is imported, on every core, and on one core in a process of its own.
 
 First the machine's limits: its peak FLOP/s (``benchmarks/peak.py``: fused multiply-adds on every
 core at once, the rate no matrix product passes), numpy's 1024x1024 matmul rate with the BLAS
@@ -20,9 +31,11 @@ Peers are optional (the ``bench`` extra, or ``pip install jax`` and
 
     python examples/benchmark.py            # add --quick for fewer repeats
     python examples/benchmark.py w2 w3      # some workloads only
+    python examples/benchmark.py w6 w7 --quick
 """
 
 import argparse
+import json
 import os
 import pathlib
 import subprocess
@@ -457,25 +470,490 @@ def w5(repeats=3):
               f"{compile_cold * 1e3:>6.1f} ms {total * 1e3:>9.1f} ms {cache_text}")
 
 
+# ---- W6 and W7: ADBench's GMM objective and bundle adjustment --------------------------------
+
+def _cores():
+    return os.cpu_count() or 1
+
+
+def _symgrad_on(threads, function):
+    """``function`` with symgrad's kernels on ``threads`` threads (the previous setting
+    restored after each call)."""
+    def call():
+        previous = sg.set_num_threads(threads)
+        try:
+            return function()
+        finally:
+            sg.set_num_threads(previous)
+    return call
+
+
+def _torch_on(threads, function):
+    """``function`` with torch's intra-op threads at ``threads`` (restored after each call)."""
+    def call():
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return function()
+        finally:
+            torch.set_num_threads(previous)
+    return call
+
+
+def _on_all_and_one(name, function, ok, on):
+    """Rows ``name`` (all cores) and ``name, 1 thread`` of ``function``, whose threads
+    ``on(threads, function)`` sets; ``ok(result)`` checks each one's result."""
+    everywhere, alone = on(_cores(), function), on(1, function)
+    return [(name, everywhere, ok(everywhere())), (f"{name}, 1 thread", alone, ok(alone()))]
+
+
+def _timed_compile(build):
+    """``build()``, a symgrad compile, run with an empty disk cache and then again (from the
+    cache): its kernel and the two wall times."""
+    previous = os.environ.get("SYMGRAD_CACHE_DIR")
+    with tempfile.TemporaryDirectory() as directory:
+        os.environ["SYMGRAD_CACHE_DIR"] = directory
+        try:
+            start = time.perf_counter()
+            kernel = build()
+            cold = time.perf_counter() - start
+            start = time.perf_counter()
+            build()
+            cached = time.perf_counter() - start
+        finally:
+            if previous is None:
+                del os.environ["SYMGRAD_CACHE_DIR"]
+            else:
+                os.environ["SYMGRAD_CACHE_DIR"] = previous
+    return kernel, cold, cached
+
+
+def _jax_one_core(workload, repeats):
+    """JAX's rows of ``workload`` (:data:`_JAX_PEERS`), timed in a process of their own that
+    is pinned to one CPU before it imports JAX (XLA sizes its thread pools at import): ``{table:
+    [(name, seconds, ok)]}``, or {} where that cannot be done."""
+    if jax is None or not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        return {}
+    cpu = min(os.sched_getaffinity(0))
+    here = str(pathlib.Path(__file__).resolve().parent)
+    snippet = (f"import json, os, sys\nos.sched_setaffinity(0, {{{cpu}}})\n"
+               f"sys.path.insert(0, {here!r})\nimport benchmark\n"
+               f"print(json.dumps(benchmark._jax_measured({workload!r}, {repeats})))")
+    try:
+        out = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True,
+                             check=True).stdout
+    except subprocess.CalledProcessError as error:
+        last = (error.stderr.strip().splitlines() or ["no message"])[-1]
+        print(f"  (JAX on one core failed: {last})")
+        return {}
+    return {table: [(f"{name.split()[0]}, 1 core", seconds, ok) for name, seconds, ok in rows]
+            for table, rows in json.loads(out.splitlines()[-1]).items()}
+
+
+def _jax_measured(workload, repeats):
+    """JAX's rows of ``workload``, measured (in the process of :func:`_jax_one_core`)."""
+    return {table: [(name, seconds, bool(ok)) for name, seconds, ok in measure(rows, repeats)]
+            for table, rows in _JAX_PEERS[workload]().items()}
+
+
+def _threads_note(one_core):
+    text = (f"  symgrad and torch on all {_cores()} cores and on 1 thread; JAX on all cores (XLA "
+            f"sizes its thread pools when it is imported)")
+    if one_core:
+        text += ", and in its '1 core' rows after the others, in a process pinned to one CPU"
+    print(text)
+
+
+# W6: the objective of ADBench's Gaussian mixture model, without the Wishart prior.
+GMM_D, GMM_K, GMM_N = 64, 100, 1000
+
+
+def _gmm_problem():
+    rng = np.random.default_rng(6)
+    d, k = GMM_D, GMM_K
+    return {"alphas": rng.standard_normal(k), "means": rng.standard_normal((k, d)),
+            "q": 0.1 * rng.standard_normal((k, d)),
+            "ls": 0.1 * rng.standard_normal((k, d * (d - 1) // 2)),
+            "x": rng.standard_normal((GMM_N, d))}
+
+
+def _gmm_numpy(alphas, means, q, ls, x):
+    """The GMM objective and its gradient (alphas, means, q, ls) by hand in numpy: ``Q_k =
+    diag(exp(q_k))`` plus the strictly lower triangle ``ls_k`` (row by row), ``z_ki = Q_k (x_i -
+    mu_k)``, ``s_ki = alpha_k + sum(q_k) - |z_ki|^2 / 2``."""
+    k, d = means.shape
+    n = len(x)
+    rows, columns = np.tril_indices(d, -1)
+    diagonal = np.arange(d)
+    Q = np.zeros((k, d, d))
+    Q[:, rows, columns] = ls
+    Q[:, diagonal, diagonal] = np.exp(q)
+    Z = (Q.reshape(k * d, d) @ x.T).reshape(k, d, n) - Q @ means[:, :, None]
+    s = alphas[:, None] + q.sum(axis=1)[:, None] - 0.5 * np.einsum("kdn,kdn->kn", Z, Z)
+    top = s.max(axis=0)
+    lse = top + np.log(np.exp(s - top).sum(axis=0))
+    lse_alphas = alphas.max() + np.log(np.exp(alphas - alphas.max()).sum())
+    value = lse.sum() - n * lse_alphas - n * d / 2 * np.log(2 * np.pi)
+    w = np.exp(s - lse)                                    # (k, n): the responsibilities
+    WZ = w[:, None, :] * Z
+    wz = WZ.sum(axis=2)
+    dQ = wz[:, :, None] * means[:, None, :] - (WZ.reshape(k * d, n) @ x).reshape(k, d, d)
+    return value, [w.sum(axis=1) - n * np.exp(alphas - lse_alphas),
+                   (Q.transpose(0, 2, 1) @ wz[:, :, None])[:, :, 0],
+                   w.sum(axis=1)[:, None] + np.exp(q) * dQ[:, diagonal, diagonal],
+                   dQ[:, rows, columns]]
+
+
+def _gmm_close(problem):
+    """``close(value, grads)``: against :func:`_gmm_numpy`, within 1e-9 of each one's scale."""
+    value_ref, grads_ref = _gmm_numpy(**problem)
+
+    def close(value, grads):
+        return abs(float(value) - value_ref) <= 1e-9 * (1 + abs(value_ref)) and all(
+            np.max(np.abs(np.asarray(g, np.float64) - r)) <= 1e-9 * (1 + np.max(np.abs(r)))
+            for g, r in zip(grads, grads_ref))
+    return close
+
+
+def _gmm_symgrad():
+    """The compile of W6 in symgrad, as a function of no arguments."""
+    d, k = GMM_D, GMM_K
+    alphas, means = sg.tensor("alphas", (k,)), sg.tensor("means", (k, d))
+    q, ls = sg.tensor("q", (k, d)), sg.tensor("l", (k, d * (d - 1) // 2))
+    X = sg.tensor("X", ("n", d))
+    # Q_k: l_k as the lower triangle (diagonal included) of a (d-1, d-1) matrix, moved one row
+    # down, plus exp(q_k) where row == column (tril of triu).
+    lower = sg.pad(sg.vector_to_tril(ls), [(0, 0), (1, 0), (0, 1)])
+    Q = sg.tril(sg.triu(sg.broadcast_to(sg.exp(q)[:, None, :], (k, d, d)))) + lower
+    QX = (Q.reshape(k * d, d) @ X.T).reshape(k, d, "n")          # Q_k x_i for every k at once
+    Z = QX - (Q * means[:, None, :]).sum(axis=2)[:, :, None]      # Q_k (x_i - mu_k)
+    s = alphas[:, None] + q.sum(axis=1)[:, None] - 0.5 * (Z * Z).sum(axis=1)
+    # sum_i logsumexp_k(s_ki) - n logsumexp(alphas) - n d/2 log(2 pi), one term per x_i.
+    loss = (sg.logsumexp(s, axis=0) - sg.logsumexp(alphas, axis=0)
+            - d / 2 * np.log(2 * np.pi)).sum()
+    return lambda: sg.compile(loss, wrt=[alphas, means, q, ls], inputs=[X])
+
+
+def _gmm_torch(problem, close):
+    d, k = GMM_D, GMM_K
+    rows, columns = (torch.from_numpy(i)[None, :] for i in np.tril_indices(d, -1))
+    batch = torch.arange(k)[:, None]
+    params = [torch.from_numpy(problem[name]).requires_grad_(True)
+              for name in ("alphas", "means", "q", "ls")]
+    x = torch.from_numpy(problem["x"])
+
+    def torch_step():
+        for p in params:
+            p.grad = None
+        alphas, means, q, ls = params
+        Q = torch.diag_embed(torch.exp(q)).index_put((batch, rows, columns), ls)
+        Z = (Q.reshape(k * d, d) @ x.T).reshape(k, d, -1) - Q @ means[:, :, None]
+        s = alphas[:, None] + q.sum(dim=1)[:, None] - 0.5 * (Z * Z).sum(dim=1)
+        loss = (torch.logsumexp(s, dim=0) - torch.logsumexp(alphas, dim=0)
+                - d / 2 * np.log(2 * np.pi)).sum()
+        loss.backward()
+        return loss.item(), [p.grad.numpy() for p in params]
+    return _on_all_and_one("torch", torch_step, lambda result: close(*result), _torch_on)
+
+
+def _gmm_jax(problem, close):
+    d, k = GMM_D, GMM_K
+    rows, columns = np.tril_indices(d, -1)
+
+    def gmm(alphas, means, q, ls, x):
+        Q = jax.vmap(jnp.diag)(jnp.exp(q)).at[:, rows, columns].set(ls)
+        Z = (Q.reshape(k * d, d) @ x.T).reshape(k, d, -1) - Q @ means[:, :, None]
+        s = alphas[:, None] + q.sum(axis=1)[:, None] - 0.5 * (Z * Z).sum(axis=1)
+        return (jax.nn.logsumexp(s, axis=0) - jax.nn.logsumexp(alphas)
+                - d / 2 * np.log(2 * np.pi)).sum()
+    function = jax.jit(jax.value_and_grad(gmm, argnums=(0, 1, 2, 3)))
+    args = [jnp.asarray(problem[name]) for name in ("alphas", "means", "q", "ls", "x")]
+    value, grads = function(*args)
+    return [("JAX jit(value_and_grad)", lambda: jax.block_until_ready(function(*args)),
+             close(value, [np.asarray(g) for g in grads]))]
+
+
+def _gmm_jax_peers():
+    problem = _gmm_problem()
+    return {"gmm": _gmm_jax(problem, _gmm_close(problem))}
+
+
+def w6(repeats, peaks):
+    problem = _gmm_problem()
+    close = _gmm_close(problem)
+    step, cold, cached = _timed_compile(_gmm_symgrad())
+    params = [problem[name] for name in ("alphas", "means", "q", "ls")]
+    x = problem["x"]
+    start = time.perf_counter()
+    step(params, x)
+    first = time.perf_counter() - start
+    rows = _on_all_and_one("symgrad", lambda: step(params, x), lambda result: close(*result),
+                           _symgrad_on)
+    rows.append(("numpy (hand-written)", lambda: _gmm_numpy(**problem),
+                 close(*_gmm_numpy(**problem))))
+    if torch is not None:
+        rows += _gmm_torch(problem, close)
+    if jax is not None:
+        rows += _gmm_jax(problem, close)
+    rows = measure(rows, repeats)
+    one_core = _jax_one_core("w6", repeats)
+    rows += one_core.get("gmm", [])
+    table(f"W6 GMM objective (ADBench, no Wishart prior), d={GMM_D}, k={GMM_K}, n={GMM_N}, "
+          f"float64: value and gradient w.r.t. alphas, means, q, l", rows)
+    _threads_note(one_core)
+    print(f"  symgrad compile (sg.compile, wall): {cold:.2f} s with an empty disk cache, "
+          f"{cached:.2f} s from it; first call {first * 1e3:.0f} ms")
+    gflops = _matmul_flops(step.function, {"n": GMM_N}) / rows[0][1] / 1e9
+    print(f"  symgrad: {gflops:.1f} GFLOP/s in its matrix products, "
+          f"{100 * gflops / peaks['float64']:.0f}% of the machine's float64 peak")
+
+
+# W7: bundle adjustment, the reprojection error of Ceres's SnavelyReprojectionError (as in
+# ADBench): a camera is a Rodrigues rotation vector (3), a translation (3), a focal length and
+# two radial distortion coefficients.
+BA_CAMERAS, BA_POINTS, BA_OBSERVATIONS = 100, 10_000, 100_000
+
+
+def _concatenate(xp, arrays):
+    return xp.concatenate(arrays, axis=1)
+
+
+def _ba_project(xp, C, P):
+    """The predicted image points ``(m, 2)`` of points ``P (m, 3)`` seen by cameras ``C (m,
+    9)``, with numpy's, JAX's, torch's or symgrad's functions ``xp`` (one formula for all)."""
+    def column(a, j):
+        return a[:, j:j + 1]
+
+    def cross(a, b):
+        return _concatenate(xp, [
+            column(a, 1) * column(b, 2) - column(a, 2) * column(b, 1),
+            column(a, 2) * column(b, 0) - column(a, 0) * column(b, 2),
+            column(a, 0) * column(b, 1) - column(a, 1) * column(b, 0)])
+    w = C[:, 0:3]
+    theta2 = column(w, 0) ** 2 + column(w, 1) ** 2 + column(w, 2) ** 2
+    # Rodrigues' formula, or its first order X + w x X near 0 as Ceres has it (the generated
+    # angles are 0.05 to 0.3: the first branch is taken; theta2 is kept away from 0 in it so
+    # that neither branch makes NaN in a gradient).
+    large = theta2 > float(np.finfo(np.float64).eps)
+    theta = xp.sqrt(xp.where(large, theta2, 1.0))
+    a = w / theta
+    cos, sin = xp.cos(theta), xp.sin(theta)
+    a_dot_p = column(a, 0) * column(P, 0) + column(a, 1) * column(P, 1) + column(a, 2) * column(
+        P, 2)
+    rotated = xp.where(large, P * cos + cross(a, P) * sin + a * (a_dot_p * (1 - cos)),
+                       P + cross(w, P))
+    p = rotated + C[:, 3:6]
+    u = -p[:, 0:2] / column(p, 2)
+    r2 = column(u, 0) ** 2 + column(u, 1) ** 2
+    return column(C, 6) * (1 + column(C, 7) * r2 + column(C, 8) * r2 * r2) * u
+
+
+def _ba_problem():
+    """A generated problem: cameras about 6 units from points in the unit cube, observations of
+    random (camera, point) pairs with half a pixel of noise, parameters a little off the truth
+    (residuals of a few pixels); the cotangent u and the tangent (dcameras, dpoints) random."""
+    rng = np.random.default_rng(7)
+    c, p, m = BA_CAMERAS, BA_POINTS, BA_OBSERVATIONS
+    axis = rng.standard_normal((c, 3))
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    cameras = np.concatenate([axis * rng.uniform(0.05, 0.3, (c, 1)),
+                              rng.normal(0, 0.3, (c, 2)), rng.uniform(-7, -5, (c, 1)),
+                              rng.uniform(400, 800, (c, 1)), rng.normal(0, 0.05, (c, 1)),
+                              rng.normal(0, 0.01, (c, 1))], axis=1)
+    points = rng.uniform(-1, 1, (p, 3))
+    cam_idx, pt_idx = rng.integers(0, c, m), rng.integers(0, p, m)
+    observed = _ba_project(np, cameras[cam_idx], points[pt_idx]) + rng.normal(0, 0.5, (m, 2))
+    scale = np.array([1e-3] * 6 + [0.1, 1e-3, 1e-3])
+    return {"cameras": cameras + scale * rng.standard_normal(cameras.shape),
+            "points": points + 1e-2 * rng.standard_normal(points.shape),
+            "cam_idx": cam_idx, "pt_idx": pt_idx, "observed": observed,
+            "u": rng.standard_normal((m, 2)), "dcameras": rng.standard_normal((c, 9)),
+            "dpoints": rng.standard_normal((p, 3))}
+
+
+def _ba_checks(problem):
+    """``(residuals_ok(r), vjp_ok(dcameras, dpoints), jvp_ok(jv))``, against numpy in float64:
+    the residuals, and J^T u and J v from each observation's 2 x 12 Jacobian block by central
+    differences of the numpy residuals (within 1e-7 of the largest element)."""
+    C = problem["cameras"][problem["cam_idx"]]
+    P = problem["points"][problem["pt_idx"]]
+    residual_ref = _ba_project(np, C, P) - problem["observed"]
+    G = np.concatenate([C, P], axis=1)
+    J = np.empty((len(G), 2, 12))
+    for j in range(12):
+        h = 1e-6 * np.maximum(1.0, np.abs(G[:, j]))
+        plus, minus = G.copy(), G.copy()
+        plus[:, j] += h
+        minus[:, j] -= h
+        J[:, :, j] = (_ba_project(np, plus[:, :9], plus[:, 9:]) -
+                      _ba_project(np, minus[:, :9], minus[:, 9:])) / (2 * h[:, None])
+    g = np.einsum("mij,mi->mj", J, problem["u"])
+    dcameras = np.zeros_like(problem["cameras"])
+    np.add.at(dcameras, problem["cam_idx"], g[:, :9])
+    dpoints = np.zeros_like(problem["points"])
+    np.add.at(dpoints, problem["pt_idx"], g[:, 9:])
+    jv_ref = np.einsum("mij,mj->mi", J, np.concatenate(
+        [problem["dcameras"][problem["cam_idx"]], problem["dpoints"][problem["pt_idx"]]],
+        axis=1))
+    scale = np.max(np.abs(problem["observed"]))
+
+    def near(value, reference):
+        return np.max(np.abs(np.asarray(value, np.float64) - reference)) <= \
+            1e-7 * np.max(np.abs(reference))
+    return (lambda r: np.max(np.abs(np.asarray(r) - residual_ref)) <= 1e-10 * scale,
+            lambda dc, dp: near(dc, dcameras) and near(dp, dpoints),
+            lambda jv: near(jv, jv_ref))
+
+
+def _ba_symgrad():
+    """W7's three symgrad compiles, each a function of no arguments: the residuals, J^T u
+    (the gradient of sum(residuals * u)) and, where symgrad's reverse mode can be reached, J v
+    as the gradient of <J^T u, v> with respect to u (reverse over reverse; or None)."""
+    cameras = sg.tensor("cameras", (BA_CAMERAS, 9))
+    points = sg.tensor("points", (BA_POINTS, 3))
+    cam_idx = sg.tensor("cam_idx", ("m",), dtype="int64")
+    pt_idx = sg.tensor("pt_idx", ("m",), dtype="int64")
+    observed, u = sg.tensor("observed", ("m", 2)), sg.tensor("u", ("m", 2))
+    residuals = _ba_project(sg, cameras[cam_idx], points[pt_idx]) - observed
+    data = [cam_idx, pt_idx, observed]
+    builds = [lambda: sg.compile_function([residuals], [cameras, points] + data),
+              lambda: sg.compile((residuals * u).sum(), wrt=[cameras, points],
+                                 inputs=data + [u])]
+    try:   # not public API: the reverse mode that sg.compile runs, on IR nodes
+        from symgrad.autodiff.reverse import vjp
+    except ImportError:
+        return builds + [None]
+    dcameras = sg.tensor("dcameras", (BA_CAMERAS, 9))
+    dpoints = sg.tensor("dpoints", (BA_POINTS, 3))
+    jtu = vjp((residuals * u).sum().node, [cameras.node, points.node])
+    inner = (sg.Tensor(jtu[0]) * dcameras).sum() + (sg.Tensor(jtu[1]) * dpoints).sum()
+    return builds + [lambda: sg.compile(inner, wrt=[u], inputs=[cameras, points] + data +
+                                        [dcameras, dpoints])]
+
+
+def _ba_torch(problem, checks):
+    residuals_ok, vjp_ok, jvp_ok = checks
+    t = {name: torch.from_numpy(value) for name, value in problem.items()}
+
+    def residuals(cameras, points):
+        return _ba_project(torch, cameras[t["cam_idx"]], points[t["pt_idx"]]) - t["observed"]
+
+    def forward():
+        with torch.no_grad():
+            return residuals(t["cameras"], t["points"]).numpy()
+
+    def backward():
+        cameras = t["cameras"].clone().requires_grad_(True)
+        points = t["points"].clone().requires_grad_(True)
+        r = residuals(cameras, points)
+        r.backward(t["u"])
+        return cameras.grad.numpy(), points.grad.numpy()
+
+    def forward_ad():
+        return torch.func.jvp(residuals, (t["cameras"], t["points"]),
+                              (t["dcameras"], t["dpoints"]))[1].numpy()
+    return {"residuals": _on_all_and_one("torch", forward, residuals_ok, _torch_on),
+            "vjp": _on_all_and_one("torch (backward)", backward,
+                                   lambda result: vjp_ok(*result), _torch_on),
+            "jvp": _on_all_and_one("torch.func.jvp", forward_ad, jvp_ok, _torch_on)}
+
+
+def _ba_jax(problem, checks):
+    residuals_ok, vjp_ok, jvp_ok = checks
+    j = {name: jnp.asarray(value) for name, value in problem.items()}
+    data = (j["cam_idx"], j["pt_idx"], j["observed"])
+
+    def residuals(cameras, points, cam_idx, pt_idx, observed):
+        return _ba_project(jnp, cameras[cam_idx], points[pt_idx]) - observed
+
+    forward = jax.jit(residuals)
+    backward = jax.jit(lambda c, p, ci, pi, obs, u: jax.vjp(
+        lambda c, p: residuals(c, p, ci, pi, obs), c, p)[1](u))
+    tangent = jax.jit(lambda c, p, ci, pi, obs, dc, dp: jax.jvp(
+        lambda c, p: residuals(c, p, ci, pi, obs), (c, p), (dc, dp))[1])
+    args = (j["cameras"], j["points"]) + data
+    calls = {"residuals": ("JAX jit", lambda: forward(*args), residuals_ok),
+             "vjp": ("JAX jit(vjp)", lambda: backward(*args, j["u"]),
+                     lambda result: vjp_ok(*result)),
+             "jvp": ("JAX jit(jvp)", lambda: tangent(*args, j["dcameras"], j["dpoints"]),
+                     jvp_ok)}
+    return {key: [(name, lambda call=call: jax.block_until_ready(call()),
+                   ok(jax.tree_util.tree_map(np.asarray, call())))]
+            for key, (name, call, ok) in calls.items()}
+
+
+def _ba_jax_peers():
+    problem = _ba_problem()
+    return _ba_jax(problem, _ba_checks(problem))
+
+
+def w7(repeats):
+    problem = _ba_problem()
+    checks = _ba_checks(problem)
+    residuals_ok, vjp_ok, jvp_ok = checks
+    compiled = [_timed_compile(build) if build else (None, None, None)
+                for build in _ba_symgrad()]
+    forward, backward, tangent = (kernel for kernel, _, _ in compiled)
+    params = [problem["cameras"], problem["points"]]
+    data = [problem["cam_idx"], problem["pt_idx"], problem["observed"]]
+    tables = {
+        "residuals": _on_all_and_one("symgrad", lambda: forward(*params, *data)[0],
+                                     residuals_ok, _symgrad_on)
+        + [("numpy", lambda: _ba_project(np, params[0][data[0]], params[1][data[1]]) - data[2],
+            residuals_ok(_ba_project(np, params[0][data[0]], params[1][data[1]]) - data[2]))],
+        "vjp": _on_all_and_one("symgrad", lambda: backward(params, *data, problem["u"]),
+                               lambda result: vjp_ok(*result[1]), _symgrad_on),
+        "jvp": [] if tangent is None else _on_all_and_one(
+            "symgrad", lambda: tangent([problem["u"]], *params, *data, problem["dcameras"],
+                                       problem["dpoints"]),
+            lambda result: jvp_ok(result[1][0]), _symgrad_on)}
+    for peer, rows in (("torch", _ba_torch), ("JAX", _ba_jax)):
+        if {"torch": torch, "JAX": jax}[peer] is not None:
+            for key, more in rows(problem, checks).items():
+                tables[key] += more
+    measured = {key: measure(rows, repeats) for key, rows in tables.items() if rows}
+    one_core = _jax_one_core("w7", repeats)
+    size = (f"{BA_CAMERAS} cameras (9 parameters), {BA_POINTS:,} points, "
+            f"{BA_OBSERVATIONS:,} observations, float64")
+    titles = {"residuals": f"W7a bundle adjustment residuals (m, 2): {size}",
+              "vjp": "W7b J^T u (vjp): the gradient of sum(residuals * u) w.r.t. cameras and "
+                     "points",
+              "jvp": "W7c J v (jvp) for a tangent (dcameras, dpoints); symgrad has no forward "
+                     "mode:\n  its row is reverse over reverse, the gradient of <J^T u, v> "
+                     "w.r.t. u"}
+    for key, rows in measured.items():
+        table(titles[key], rows + one_core.get(key, []))
+    if tangent is None:
+        print("\nW7c J v: symgrad's reverse mode (symgrad.autodiff.reverse.vjp) not found")
+    _threads_note(one_core)
+    names = ("residuals", "J^T u", "J v")
+    print("  symgrad compile (wall, with an empty disk cache / from it): " + "; ".join(
+        f"{name} {cold:.2f} s / {cached:.2f} s" for name, (_, cold, cached)
+        in zip(names, compiled) if cold is not None))
+
+
+_JAX_PEERS = {"w6": _gmm_jax_peers, "w7": _ba_jax_peers}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("workloads", nargs="*", metavar="W",
-                        help="workloads to run: w1 ... w5 (default: all)")
+                        help="workloads to run: w1 ... w7 (default: all)")
     args = parser.parse_args()
-    everything = {"w1", "w2", "w3", "w4", "w5"}
+    everything = {"w1", "w2", "w3", "w4", "w5", "w6", "w7"}
     chosen = {name.lower() for name in args.workloads} or everything
     if chosen - everything:
-        parser.error(f"unknown workloads {sorted(chosen - everything)}; choose from w1 ... w5")
+        parser.error(f"unknown workloads {sorted(chosen - everything)}; choose from w1 ... w7")
     repeats = 3 if args.quick else 7
     peers = [name for name, module in (("JAX", jax), ("torch", torch)) if module is not None]
     print(f"peers available: {', '.join(peers) or 'none (numpy and Python only)'}")
     peaks = machine_limits()
-    for name, run in (("w1", w1), ("w2", w2), ("w3", lambda r: w3(r, peaks)), ("w4", w4)):
+    for name, run in (("w1", w1), ("w2", w2), ("w3", lambda r: w3(r, peaks)), ("w4", w4),
+                      ("w5", lambda r: w5(3 if args.quick else 5)),
+                      ("w6", lambda r: w6(r, peaks)), ("w7", w7)):
         if name in chosen:
             run(repeats)
-    if "w5" in chosen:
-        w5(3 if args.quick else 5)
 
 
 if __name__ == "__main__":
