@@ -213,7 +213,7 @@ def test_bad_index_arguments_and_expressions_are_named():
     with pytest.raises(TypeError, match="declare an integer tensor"):
         X[np.array([0, 1])]
     with pytest.raises(TypeError, match="integer operand"):
-        I * 2.0
+        I / 2.0
     with pytest.raises(TypeError, match="cannot differentiate with respect to 'I'"):
         sg.compile(X[I].sum(), wrt=[X, I])
     with pytest.raises(ValueError, match="dtype must be one of"):
@@ -283,3 +283,15 @@ def test_an_unused_index_argument_is_still_checked():
     np.testing.assert_array_equal(kernel(np.ones(3), np.array([1, 2]))[0], [2.0, 2.0, 2.0])
     with pytest.raises(TypeError, match="argument 'I' holds indices"):
         kernel(np.ones(3), np.array([1.0, 2.0]))
+
+
+def test_a_slice_of_a_gather_gathers_a_slice_in_place():
+    # T[I][:, 0:1] is T[:, 0:1][I]: the gather reads the slice in place, nothing stored.
+    T = sg.tensor("T", (100, 9))
+    I = sg.tensor("I", ("m",), dtype="int64")
+    kernel = sg.compile_function([T[I][:, 0:1] * 2.0, T[I][:, 3:9:2]], [T, I])
+    assert kernel.schedule.temporaries == []
+    t, i = RNG.normal(size=(100, 9)), RNG.integers(-100, 100, 500)
+    first, second = kernel(t, i)
+    np.testing.assert_array_equal(first, t[i][:, 0:1] * 2.0)
+    np.testing.assert_array_equal(second, t[i][:, 3:9:2])

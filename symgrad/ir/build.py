@@ -540,6 +540,15 @@ def slice_axes(x, spec):
         return const(x.attrs, x.dtype, shape)
     if any(count == 0 for count in shape):
         return const(0.0, x.dtype if x.dtype != "bool" else "bool", shape)
+    if x.op is Op.GATHER:
+        # A slice of a gather that takes the gathered axes whole is the gather of a slice:
+        # it reads in place, where the slice of the gather's result would need it stored.
+        values, idx = x.args
+        axis, rank = x.attrs, len(idx.shape)
+        gathered = spec[axis:axis + rank]
+        if all(s == (0, 1, size) for s, size in zip(gathered, idx.shape)):
+            inner = spec[:axis] + ((0, 1, values.shape[axis]),) + spec[axis + rank:]
+            return take(slice_axes(values, inner), idx, axis)
     attrs = tuple((start, step) for start, step, _ in spec)
     if x.op is Op.SLICE:
         attrs = tuple((outer_start + outer_step * start, outer_step * step)
