@@ -129,6 +129,19 @@ class Tensor:
     def __rmatmul__(self, other):
         return matmul(other, self)
 
+    def __and__(self, other):
+        return _derived(ir.logical_and(self.node, _node(other, self)), self, other)
+
+    __rand__ = __and__
+
+    def __or__(self, other):
+        return _derived(ir.logical_or(self.node, _node(other, self)), self, other)
+
+    __ror__ = __or__
+
+    def __invert__(self):
+        return _derived(ir.logical_not(self.node), self)
+
     def __lt__(self, other):
         return _derived(ir.compare(Op.LT, self.node, _node(other, self)), self, other)
 
@@ -637,17 +650,17 @@ def tensor(name: str, shape: int | str | tuple[int | str, ...] = (),
         The argument's name (the kernel takes it by this name).
     shape : tuple
         Sizes: ints, or names of symbolic sizes such as a batch size ``"n"``.
-    dtype : {'float64', 'float32', 'int64'}
-        ``'int64'``: an index argument (for :func:`take`, ``x[idx]``, ``x.at[idx]``); the
-        kernel takes an array of any integer dtype for it.
+    dtype : {'float64', 'float32', 'int64', 'bool'}
+        ``'int64'``: an index argument (for :func:`take`, ``x[idx]``, ``x.at[idx]``) or
+        integer values; the kernel takes an array of any integer dtype for it.  ``'bool'``: a
+        mask (for :func:`where`, ``&``, ``|``, ``~``), an array of numpy bools.
 
     Examples
     --------
     >>> X = tensor("X", ("n", 784), dtype="float32")
     """
-    if dtype not in ir.FLOAT_DTYPES + ir.INDEX_DTYPES:
-        raise ValueError(f"dtype must be one of {ir.FLOAT_DTYPES + ir.INDEX_DTYPES}, got "
-                         f"{dtype!r}")
+    if dtype not in ir.DTYPES:
+        raise ValueError(f"dtype must be one of {ir.DTYPES}, got {dtype!r}")
     if isinstance(shape, (int, str)):
         shape = (shape,)
     return Tensor(ir.input_node(name, dtype, shape))

@@ -119,3 +119,24 @@ def test_errors_say_what_integers_can_do():
         I.argmax()
     with pytest.raises(TypeError, match="cannot differentiate with respect to 'I'"):
         sg.compile((I.astype("float64") * X).sum(), wrt=[X, I])
+
+
+def test_boolean_inputs_are_masks():
+    M = sg.tensor("M", ("n", 3), dtype="bool")
+    X = sg.tensor("X", ("n", 3))
+    outputs = [sg.where(M, X, 0.0), sg.where(M & (X > 0), 1.0, 0.0),
+               sg.where(~M | (X < 0), X, 7.0)]
+    m = RNG.random((40, 3)) < 0.5
+    x = RNG.normal(size=(40, 3))
+    got = sg.compile_function(outputs, [M, X])(m, x)
+    wants = [np.where(m, x, 0.0), np.where(m & (x > 0), 1.0, 0.0),
+             np.where(~m | (x < 0), x, 7.0)]
+    for value, want in zip(got, wants):
+        np.testing.assert_array_equal(value, want)
+    kernel = sg.compile((sg.where(M, X, 0.0) ** 2).sum(), wrt=[X], inputs=[M])
+    _, (gradient,) = kernel([x], m)
+    np.testing.assert_array_equal(gradient, np.where(m, 2 * x, 0.0))
+    with pytest.raises(TypeError, match="argument 'M' is a mask: it must be an array of bools"):
+        kernel([x], m.astype(np.int64))
+    with pytest.raises(TypeError, match="it is a boolean input"):
+        sg.compile((sg.where(M, X, 0.0) ** 2).sum(), wrt=[X, M])

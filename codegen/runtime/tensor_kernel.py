@@ -43,6 +43,9 @@ from symgrad.ir.ops import Op
 from symgrad.ir.text import function_to_text
 from symgrad.messages import bounded_list
 
+# The dtypes a kernel's arrays may have besides its float dtype: index arrays and masks.
+_OTHER_DTYPES = INDEX_DTYPES + ("bool",)
+
 # The level of LLVM's IR pipeline for the call entries of tensor kernels: none (straight
 # checks and calls, which it does not make faster: measured on the 2-4-1 network's calls).
 CALL_ENTRY_LEVEL = 0
@@ -103,16 +106,16 @@ class TensorKernel:
         self._layouts = [tuple(node.shape) for node in function.inputs]
         self._size_names = function.size_names
         self._output_shapes = [self._template(n.shape) for n in function.outputs]
-        self._dtypes = [np.dtype(NUMPY_DTYPES[n.dtype]) if n.dtype in INDEX_DTYPES
+        self._dtypes = [np.dtype(NUMPY_DTYPES[n.dtype]) if n.dtype in _OTHER_DTYPES
                         else self._numpy_dtype for n in function.outputs]
-        self._input_dtypes = [np.dtype(NUMPY_DTYPES[n.dtype]) if n.dtype in INDEX_DTYPES
+        self._input_dtypes = [np.dtype(NUMPY_DTYPES[n.dtype]) if n.dtype in _OTHER_DTYPES
                               else self._numpy_dtype for n in function.inputs]
         self._index_checks = _index_checks(function, self._template)
         self._workspaces: dict[tuple, list] = {}
         # Index arrays are checked against the sizes they index, in Python (below), before
         # the native code runs: not by the native call entry.
         fast = process.available() and not any(
-            n.dtype in INDEX_DTYPES for n in (*function.inputs, *function.outputs))
+            n.dtype in _OTHER_DTYPES for n in (*function.inputs, *function.outputs))
         if target is None:
             target, self._library = target_for(function)
         else:
@@ -121,7 +124,7 @@ class TensorKernel:
         self.target = target
         self.schedule = plan(function, target)
         self._temporary_shapes = [self._template(n.shape) for n in self.schedule.temporaries]
-        self._temporary_dtypes = [np.dtype(NUMPY_DTYPES[n.dtype]) if n.dtype in INDEX_DTYPES
+        self._temporary_dtypes = [np.dtype(NUMPY_DTYPES[n.dtype]) if n.dtype in _OTHER_DTYPES
                                   else self._numpy_dtype for n in self.schedule.temporaries]
         self._partial_shapes = [(self._template(step_shape), self._template(node.shape))
                                 for node, step_shape in self.schedule.partials]
@@ -227,6 +230,8 @@ class TensorKernel:
         name = node.attrs
         if node.dtype in INDEX_DTYPES:
             return self._check_indices(node, value, sizes)
+        if node.dtype == "bool":
+            return self._check_mask(node, value, sizes)
         numpy_dtype = self._numpy_dtype
         if node.shape == () and (is_python_number(value) or isinstance(value, np.generic)):
             # A number takes the kernel's dtype (bools, complex and the like are refused).
@@ -274,6 +279,16 @@ class TensorKernel:
                             f"(int64 or int32), got {describe(value, array)}")
         self._check_shape(name, node, array, sizes)
         return np.require(array, np.int64, "CA")
+
+    def _check_mask(self, node, value, sizes):
+        """A boolean argument: an array of numpy bools (one byte each, 0 or 1)."""
+        name = node.attrs
+        array = np.asarray(value) if not isinstance(value, np.ndarray) else value
+        if array.dtype != np.bool_:
+            raise TypeError(f"argument {name!r} is a mask: it must be an array of bools, got "
+                            f"{describe(value, array)}")
+        self._check_shape(name, node, array, sizes)
+        return np.require(array, np.bool_, "CA")
 
     def _check_index_ranges(self, values, sizes):
         """Every index argument's values against the sizes of the axes it indexes (from

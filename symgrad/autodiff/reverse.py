@@ -135,9 +135,10 @@ def value_and_grad(function, wrt):
         if name not in by_name:
             raise ValueError(f"wrt names {bounded_text(name, quoted=True)}, which is not an "
                              f"input of the function; inputs are {bounded_list(by_name)}")
-        if by_name[name].dtype in ir.INDEX_DTYPES:
-            raise TypeError(f"cannot differentiate with respect to {name!r}: it is an integer "
-                            f"input (indices), through which no gradient flows")
+        if by_name[name].dtype in ir.INDEX_DTYPES + ("bool",):
+            kind = "a boolean" if by_name[name].dtype == "bool" else "an integer"
+            raise TypeError(f"cannot differentiate with respect to {name!r}: it is {kind} "
+                            f"input, through which no gradient flows")
         wrt_nodes.append(by_name[name])
     (value,) = function.outputs
     grads = vjp(value, wrt_nodes)
