@@ -38,11 +38,13 @@ UNARY = {
     "exp2": (lambda n: RNG.normal(0, 20, n), lambda v: mpmath.power(2, v)),
 }
 # Largest error in ulp through the public API: the C library's functions (glibc's are
-# within an ulp, erfc within a few) and symgrad's routines (tests/test_vecmath.py's bounds).
+# within an ulp, erfc within a few; tan, arcsin, arccos, arctan and arctan2 go to its vector
+# library where it has one, documented within 4 ulp: 2 measured) and symgrad's routines
+# (tests/test_vecmath.py's bounds).
 # SymPy's cfunctions, for mpmath.
 _MPMATH = [{"exp2": lambda v: mpmath.power(2, v), "log2": lambda v: mpmath.log(v, 2),
             "log10": mpmath.log10, "hypot": mpmath.hypot}, "mpmath"]
-ULP = {"tan": 1, "arcsin": 1, "arccos": 1, "arctan": 1, "erf": 1, "erfc": 3, "sinh": 3,
+ULP = {"tan": 4, "arcsin": 4, "arccos": 4, "arctan": 4, "erf": 1, "erfc": 3, "sinh": 3,
        "cosh": 3, "arcsinh": 3, "arccosh": 3, "arctanh": 3, "log2": 2, "log10": 2, "exp2": 2}
 
 
@@ -95,7 +97,7 @@ def test_binary_functions(name):
     oracle = mpmath.atan2 if name == "arctan2" else mpmath.hypot
     with mpmath.workdps(40):
         want = np.array([float(oracle(mpmath.mpf(a), mpmath.mpf(b))) for a, b in zip(y, x)])
-    assert _ulp(values(y, x), want).max() <= 1.5
+    assert _ulp(values(y, x), want).max() <= 4
     _, (dy, dx) = kernel([y, x])
     np.testing.assert_allclose(dy, _central(lambda v: values(v, x), y), rtol=2e-6, atol=1e-9)
     np.testing.assert_allclose(dx, _central(lambda v: values(y, v), x), rtol=2e-6, atol=1e-9)
@@ -139,7 +141,7 @@ def test_special_values_as_numpy(name, dtype):
     np.testing.assert_array_equal(got[exact], want[exact])
     np.testing.assert_array_equal(np.signbit(got[want == 0]), np.signbit(want[want == 0]))
     finite = np.isfinite(want) & (want != 0)
-    assert np.all(_ulp(got[finite], want[finite]) <= 2), (x[finite], got[finite], want[finite])
+    assert np.all(_ulp(got[finite], want[finite]) <= 4), (x[finite], got[finite], want[finite])
 
 
 def test_arctan2_special_values_as_c99():

@@ -16,6 +16,8 @@ import pytest
 
 from symgrad import ir
 from symgrad.codegen import Kernel
+from symgrad.codegen.compile import vector_library
+from symgrad.codegen.compile.jit import host_features
 
 RNG = np.random.default_rng(7)
 EXTENDED = np.finfo(np.longdouble).eps < 1e-18
@@ -242,3 +244,61 @@ def test_mish_and_its_gradient_in_a_tensor_kernel_share_one_exp():
     # Relative to the terms' size: the two cancel near mish's minimum.
     scale = np.abs(w) * (np.abs(t) + np.abs(slope))
     assert np.all(np.abs(grad - want_grad) <= 1e-14 * scale)
+
+
+# ---- the C library's functions, vectorised through glibc's libmvec where it is there ------
+
+LIBMVEC = vector_library.available() and (
+    "+avx2" in host_features().split(",") or "+avx512f" in host_features().split(","))
+VECTOR_CALLS = {"sin": (ir.sin, np.sin), "cos": (ir.cos, np.cos), "tan": (ir.tan, np.tan),
+                "asin": (ir.asin, np.arcsin), "acos": (ir.acos, np.arccos),
+                "atan": (ir.atan, np.arctan)}
+
+
+def _wide(name, dtype):
+    top = 1e300 if dtype == "float64" else 1e38
+    if name in ("asin", "acos"):
+        parts = [RNG.uniform(-1, 1, 40000), 1 - _log_uniform(1e-15, 1e-2, 5000),
+                 _log_uniform(1e-300 if dtype == "float64" else 1e-37, 1e-3, 5000, (-1, 1))]
+    else:
+        parts = [RNG.uniform(-10, 10, 40000), RNG.uniform(-1e5, 1e5, 20000),
+                 _log_uniform(1e-300 if dtype == "float64" else 1e-37, top, 20000, (-1, 1))]
+    values = np.concatenate(parts).astype(dtype)
+    return values[np.isfinite(values)]
+
+
+@pytest.mark.skipif(not (LIBMVEC and EXTENDED), reason="needs libmvec, AVX2 and long doubles")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", VECTOR_CALLS)
+def test_vector_library_calls_are_used_and_within_4_ulp(name, dtype):
+    x = ir.input_node("x", dtype)
+    kernel = Kernel(ir.Function([x], [VECTOR_CALLS[name][0](x)], ["y"]),
+                    value_and_grad=False)
+    assert "@_ZGV" in kernel.optimized_llvm_ir
+    values = _wide(name, dtype)
+    (got,) = kernel(values)
+    reference = VECTOR_CALLS[name][1](values.astype(np.longdouble))
+    error = _ulp_error(got, reference, dtype)
+    worst = int(np.argmax(error))
+    assert error[worst] <= 4, f"{name} {dtype}: {error[worst]:.2f} ulp at {values[worst]!r}"
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0], dtype)
+    (special,) = kernel(specials)
+    with np.errstate(invalid="ignore"):
+        want = VECTOR_CALLS[name][1](specials)
+    np.testing.assert_array_equal(np.isnan(special), np.isnan(want))
+    zero = want == 0
+    np.testing.assert_array_equal(np.signbit(special[zero]), np.signbit(want[zero]))
+
+
+@pytest.mark.skipif(not LIBMVEC, reason="needs libmvec and AVX2")
+def test_atan2_vectorised_keeps_c99s_special_values():
+    y, x = ir.input_node("y"), ir.input_node("x")
+    kernel = Kernel(ir.Function([y, x], [ir.atan2(y, x)], ["a"]), value_and_grad=False)
+    assert "@_ZGV" in kernel.optimized_llvm_ir
+    zero, inf, nan = 0.0, math.inf, math.nan
+    ys = np.array([zero, -zero, zero, -zero, 1.0, -1.0, inf, inf, -inf, nan, 1.0, inf] * 20)
+    xs = np.array([zero, zero, -zero, -zero, -inf, -inf, inf, -inf, 1.0, 1.0, nan, nan] * 20)
+    (got,) = kernel(ys, xs)
+    want = np.arctan2(ys, xs)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))

@@ -9,7 +9,7 @@ import threading
 import llvmlite.binding as llvm
 from llvmlite.binding import ffi
 
-from symgrad.codegen.compile import cache
+from symgrad.codegen.compile import cache, vector_library
 from symgrad.locks import once
 
 
@@ -210,6 +210,12 @@ def compile_object(llvm_ir, opt_level=3, codegen_opt_level=3, unroll=True):
     _verify(module)
     _optimise(module, machine, opt_level, unroll)
     optimized = _text(module)
+    vectorised = vector_library.rewrite(optimized, host_features())
+    if vectorised is not None:
+        # The vector calls of sin, cos, ... renamed to libmvec's (vector_library).
+        module.close()
+        module = _parse(vectorised, context)
+        optimized = vectorised
     object_code = _emit_object(machine, module)
     module.close()
     return object_code, optimized
@@ -410,6 +416,7 @@ class CompiledModule:
     def _load(self, required):
         """Load the parts' object code, and the libraries', into one engine (no optimisation,
         no code generation); False where LLVM cannot and ``required`` is False."""
+        vector_library.available()      # (code compiled elsewhere may call libmvec)
         machine = host_target_machine(self._codegen_opt_level)
         empty = llvm.parse_assembly("")
         empty.triple = machine.triple

@@ -206,11 +206,13 @@ LOWERING_RULES = {
     Op.ASINH: _routine("asinh"),
     Op.ACOSH: _routine("acosh"),
     Op.ATANH: _routine("atanh"),
-    Op.TAN: _libm("tan"),
-    Op.ASIN: _libm("asin"),
-    Op.ACOS: _libm("acos"),
-    Op.ATAN: _libm("atan"),
-    Op.ATAN2: _libm("atan2"),
+    # (As intrinsics the loops vectorise, and codegen.compile.vector_library gives their
+    # vector calls to libmvec where the C library has it.)
+    Op.TAN: _intrinsic("tan"),
+    Op.ASIN: _intrinsic("asin"),
+    Op.ACOS: _intrinsic("acos"),
+    Op.ATAN: _intrinsic("atan"),
+    Op.ATAN2: _intrinsic("atan2", 2),
     Op.ERF: _libm("erf"),
     Op.ERFC: _libm("erfc"),
     Op.FLOOR: _intrinsic("floor"),
