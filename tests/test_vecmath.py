@@ -302,3 +302,51 @@ def test_atan2_vectorised_keeps_c99s_special_values():
     want = np.arctan2(ys, xs)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.skipif(not LIBMVEC, reason="needs libmvec and AVX2")
+@pytest.mark.parametrize("lanes, element, feature", [(8, "f64", "+avx512f"), (4, "f64", "+avx2"),
+                                                     (2, "f64", "+sse4.1"),
+                                                     (16, "f32", "+avx512f"),
+                                                     (8, "f32", "+avx2"), (4, "f32", "+sse4.1")])
+def test_each_vector_width_calls_libmvec_with_its_abi(lanes, element, feature):
+    # Every width the renaming knows, whatever width this host's loops pick: a module that
+    # computes sin and atan2 of one vector, renamed and run, against numpy.
+    if feature not in host_features().split(","):
+        pytest.skip(f"the host lacks {feature}")
+    import ctypes
+
+    import llvmlite.binding as llvm
+
+    from symgrad.codegen.compile.jit import compile_object, host_target_machine
+    kind = "double" if element == "f64" else "float"
+    vector = f"<{lanes} x {kind}>"
+    text = f"""
+declare {vector} @llvm.sin.v{lanes}{element}({vector})
+declare {vector} @llvm.atan2.v{lanes}{element}({vector}, {vector})
+define void @run(ptr %x, ptr %y) {{
+  %v = load {vector}, ptr %x, align 1
+  %s = call {vector} @llvm.sin.v{lanes}{element}({vector} %v)
+  %a = call {vector} @llvm.atan2.v{lanes}{element}({vector} %s, {vector} %v)
+  store {vector} %a, ptr %y, align 1
+  ret void
+}}"""
+    renamed = vector_library.rewrite(text, host_features())
+    letter = {"+avx512f": "e", "+avx2": "d", "+sse4.1": "b"}[feature]
+    suffix = "f" if element == "f32" else ""
+    assert f"@_ZGV{letter}N{lanes}v_sin{suffix}(" in renamed
+    assert f"@_ZGV{letter}N{lanes}vv_atan2{suffix}(" in renamed
+    assert vector_library.rewrite(text, "+sse2") is None
+    object_code, optimized = compile_object(text, opt_level=0, codegen_opt_level=2)
+    assert "_ZGV" in optimized
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), host_target_machine())
+    engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
+    engine.finalize_object()
+    run = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(
+        engine.get_function_address("run"))
+    dtype = np.float64 if element == "f64" else np.float32
+    x = RNG.uniform(-20, 20, lanes).astype(dtype)
+    y = np.empty_like(x)
+    run(x.ctypes.data, y.ctypes.data)
+    want = np.arctan2(np.sin(x.astype(np.float64)), x.astype(np.float64))
+    np.testing.assert_allclose(y, want, rtol=1e-14 if element == "f64" else 2e-6, atol=1e-15)
