@@ -108,6 +108,18 @@ class Tensor:
     def __rtruediv__(self, other):
         return _derived(ir.div(_node(other, self), self.node), self, other)
 
+    def __floordiv__(self, other):
+        return _derived(ir.floor_divide(self.node, _node(other, self)), self, other)
+
+    def __rfloordiv__(self, other):
+        return _derived(ir.floor_divide(_node(other, self), self.node), self, other)
+
+    def __mod__(self, other):
+        return _derived(ir.remainder(self.node, _node(other, self)), self, other)
+
+    def __rmod__(self, other):
+        return _derived(ir.remainder(_node(other, self), self.node), self, other)
+
     def __pow__(self, other):
         return _derived(ir.power(self.node, _node(other, self)), self, other)
 

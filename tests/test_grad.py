@@ -60,6 +60,11 @@ def _builders(a, b):
         Op.ATAN2: ir.atan2(ir.sub(a, b), b), Op.HYPOT: ir.hypot(ir.sub(a, b), b),
         # Through an integer: 0 for a (the points keep away from whole numbers), x for b.
         Op.CAST: ir.mul(ir.cast(ir.cast(ir.mul(a, ir.const(3.0)), "int64"), "float64"), b),
+        Op.FLOOR_DIV: ir.mul(ir.cast(ir.floor_divide(ir.cast(ir.mul(a, ir.const(10.3)),
+                                                             "int64"),
+                                                     ir.const(-7.0, "int64")), "float64"), b),
+        Op.MOD: ir.mul(ir.cast(ir.remainder(ir.cast(ir.mul(a, ir.const(10.3)), "int64"),
+                                            ir.const(7.0, "int64")), "float64"), b),
     }
 
 

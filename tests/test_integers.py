@@ -18,16 +18,33 @@ def test_integer_arithmetic_and_masks_as_numpy():
     J = sg.tensor("J", ("n",), dtype="int64")
     X = sg.tensor("X", ("n",))
     outputs = [I + J, I - J * 3, -I, I * J + 7, sg.where(I > J, I, J),
-               sg.where(I >= 2, X, -X), sg.where(J < 0, 1.0, 0.0)]
+               sg.where(I >= 2, X, -X), sg.where(J < 0, 1.0, 0.0), I // J, I % J, I // -3,
+               100 % J]
     i = RNG.integers(-10**12, 10**12, 50)
     j = RNG.integers(-5, 5, 50)
     x = RNG.normal(size=50)
     got = sg.compile_function(outputs, [I, J, X])(i, j, x)
-    wants = [i + j, i - j * 3, -i, i * j + 7, np.where(i > j, i, j), np.where(i >= 2, x, -x),
-             np.where(j < 0, 1.0, 0.0)]
+    with np.errstate(divide="ignore"):
+        wants = [i + j, i - j * 3, -i, i * j + 7, np.where(i > j, i, j),
+                 np.where(i >= 2, x, -x), np.where(j < 0, 1.0, 0.0), i // j, i % j, i // -3,
+                 100 % j]
     for value, want in zip(got, wants):
         assert value.dtype == want.dtype
         np.testing.assert_array_equal(value, want)
+
+
+def test_floor_division_and_remainder_at_their_edges_as_numpy():
+    I = sg.tensor("I", ("n",), dtype="int64")
+    J = sg.tensor("J", ("n",), dtype="int64")
+    smallest = np.iinfo(np.int64).min
+    i = np.array([7, -7, 7, -7, 0, 5, smallest, smallest, 3, -1])
+    j = np.array([2, 2, -2, -2, 3, 0, -1, 1, -4, 7])
+    got = sg.compile_function([I // J, I % J], [I, J])(i, j)
+    with np.errstate(divide="ignore", over="ignore"):
+        np.testing.assert_array_equal(got[0], i // j)   # 0 where j is 0; INT64_MIN / -1 wraps
+        np.testing.assert_array_equal(got[1], i % j)
+    with pytest.raises(TypeError, match="takes integer tensors; for floats"):
+        sg.tensor("X", (3,)) // 2.0
 
 
 def test_conversions_round_truncate_and_saturate():

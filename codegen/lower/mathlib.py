@@ -126,6 +126,31 @@ def _integer_or(float_rule, integer_rule):
     return lower
 
 
+_INT64_MIN = -(2 ** 63)
+
+
+def _integer_division(builder, a, b):
+    """``(quotient, remainder)`` of numpy's floor division of int64 ``a`` by ``b``: rounded
+    down, the remainder of ``b``'s sign, both 0 where ``b`` is 0.  Never LLVM's undefined
+    cases: a divisor of 0, and INT64_MIN / -1 (numpy's wraps to INT64_MIN: a / 1 here)."""
+    int64 = llvm_type("int64")
+    zero, one = llvm_ir.Constant(int64, 0), llvm_ir.Constant(int64, 1)
+    by_zero = builder.icmp_signed("==", b, zero)
+    overflow = builder.and_(builder.icmp_signed("==", a, llvm_ir.Constant(int64, _INT64_MIN)),
+                            builder.icmp_signed("==", b, llvm_ir.Constant(int64, -1)))
+    divisor = builder.select(builder.or_(by_zero, overflow), one, b)
+    quotient = builder.sdiv(a, divisor)
+    remainder = builder.srem(a, divisor)
+    # Toward minus infinity: one less, and the remainder moved by the divisor, where the
+    # remainder is not 0 and its sign differs from the divisor's.
+    adjust = builder.and_(builder.icmp_signed("!=", remainder, zero),
+                          builder.xor(builder.icmp_signed("<", remainder, zero),
+                                      builder.icmp_signed("<", divisor, zero)))
+    quotient = builder.select(adjust, builder.sub(quotient, one), quotient)
+    remainder = builder.select(adjust, builder.add(remainder, divisor), remainder)
+    return (builder.select(by_zero, zero, quotient), builder.select(by_zero, zero, remainder))
+
+
 def lower_cast(builder, node, operands, math):
     (x,) = operands
     source = node.args[0].dtype
@@ -219,6 +244,9 @@ LOWERING_RULES = {
     Op.CEIL: _intrinsic("ceil"),
     Op.ROUND: _intrinsic("roundeven"),
     Op.HYPOT: lower_hypot,
+    Op.FLOOR_DIV: lambda builder, node, operands, math: _integer_division(builder,
+                                                                          *operands)[0],
+    Op.MOD: lambda builder, node, operands, math: _integer_division(builder, *operands)[1],
     Op.LT: _compare("<"),
     Op.LE: _compare("<="),
     Op.GT: _compare(">"),

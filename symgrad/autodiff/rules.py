@@ -274,6 +274,9 @@ VJP_RULES = {
     Op.CEIL:   lambda ct, out, x: (None,),
     Op.ROUND:  lambda ct, out, x: (None,),
     Op.ATAN2:  _atan2_rule,
+    # Of integers: no gradient.
+    Op.FLOOR_DIV: lambda ct, out, a, b: (None, None),
+    Op.MOD:    lambda ct, out, a, b: (None, None),
     Op.HYPOT:  _hypot_rule,
     Op.BROADCAST: lambda ct, out, x: (ir.unbroadcast(ct, x.shape),),
     Op.RESHAPE: lambda ct, out, x: (ir.reshape(ct, x.shape),),

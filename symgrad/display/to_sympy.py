@@ -55,6 +55,7 @@ SYMPY_FUNCTIONS = {
     Op.ASINH: sympy.asinh, Op.ACOSH: sympy.acosh, Op.ATANH: sympy.atanh, Op.ERF: sympy.erf,
     Op.ERFC: sympy.erfc, Op.FLOOR: sympy.floor, Op.CEIL: sympy.ceiling, Op.ROUND: round_even,
     Op.ATAN2: sympy.atan2, Op.HYPOT: hypot, Op.CAST: sympy.Function("cast"),
+    Op.FLOOR_DIV: lambda a, b: sympy.floor(a / b), Op.MOD: sympy.Mod,
     # Unevaluated: a comparison with a NaN-valued piece (Heaviside's) must still print.
     Op.LT: lambda a, b: sympy.Lt(a, b, evaluate=False),
     Op.LE: lambda a, b: sympy.Le(a, b, evaluate=False),

@@ -10,7 +10,7 @@ import math
 
 from symgrad.errors import ShapeError
 from symgrad.ir.node import FLOAT_DTYPES, INDEX_DTYPES, make_node, type_string
-from symgrad.ir.ops import COMPARISONS, INTEGER_OPS, Op
+from symgrad.ir.ops import COMPARISONS, INTEGER_ONLY_OPS, INTEGER_OPS, Op
 
 # ---------------------------------------------------------------------------------------------
 # Shapes and dtypes
@@ -49,6 +49,9 @@ def _float_dtype(operands, op):
     integers = [a for a in operands if a.dtype in INDEX_DTYPES]
     if integers:
         return _integer_dtype(operands, op)
+    if op in INTEGER_ONLY_OPS:
+        raise TypeError(f"op {op.value!r} takes integer tensors; for floats write "
+                        f"sg.floor(a / b) or a - b * sg.floor(a / b)")
     first = operands[0].dtype
     if first != "bool" and all(a.dtype == first for a in operands):
         return first
@@ -395,6 +398,16 @@ def atan2(y, x):
 def hypot(x, y):
     """Elementwise sqrt(x**2 + y**2), without overflow or underflow."""
     return _elementwise(Op.HYPOT, x, y)
+
+
+def floor_divide(a, b):
+    """Integers: ``a // b`` rounded toward minus infinity, 0 where ``b`` is 0 (numpy's)."""
+    return _elementwise(Op.FLOOR_DIV, a, b)
+
+
+def remainder(a, b):
+    """Integers: ``a % b``, of ``b``'s sign, 0 where ``b`` is 0 (numpy's)."""
+    return _elementwise(Op.MOD, a, b)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -823,7 +836,8 @@ BUILDERS = {
     Op.LOG2: log2, Op.LOG10: log10, Op.EXP2: exp2, Op.TAN: tan, Op.ASIN: asin, Op.ACOS: acos,
     Op.ATAN: atan, Op.SINH: sinh, Op.COSH: cosh, Op.ASINH: asinh, Op.ACOSH: acosh,
     Op.ATANH: atanh, Op.ERF: erf, Op.ERFC: erfc, Op.FLOOR: floor, Op.CEIL: ceil,
-    Op.ROUND: round_even, Op.ATAN2: atan2, Op.HYPOT: hypot,
+    Op.ROUND: round_even, Op.ATAN2: atan2, Op.HYPOT: hypot, Op.FLOOR_DIV: floor_divide,
+    Op.MOD: remainder,
     Op.AND: logical_and, Op.OR: logical_or, Op.NOT: logical_not, Op.SELECT: select,
     **{op: (lambda a, b, op=op: compare(op, a, b)) for op in COMPARISONS},
 }

@@ -51,6 +51,15 @@ _INT64_MAX = np.iinfo(np.int64).max
 _INT64_MIN = np.iinfo(np.int64).min
 
 
+def _integer_division(function):
+    """numpy's integer ``//`` or ``%``, quietly (0 where the divisor is 0)."""
+    def divide(a, b):
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            return function(a, b)
+    divide.__name__ = function.__name__
+    return divide
+
+
 def _cast_to(dtype):
     """The CAST to ``dtype`` of an array: floats to int64 toward zero, saturating, NaN as 0
     (as the kernels' llvm.fptosi.sat); int64 to floats, rounded."""
@@ -126,6 +135,8 @@ ELEMENTWISE_RULES = {
     Op.ROUND: np.rint,
     Op.ATAN2: np.arctan2,
     Op.HYPOT: np.hypot,
+    Op.FLOOR_DIV: _integer_division(np.floor_divide),
+    Op.MOD: _integer_division(np.remainder),
     Op.LT: np.less,
     Op.LE: np.less_equal,
     Op.GT: np.greater,

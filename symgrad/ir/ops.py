@@ -61,6 +61,8 @@ class Op(enum.Enum):
     ROUND = "round"      # to the nearest integer, ties to even, like numpy.round
     ATAN2 = "atan2"      # atan2(y, x): the angle of the point (x, y), C99's special values
     HYPOT = "hypot"      # sqrt(x**2 + y**2) without overflow or underflow
+    FLOOR_DIV = "floor_div"  # integers: a // b rounded down, as numpy (0 where b is 0)
+    MOD = "mod"          # integers: a % b with b's sign, as numpy (0 where b is 0)
 
     # ---- comparisons and logic (boolean results, never differentiated) ----
     LT = "lt"
@@ -115,7 +117,7 @@ UNARY_MATH = frozenset({Op.NEG, Op.EXP, Op.LOG, Op.SQRT, Op.SIN, Op.COS, Op.TANH
                         Op.SINH, Op.COSH, Op.ASINH, Op.ACOSH, Op.ATANH, Op.ERF, Op.ERFC,
                         Op.FLOOR, Op.CEIL, Op.ROUND})
 BINARY_MATH = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.MAX, Op.MIN, Op.ATAN2,
-                         Op.HYPOT})
+                         Op.HYPOT, Op.FLOOR_DIV, Op.MOD})
 COMPARISONS = frozenset({Op.LT, Op.LE, Op.GT, Op.GE, Op.EQ, Op.NE})
 LOGIC = frozenset({Op.AND, Op.OR, Op.NOT})
 LEAVES = frozenset({Op.CONST, Op.INPUT, Op.DIM, Op.IOTA})
@@ -126,8 +128,10 @@ INDEXING = frozenset({Op.GATHER, Op.SCATTER_ADD, Op.TAKE_ALONG, Op.PUT_ADD_ALONG
 # Ops computed independently for each element of their (broadcast) result.
 ELEMENTWISE = UNARY_MATH | BINARY_MATH | COMPARISONS | LOGIC | {Op.SELECT, Op.CAST}
 # The elementwise ops that also take integer (int64) operands.
-INTEGER_OPS = frozenset({Op.NEG, Op.ADD, Op.SUB, Op.MUL, Op.MAX, Op.MIN, Op.SELECT}) | \
-    COMPARISONS
+INTEGER_OPS = frozenset({Op.NEG, Op.ADD, Op.SUB, Op.MUL, Op.MAX, Op.MIN, Op.SELECT,
+                         Op.FLOOR_DIV, Op.MOD}) | COMPARISONS
+# The elementwise ops of integers alone.
+INTEGER_ONLY_OPS = frozenset({Op.FLOOR_DIV, Op.MOD})
 
 # Number of operands of each op.
 ARITY = {
