@@ -35,10 +35,6 @@ class MathDeclarations:
     def intrinsic(self, name, dtype, arity=1):
         return self._function(f"llvm.{name}.{INTRINSIC_SUFFIX[dtype]}", dtype, arity)
 
-    def external(self, symbol, dtype, arity=1):
-        """A function of the C library, by its symbol."""
-        return self._function(symbol, dtype, arity)
-
     def routine(self, name, dtype):
         """One of symgrad's vectorisable routines (:mod:`symgrad.codegen.lower.vecmath`),
         defined on first use."""
@@ -79,16 +75,6 @@ def lower_sign(builder, node, operands, math):
 def _routine(name):
     def lower(builder, node, operands, math):
         return builder.call(math.routine(name, node.dtype), operands)
-    lower.__name__ = f"lower_{name}"
-    return lower
-
-
-def _libm(name):
-    """A call of the C library's ``name`` (``namef`` in float32): for the functions symgrad
-    has no vectorisable routine of yet.  They keep their loop scalar, like sin and cos."""
-    def lower(builder, node, operands, math):
-        symbol = name if node.dtype == "float64" else name + "f"
-        return builder.call(math.external(symbol, node.dtype, len(operands)), operands)
     lower.__name__ = f"lower_{name}"
     return lower
 
@@ -208,8 +194,8 @@ LOWERING_RULES = {
         math.intrinsic("smax", "int64", 2), operands)),
     Op.MIN: _integer_or(_intrinsic("minimum", 2), lambda builder, operands, math: builder.call(
         math.intrinsic("smin", "int64", 2), operands)),
-    # Elementary functions the loops vectorise (vecmath); sin, cos, pow and those of _libm
-    # stay in the C library.
+    # Elementary functions the loops vectorise (vecmath); sin, cos, pow and the other
+    # intrinsics call the C library (vectorised by codegen.compile.vector_library).
     Op.EXP: _routine("exp"),
     Op.LOG: _routine("log"),
     Op.SQRT: _intrinsic("sqrt"),
@@ -238,8 +224,8 @@ LOWERING_RULES = {
     Op.ACOS: _intrinsic("acos"),
     Op.ATAN: _intrinsic("atan"),
     Op.ATAN2: _intrinsic("atan2", 2),
-    Op.ERF: _libm("erf"),
-    Op.ERFC: _libm("erfc"),
+    Op.ERF: _routine("erf"),
+    Op.ERFC: _routine("erfc"),
     Op.FLOOR: _intrinsic("floor"),
     Op.CEIL: _intrinsic("ceil"),
     Op.ROUND: _intrinsic("roundeven"),

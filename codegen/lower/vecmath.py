@@ -1,4 +1,6 @@
-"""Elementary functions the loop vectoriser can vectorise: exp, expm1, log, log1p, tanh.
+"""Elementary functions the loop vectoriser can vectorise: exp, expm1, log, log1p, tanh, and
+the functions built on them (sigmoid, softplus, log2, log10, exp2, sinh, cosh, asinh, acosh,
+atanh, erf, erfc).
 
 A call to libm's ``exp`` inside a loop keeps the loop scalar: LLVM cannot widen an opaque
 call.  The routines here are straight-line LLVM IR (arithmetic, integer bit operations on the
@@ -330,6 +332,103 @@ def emit_atanh(e, x):
     return e.call("copysign", result, x)
 
 
+# erf and erfc: fdlibm's rational approximations (s_erf.c) on [0, 0.84375], [0.84375, 1.25],
+# [1.25, 1/0.35] and [1/0.35, 28], each region computed and the right one selected.
+_ERX = 8.45062911510467529297e-01
+_ERF_PP = [1.28379167095512558561e-01, -3.25042107247001499370e-01, -2.84817495755985104766e-02,
+           -5.77027029648944159157e-03, -2.37630166566501626084e-05]
+_ERF_QQ = [1.0, 3.97917223959155352819e-01, 6.50222499887672944485e-02,
+           5.08130628187576562776e-03, 1.32494738004321644526e-04, -3.96022827877536812320e-06]
+_ERF_PA = [-2.36211856075265944077e-03, 4.14856118683748331666e-01, -3.72207876035701323847e-01,
+           3.18346619901161753674e-01, -1.10894694282396677476e-01, 3.54783043256182359371e-02,
+           -2.16637559486879084300e-03]
+_ERF_QA = [1.0, 1.06420880400844228286e-01, 5.40397917702171048937e-01,
+           7.18286544141962662868e-02, 1.26171219808761642112e-01, 1.36370839120290507362e-02,
+           1.19844998467991074170e-02]
+_ERF_RA = [-9.86494403484714822705e-03, -6.93858572707181764372e-01, -1.05586262253232909814e+01,
+           -6.23753324503260060396e+01, -1.62396669462573470355e+02, -1.84605092906711035994e+02,
+           -8.12874355063065934246e+01, -9.81432934416914548592e+00]
+_ERF_SA = [1.0, 1.96512716674392571292e+01, 1.37657754143519042600e+02,
+           4.34565877475229228821e+02, 6.45387271733267880336e+02, 4.29008140027567833386e+02,
+           1.08635005541779435134e+02, 6.57024977031928170135e+00, -6.04244152148580987438e-02]
+_ERF_RB = [-9.86494292470009928597e-03, -7.99283237680523006574e-01, -1.77579549177547519889e+01,
+           -1.60636384855821916062e+02, -6.37566443368389627722e+02, -1.02509513161107724954e+03,
+           -4.83519191608651397019e+02]
+_ERF_SB = [1.0, 3.03380607434824582924e+01, 3.25792512996573918826e+02,
+           1.53672958608443695994e+03, 3.19985821950859553908e+03, 2.55305040643316442583e+03,
+           4.74528541206955367215e+02, -2.24409524465858183362e+01]
+
+
+def _erf_parts(e, x):
+    """The pieces erf and erfc share: |x|, x y on the first region, P/Q on the second, and
+    exp(-x**2) R/S-corrected, divided by |x|, on the third and fourth."""
+    b = e.b
+    a = e.call("fabs", x)
+    z2 = b.fmul(x, x)
+    y = b.fdiv(e.estrin(z2, _ERF_PP), e.estrin(z2, _ERF_QQ))
+    xy = b.fmul(x, y)
+    s = b.fsub(a, e.const(1.0))
+    pq = b.fdiv(e.estrin(s, _ERF_PA), e.estrin(s, _ERF_QA))
+    t = b.fdiv(e.const(1.0), b.fmul(a, a))
+    near = b.fcmp_ordered("<", a, e.const(1 / 0.35))
+    ratio = b.select(near, b.fdiv(e.estrin(t, _ERF_RA), e.estrin(t, _ERF_SA)),
+                     b.fdiv(e.estrin(t, _ERF_RB), e.estrin(t, _ERF_SB)))
+    # z: |x| with the low half of its mantissa cleared, so that z**2 is exact.
+    low_bits = 32
+    mask = e.iconst(~((1 << low_bits) - 1) & ((1 << e.fmt.bits) - 1))
+    z = b.bitcast(b.and_(b.bitcast(a, e.int), mask), e.float)
+    exp = e.math.routine("exp", e.dtype)
+    first = b.call(exp, [b.fsub(b.fneg(b.fmul(z, z)), e.const(0.5625))])
+    second = b.call(exp, [b.fadd(b.fmul(b.fsub(z, a), b.fadd(z, a)), ratio)])
+    tail = b.fdiv(b.fmul(first, second), a)
+    return a, xy, pq, tail
+
+
+def _in_float64(e, x, name):
+    """The float64 routine ``name`` of float32 ``x``, rounded back: the float32 forms of the
+    tails lose tens of ulp to the rounding of their exponent."""
+    b = e.b
+    wide = b.call(e.math.routine(name, "float64"), [b.fpext(x, llvm_type("float64"))])
+    return b.fptrunc(wide, e.float)
+
+
+def emit_erf(e, x):
+    if e.dtype == "float32":
+        return _in_float64(e, x, "erf")
+    b = e.b
+    a, xy, pq, tail = _erf_parts(e, x)
+    one = e.const(1.0)
+    small = b.fadd(x, xy)
+    middle = e.call("copysign", b.fadd(e.const(_ERX), pq), x)
+    large = e.call("copysign", b.fsub(one, tail), x)
+    result = b.select(b.fcmp_ordered("<", a, e.const(1.25)), middle,
+                      b.select(b.fcmp_ordered("<", a, e.const(6.0)), large,
+                               e.call("copysign", one, x)))
+    result = b.select(b.fcmp_ordered("<", a, e.const(0.84375)), small, result)
+    return b.select(e.is_nan(x), x, result)
+
+
+def emit_erfc(e, x):
+    if e.dtype == "float32":
+        return _in_float64(e, x, "erfc")
+    b = e.b
+    a, xy, pq, tail = _erf_parts(e, x)
+    one, two, half = e.const(1.0), e.const(2.0), e.const(0.5)
+    negative = b.fcmp_ordered("<", x, e.const(0.0))
+    small = b.select(b.fcmp_ordered("<", x, e.const(0.25)), b.fsub(one, b.fadd(x, xy)),
+                     b.fsub(half, b.fadd(b.fsub(x, half), xy)))
+    middle = b.select(negative, b.fadd(one, b.fadd(e.const(_ERX), pq)),
+                      b.fsub(e.const(1.0 - _ERX), pq))
+    large = b.select(negative, b.fsub(two, tail), tail)
+    beyond = b.select(negative, two, e.const(0.0))
+    result = b.select(b.fcmp_ordered("<", a, e.const(28.0)), large, beyond)
+    # Below -6, 2 - erfc(|x|) rounds to 2.
+    result = b.select(b.and_(negative, b.fcmp_ordered(">=", a, e.const(6.0))), two, result)
+    result = b.select(b.fcmp_ordered("<", a, e.const(1.25)), middle, result)
+    result = b.select(b.fcmp_ordered("<", a, e.const(0.84375)), small, result)
+    return b.select(e.is_nan(x), x, result)
+
+
 def emit_log1p(e, x, unit=False):
     """log1p; ``unit``: for x in [0, 1] only (as softplus uses it), without the guards for
     u = 1 + x at 0 or inf and for the sign of zero.  NaN gives some number there: softplus
@@ -415,6 +514,8 @@ ROUTINES = {
     "asinh": emit_asinh,
     "acosh": emit_acosh,
     "atanh": emit_atanh,
+    "erf": emit_erf,
+    "erfc": emit_erfc,
 }
 
 
