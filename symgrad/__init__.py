@@ -26,7 +26,7 @@ _NAMES = {
     "UnknownSymbolError": "symgrad.errors", "UnsupportedExpressionError": "symgrad.errors",
     "DepthError": "symgrad.errors",
     **{name: "symgrad.functions" for name in (
-        "acon_a", "acon_b", "acon_c", "activation", "elu", "leaky_relu", "mish", "prelu",
+        "acon_a", "acon_b", "acon_c", "activation", "elu", "gelu", "leaky_relu", "mish", "prelu",
         "relu", "sigmoid", "smooth_max", "softplus", "step", "swish", "tanh")},
     **{name: "symgrad.training" for name in ("History", "fit", "load", "save")},
     **{name: "symgrad.tensors" for name in (

@@ -29,7 +29,7 @@ from symgrad.tensors import Tensor, _derived, elementwise, where
 
 __all__ = [
     "activation", "sigmoid", "tanh", "step", "relu", "leaky_relu", "prelu", "elu", "softplus",
-    "swish", "mish", "smooth_max", "acon_a", "acon_b", "acon_c",
+    "swish", "gelu", "mish", "smooth_max", "acon_a", "acon_b", "acon_c",
 ]
 
 
@@ -120,6 +120,16 @@ def softplus(x):
 def swish(x, beta=1):
     r"""Swish :math:`x \sigma(\beta x)` (Ramachandran et al. 2017), ``beta`` learnable."""
     return x * _sigmoid(beta * x)
+
+
+@activation
+def gelu(x):
+    r"""GELU :math:`x \Phi(x)` (Hendrycks and Gimpel 2016), :math:`\Phi` the standard normal
+    distribution function, written :math:`\frac{x}{2} \operatorname{erfc}(-x / \sqrt 2)`:
+    exact on both tails (``1 + erf`` would cancel below -4), as PyTorch's default
+    ``gelu``."""
+    # (Unevaluated: SymPy would write erfc(-u) as 2 - erfc(u), which cancels.)
+    return x * sympy.erfc(-x / sympy.sqrt(2), evaluate=False) / 2
 
 
 @activation

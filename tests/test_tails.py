@@ -139,6 +139,18 @@ def _mish_scale(u):
     return mpmath.tanh(mpmath.log1p(mpmath.exp(u)))
 
 
+def _gelu_scale(order):
+    # x/2 erfc(-x/sqrt 2): the rounding of -x/sqrt(2) (half an ulp, which no rule can undo)
+    # moves erfc by x**2 half-ulps on the left tail: the error is a few ulp of the value (or
+    # of the derivative's larger term) times 1 + x**2.
+    def scale(u):
+        phi = mpmath.exp(-u * u / 2) / mpmath.sqrt(2 * mpmath.pi)
+        cdf = mpmath.erfc(-u / mpmath.sqrt(2)) / 2
+        size = abs(u * cdf) if order == 0 else max(abs(cdf), abs(u * phi))
+        return size * (1 + u * u)
+    return scale
+
+
 def _switch_scales(parts, names):
     """The largest term of ACON's S = low + g sigma(s), s = beta g (= high - g sigma(-s)),
     and of each partial, in the form where the sigmoid is at most 1/2: the value and the
@@ -180,6 +192,7 @@ ACTIVATIONS = {
     "softplus": Spec(lambda u: sg.softplus(u)),
     "swish": Spec(lambda u, beta: sg.swish(u, beta), ({"beta": 1.0}, {"beta": 1.5})),
     "mish": Spec(lambda u: sg.mish(u), scales={"d/dx": _mish_scale}),
+    "gelu": Spec(lambda u: sg.gelu(u), scales={"value": _gelu_scale(0), "d/dx": _gelu_scale(1)}),
     "acon_a": Spec(lambda u, beta: sg.acon_a(u, beta), ({"beta": 1.0}, {"beta": 0.75})),
     "acon_b": Spec(lambda u, a, beta: sg.acon_b(u, a, beta),
                    ({"a": 0.25, "beta": 1.0}, {"a": 0.875, "beta": 2.0}),
