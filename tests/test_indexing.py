@@ -421,3 +421,27 @@ def test_slice_and_pad_ir_against_numpy():
     value, (gradient,) = kernel([x], W=weights)
     assert math.isclose(value, float((expected ** 2 * weights).sum()), rel_tol=1e-13)
     np.testing.assert_allclose(gradient, 2 * x * weights[1:1 + 5:2, 0:10:3], rtol=1e-13)
+
+
+def test_a_slice_of_a_join_reads_the_piece_itself():
+    # stack(...)[:, 1] and concatenate(...)[:, 3:] are pieces of the join, no pad left; a
+    # slice of the padding alone is the fill; a slice across pieces stays a slice of the sum.
+    X = sg.tensor("X", ("n", 3))
+    Y = sg.tensor("Y", ("n", 2))
+    a, b = sg.exp(X), Y * 2.0
+    stacked = sg.stack([a[:, 0], b[:, 1], a[:, 2]], axis=1)
+    joined = sg.concatenate([a, b], axis=1)
+    padded = sg.pad(X, ((0, 0), (2, 1)), -7.0)
+    cases = {"stacked[:, 1]": stacked[:, 1], "joined[:, 3:]": joined[:, 3:],
+             "padded[:, :2]": padded[:, :2], "padded[:, 2:5]": padded[:, 2:5],
+             "joined[:, 2:4]": joined[:, 2:4]}
+    pads = {name: sum(n.op is ir.Op.PAD for n in ir.toposort([t.node]))
+            for name, t in cases.items()}
+    assert pads == {"stacked[:, 1]": 0, "joined[:, 3:]": 0, "padded[:, :2]": 0,
+                    "padded[:, 2:5]": 0, "joined[:, 2:4]": 2}
+    x, y = RNG.normal(size=(4, 3)), RNG.normal(size=(4, 2))
+    got = sg.compile_function(list(cases.values()), [X, Y])(x, y)
+    ex, by = np.exp(x), y * 2.0
+    wants = [by[:, 1], by, np.full((4, 2), -7.0), x, np.concatenate([ex, by], 1)[:, 2:4]]
+    for value, want in zip(got, wants):
+        np.testing.assert_allclose(value, want, rtol=1e-15)

@@ -553,6 +553,10 @@ def slice_axes(x, spec):
         return const(x.attrs, x.dtype, shape)
     if any(count == 0 for count in shape):
         return const(0.0, x.dtype if x.dtype != "bool" else "bool", shape)
+    if x.op is Op.PAD or (x.op is Op.ADD and _is_join(x)):
+        picked = _slice_of_join(x, spec)
+        if picked is not None:
+            return picked
     if x.op is Op.GATHER:
         # A slice of a gather that takes the gathered axes whole is the gather of a slice:
         # it reads in place, where the slice of the gather's result would need it stored.
@@ -571,6 +575,50 @@ def slice_axes(x, spec):
     attrs = tuple((start, 1 if count == 1 else step) for (start, step), count
                   in zip(attrs, shape))
     return make_node(Op.SLICE, (x,), attrs, x.dtype, shape)
+
+
+def _is_join(node, depth=0):
+    """Whether ``node`` is a join: a pad, or a sum of joins of its shape (a concatenation is
+    the sum of its pieces padded with -0.0).  Bounded depth: a balanced tree of pads."""
+    if node.op is Op.PAD:
+        return True
+    if node.op is not Op.ADD or depth > 64:
+        return False
+    return all(arg.shape == node.shape and _is_join(arg, depth + 1) for arg in node.args)
+
+
+def _slice_of_pad(x, spec):
+    """The slice ``spec`` of pad ``x`` as a slice of its operand (every element taken is one
+    of the operand's), or as its fill (along some axis, none is), else None."""
+    (widths, fill), operand = x.attrs, x.args[0]
+    inner = []
+    for (start, step, count), (low, interior), size in zip(spec, widths, operand.shape):
+        if isinstance(size, str):
+            inner.append((start, step, count))
+            continue
+        period = interior + 1
+        positions = [start + step * i for i in range(count)]
+        data = [(p - low) % period == 0 and 0 <= (p - low) // period < size
+                for p in positions]
+        if not any(data):
+            return const(fill, x.dtype, tuple(c for _, _, c in spec))
+        if not all(data):
+            return None
+        first = (positions[0] - low) // period
+        inner.append((first, step // period if count > 1 else 1, count))
+    return slice_axes(operand, inner)
+
+
+def _slice_of_join(x, spec):
+    """A slice of a join taken from its pieces: a slice of one piece where it reads only that
+    one, the pieces' slices summed otherwise; None where a pad's slice mixes its operand
+    and its fill."""
+    if x.op is Op.PAD:
+        return _slice_of_pad(x, spec)
+    parts = [_slice_of_join(arg, spec) for arg in x.args]
+    if any(part is None for part in parts):
+        return None
+    return add(*parts)
 
 
 def pad(x, widths, fill=0.0):
