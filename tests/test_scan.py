@@ -73,6 +73,9 @@ def test_linear_recurrence_as_a_discounted_return_over_a_symbolic_batch():
         want[:, t] = running
     (got,) = returns(r, d)
     np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-14)
+    # The differences on a few episodes of the same kernel: over all 300 the loss's rounding
+    # would swamp them.
+    r, d = r[:5], d[:5]
     _, grads = kernel([r, d])
     for position in (0, 1):
         for flat in RNG.choice(r.size, 6, replace=False):
