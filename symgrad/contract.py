@@ -8,8 +8,8 @@ import string
 
 from symgrad import ir
 from symgrad.errors import ShapeError
-from symgrad.ir.contraction import contract, general_matmul
-from symgrad.tensors import Tensor, _derived
+from symgrad.ir.contraction import contract
+from symgrad.tensors import Tensor, _derived, matmul
 
 __all__ = ["dot", "einsum", "inner", "matmul", "outer", "tensordot"]
 
@@ -112,14 +112,6 @@ def einsum(subscripts: str, *operands: Tensor) -> Tensor:
             raise ShapeError(f"einsum: operand {index} has shape {operand.shape}, but "
                              f"{term!r} names {len(term)} axes")
     return _contract(operands, terms, output)
-
-
-def matmul(a: Tensor, b: Tensor) -> Tensor:
-    """numpy's ``matmul`` (``a @ b``): a product of matrices over the last two axes, the
-    batch axes before them broadcast; a 1-D operand is a row (left) or a column (right)
-    vector, its axis removed from the result."""
-    a, b = _tensor(a, "a", "matmul"), _tensor(b, "b", "matmul")
-    return _derived(general_matmul(a.node, b.node), a, b)
 
 
 def tensordot(a: Tensor, b: Tensor, axes=2) -> Tensor:

@@ -213,10 +213,9 @@ class Tensor:
         if isinstance(ddof, bool) or not isinstance(ddof, numbers.Integral) or ddof < 0:
             raise TypeError(f"var: ddof must be an integer >= 0, got {ddof!r}")
         axes = ir.normalize_axes(axis, self.ndim, "var")
-        deviation = ir.sub(self.node, ir.div(ir.reduce_sum(self.node, axes, True), ir.size_of(
-            [self.shape[a] for a in axes], self.dtype)))
-        squares = ir.reduce_sum(ir.mul(deviation, deviation), axes, keepdims)
         count = ir.size_of([self.shape[a] for a in axes], self.dtype)
+        deviation = ir.sub(self.node, ir.div(ir.reduce_sum(self.node, axes, True), count))
+        squares = ir.reduce_sum(ir.mul(deviation, deviation), axes, keepdims)
         if ddof:
             count = ir.sub(count, ir.const(float(ddof), self.dtype))
         return _derived(ir.div(squares, count), self)
@@ -451,7 +450,7 @@ def take(x: Tensor, indices: Tensor, axis: int | None = None) -> Tensor:
     if indices.dtype not in ir.INDEX_DTYPES:
         raise TypeError(f"take: indices must be an integer tensor (dtype 'int64'), got a "
                         f"{indices.dtype} tensor")
-    return _derived(ir.take(x.node, indices.node, axis % x.ndim), x, indices)
+    return _derived(ir.take(x.node, indices.node, axis), x, indices)
 
 
 def linear_recurrence(a: Tensor | float, b: Tensor, axis: int = 0) -> Tensor:
@@ -484,7 +483,7 @@ def norm(x: Tensor, ord: float | str | None = None, axis: int | tuple[int, ...] 
     elif isinstance(axis, tuple):
         axes = tuple(ir.normalize_axes(axis, x.ndim, "norm"))
     else:
-        axes = (_axis(axis, x.ndim, "norm") % x.ndim,)
+        axes = (_axis(axis, x.ndim, "norm"),)
     if len(axes) > 1 and axis is not None and ord not in (None, "fro"):
         raise ValueError(f"norm: over two axes only the Frobenius norm (ord=None or 'fro') is "
                          f"supported, got ord={ord!r}")
@@ -523,7 +522,7 @@ def _arg_extreme(x, axis, keepdims, reduce, name):
         raise TypeError(f"{name} takes a float tensor, got {x!r}")
     if axis is None:
         x, axis = _flatten(x, name), 0
-    axis = _axis(axis, x.ndim, name) % x.ndim
+    axis = _axis(axis, x.ndim, name)
     size = x.shape[axis]
     if x.dtype == "float32" and not isinstance(size, str) and size > 2 ** 24:
         raise ir.ShapeError(f"{name}: float32 counts positions exactly up to 2**24, the axis "
@@ -555,7 +554,7 @@ def _scan_axis(x, axis, function):
         raise TypeError(f"{function} takes a tensor, got {type(x).__name__}")
     if axis is None:
         return _flatten(x, function), 0
-    return x, _axis(axis, x.ndim, function) % max(x.ndim, 1)
+    return x, _axis(axis, x.ndim, function)
 
 
 def cumsum(x: Tensor, axis: int | None = None) -> Tensor:
@@ -595,7 +594,7 @@ def take_along_axis(x: Tensor, indices: Tensor, axis: int | None) -> Tensor:
                         f"{type(x).__name__} and {type(indices).__name__}")
     if axis is None:
         x, axis = _flatten(x, "take_along_axis"), 0
-    axis = _axis(axis, x.ndim, "take_along_axis") % x.ndim
+    axis = _axis(axis, x.ndim, "take_along_axis")
     return _derived(ir.take_along(x.node, indices.node, axis), x, indices)
 
 
@@ -623,8 +622,9 @@ class _IndexUpdate:
         return self._x[self._key]
 
     def _spread(self, values):
-        """The transpose of ``x -> x[key]`` applied to ``values`` (broadcast to the shape of
-        ``x[key]``): zeros of ``x``'s shape with ``values`` added where ``x[key]`` reads."""
+        """The transpose of ``x -> x[key]`` applied to ``values`` (a tensor or a number,
+        broadcast to the shape of ``x[key]``): zeros of ``x``'s shape with ``values`` added
+        where ``x[key]`` reads."""
         from symgrad.autodiff.reverse import vjp
         x = self._x
         selected = x[self._key]
@@ -641,9 +641,7 @@ class _IndexUpdate:
         index more than once, that element takes the mean of the values written there (JAX
         leaves which one wins unspecified; with equal values the result is that value)."""
         x = self._x
-        selected = x[self._key]
-        ones = ir.const(1.0, x.dtype, selected.shape)
-        hits = _IndexUpdate(x, self._key)._spread(_derived(ones))
+        hits = self._spread(1.0)            # how many times each element is written
         written = self._spread(values)
         key = self._key if isinstance(self._key, tuple) else (self._key,)
         if any(isinstance(item, Tensor) for item in key):

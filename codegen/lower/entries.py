@@ -396,7 +396,7 @@ def lower_call_entry(function, plan, name, array_new):
 
     def template(shape):
         return tuple(~names.index(d) if isinstance(d, str) else d for d in shape)
-    dtypes = {n.dtype for n in function.nodes} - {"bool", "int64"}
+    dtypes = function.float_dtypes
     add_call_entry(module, kernel, f"{name}.call", [template(n.shape) for n in function.inputs],
                    len(names), dtypes.pop() if dtypes else "float64",
                    [template(n.shape) for n in function.outputs], workspace_counts(function, plan),

@@ -162,13 +162,17 @@ def _pad(lowering, node, indices, memo):
             shifted = builder.udiv(shifted, INDEX(interior + 1))
         inside = condition if inside is None else builder.and_(inside, condition)
         operand_indices.append(builder.select(condition, shifted, INDEX(0)))
-    if operand.op in IMMEDIATE_OPS:
-        value = lowering.value(operand, operand_indices, memo)
-    else:
-        value = lowering.load(operand, operand_indices)
+    value = _read(lowering, operand, operand_indices, memo)
     if inside is None:
         return value
     return builder.select(inside, value, llvm_ir.Constant(llvm_type(node.dtype), fill))
+
+
+def _read(lowering, operand, indices, memo):
+    """``operand``'s element at ``indices`` (its own, not the loop's): a constant or a load."""
+    if operand.op in IMMEDIATE_OPS:
+        return lowering.value(operand, indices, memo)
+    return lowering.load(operand, indices)
 
 
 def _index_in_range(lowering, position, size):
@@ -184,34 +188,29 @@ def _index_in_range(lowering, position, size):
     return builder.select(inside, wrapped, INDEX(0)), inside
 
 
-def _filled(lowering, node, inside, value):
+def _index_axes(node, along):
+    """``(first, count)``: the axes of the result (or of a scatter's values) that the index
+    of ``node`` (a gather or a scatter) is read at, and how many of them the values' index
+    takes the place of: the index's own axes for take and scatter_add; every axis, the one
+    ``axis`` replaced, for take_along and put_add_along."""
+    axis = node.attrs if node.op in (Op.GATHER, Op.TAKE_ALONG) else node.attrs[0]
+    return axis, 1 if along else len(node.args[1].shape)
+
+
+def _gather(lowering, node, indices, memo, along=False):
+    x, idx = node.args
+    axis, rank = _index_axes(node, along)
+    own = _own_indices(node, indices)
+    position, inside = _index_in_range(
+        lowering, lowering.value(idx, own if along else own[axis:axis + rank], memo),
+        x.shape[axis])
+    value = _read(lowering, x, own[:axis] + [position] + own[axis + rank:], memo)
     return lowering.builder.select(inside, value,
                                    llvm_ir.Constant(llvm_type(node.dtype), float("nan")))
 
 
-def _gather(lowering, node, indices, memo):
-    x, idx = node.args
-    axis = node.attrs
-    own = _own_indices(node, indices)
-    rank = len(idx.shape)
-    position, inside = _index_in_range(
-        lowering, lowering.value(idx, own[axis:axis + rank], memo), x.shape[axis])
-    operand_indices = own[:axis] + [position] + own[axis + rank:]
-    if x.op in IMMEDIATE_OPS:
-        return _filled(lowering, node, inside, lowering.value(x, operand_indices, memo))
-    return _filled(lowering, node, inside, lowering.load(x, operand_indices))
-
-
 def _take_along(lowering, node, indices, memo):
-    x, idx = node.args
-    axis = node.attrs
-    own = _own_indices(node, indices)
-    position, inside = _index_in_range(lowering, lowering.value(idx, own, memo),
-                                       x.shape[axis])
-    operand_indices = own[:axis] + [position] + own[axis + 1:]
-    if x.op in IMMEDIATE_OPS:
-        return _filled(lowering, node, inside, lowering.value(x, operand_indices, memo))
-    return _filled(lowering, node, inside, lowering.load(x, operand_indices))
+    return _gather(lowering, node, indices, memo, along=True)
 
 
 #: How each indexed op computes its element at the loop index: rule(lowering, node, indices,
@@ -219,14 +218,14 @@ def _take_along(lowering, node, indices, memo):
 INDEXED_RULES = {Op.PAD: _pad, Op.IOTA: _iota, Op.GATHER: _gather, Op.TAKE_ALONG: _take_along}
 
 
-def _scatter(lowering, step, destination):
-    """Zero the result, then add each operand element at ``destination(indices, position)``
-    (``position``: its index, in range), in row-major order (one thread: the same sums, in
-    the same order, whatever the number of threads)."""
+def _scatter(lowering, step, along=False):
+    """Zero the result, then add each operand element at its index, in row-major order (one
+    thread: the same sums, in the same order, whatever the number of threads)."""
     builder = lowering.builder
     (node,), (slot,) = step.nodes, step.slots
     values, idx = node.args
-    axis, size = node.attrs
+    size = node.attrs[1]
+    axis, rank = _index_axes(node, along)
     target = (lowering.buffers[slot], lowering.contiguous_strides(node.shape))
     element = llvm_type(node.dtype)
     zero = llvm_ir.Constant(element, 0.0)
@@ -238,38 +237,24 @@ def _scatter(lowering, step, destination):
 
     def add(indices):
         memo = {}
-        value = lowering.value(values, indices, memo)
-        inside = []
-
-        def position(index_indices):
-            index, within = _index_in_range(lowering, lowering.value(idx, index_indices, memo),
-                                            size)
-            inside.append(within)
-            return index
-        at = destination(indices, position)
+        position, inside = _index_in_range(lowering, lowering.value(
+            idx, indices if along else indices[axis:axis + rank], memo), size)
         # A contribution from outside the range (a computed index) is dropped.
-        value = builder.select(inside[0], value, zero)
-        address = lowering.address(target, node.shape, at, node.dtype)
+        value = builder.select(inside, lowering.value(values, indices, memo), zero)
+        address = lowering.address(target, node.shape,
+                                   indices[:axis] + [position] + indices[axis + rank:],
+                                   node.dtype)
         current = lowering.annotate(builder.load(address, typ=element), target[0])
         lowering.annotate(builder.store(builder.fadd(current, value), address), target[0])
     lowering.loop_nest(values.shape, add)
 
 
-def _scatter_add(lowering, step):
-    node = step.nodes[0]
-    axis, rank = node.attrs[0], len(node.args[1].shape)
-    _scatter(lowering, step, lambda indices, position: indices[:axis] + [
-        position(indices[axis:axis + rank])] + indices[axis + rank:])
-
-
 def _put_add_along(lowering, step):
-    axis = step.nodes[0].attrs[0]
-    _scatter(lowering, step, lambda indices, position: indices[:axis] + [
-        position(indices)] + indices[axis + 1:])
+    _scatter(lowering, step, along=True)
 
 
 #: How each scatter op's step is lowered: rule(lowering, step).
-SCATTER_RULES = {Op.SCATTER_ADD: _scatter_add, Op.PUT_ADD_ALONG: _put_add_along}
+SCATTER_RULES = {Op.SCATTER_ADD: _scatter, Op.PUT_ADD_ALONG: _put_add_along}
 
 
 def _linrec(lowering, step):
@@ -290,9 +275,9 @@ def _linrec(lowering, step):
         previous[axis] = builder.select(first, INDEX(0), builder.sub(indices[axis], INDEX(1)))
         before = lowering.annotate(builder.load(lowering.address(
             target, node.shape, previous, node.dtype), typ=element), target[0])
-        step_value = builder.fadd(builder.fmul(lowering.value(a, indices, memo), before),
-                                  lowering.value(b, indices, memo))
-        value = builder.select(first, lowering.value(b, indices, memo), step_value)
+        added = lowering.value(b, indices, memo)
+        step_value = builder.fadd(builder.fmul(lowering.value(a, indices, memo), before), added)
+        value = builder.select(first, added, step_value)
         address = lowering.address(target, node.shape, indices, node.dtype)
         lowering.annotate(builder.store(value, address), target[0])
     lowering.loop_nest(node.shape, body)
@@ -911,7 +896,7 @@ def plan(function, target):
     for node in function.outputs:
         if node.dtype == "bool":
             raise TensorLoweringError("kernel outputs must be numbers, got a boolean output")
-    float_dtypes = {n.dtype for n in function.nodes} - {"bool", "int64"}
+    float_dtypes = function.float_dtypes
     if len(float_dtypes) > 1:
         raise TensorLoweringError(
             f"a kernel computes in one float dtype, got {sorted(float_dtypes)}")

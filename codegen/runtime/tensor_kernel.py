@@ -32,7 +32,7 @@ from symgrad.codegen.lower.abi import (
 )
 from symgrad.codegen.lower.elementwise import is_large
 from symgrad.codegen.lower.entries import lower_call_entry
-from symgrad.codegen.lower.schedule import chunking
+from symgrad.codegen.lower.schedule import VIEW_OPS, chunking
 from symgrad.codegen.lower.target import Target
 from symgrad.codegen.lower.tensor import lower_steps, lower_tensor, plan, split_steps
 from symgrad.codegen.lower.types import KERNEL_SYMBOL
@@ -54,7 +54,7 @@ CALL_ENTRY_LEVEL = 0
 def target_for(function):
     """``(target, library)``: the :class:`Target` a kernel of ``function`` is lowered for,
     and the GEMM library it calls and links (None for a BLAS or loop nests)."""
-    dtypes = {n.dtype for n in function.nodes} - {"bool", "int64"}
+    dtypes = function.float_dtypes
     gemm, library = libraries.gemm_for(next(iter(dtypes)) if len(dtypes) == 1 else None)
     # (The symbols the threads' code calls are registered before it is built or loaded.)
     return Target(gemm=gemm, pause=workers.pause_instruction(),
@@ -100,16 +100,14 @@ class TensorKernel:
         self.name = name
         self.param_names = function.input_names[:num_params]
         self.input_names = function.input_names[num_params:]
-        dtypes = {n.dtype for n in function.nodes} - {"bool", "int64"}
+        dtypes = function.float_dtypes
         self.dtype = dtypes.pop() if dtypes else "float64"
         self._numpy_dtype = np.dtype(NUMPY_DTYPES[self.dtype])
         self._layouts = [tuple(node.shape) for node in function.inputs]
         self._size_names = function.size_names
         self._output_shapes = [self._template(n.shape) for n in function.outputs]
-        self._dtypes = [np.dtype(NUMPY_DTYPES[n.dtype]) if n.dtype in _OTHER_DTYPES
-                        else self._numpy_dtype for n in function.outputs]
-        self._input_dtypes = [np.dtype(NUMPY_DTYPES[n.dtype]) if n.dtype in _OTHER_DTYPES
-                              else self._numpy_dtype for n in function.inputs]
+        self._dtypes = [self._array_dtype(n) for n in function.outputs]
+        self._input_dtypes = [self._array_dtype(n) for n in function.inputs]
         self._index_checks = _index_checks(function, self._template)
         self._workspaces: dict[tuple, list] = {}
         # Index arrays are checked against the sizes they index, in Python (below), before
@@ -124,8 +122,7 @@ class TensorKernel:
         self.target = target
         self.schedule = plan(function, target)
         self._temporary_shapes = [self._template(n.shape) for n in self.schedule.temporaries]
-        self._temporary_dtypes = [np.dtype(NUMPY_DTYPES[n.dtype]) if n.dtype in _OTHER_DTYPES
-                                  else self._numpy_dtype for n in self.schedule.temporaries]
+        self._temporary_dtypes = [self._array_dtype(n) for n in self.schedule.temporaries]
         self._partial_shapes = [(self._template(step_shape), self._template(node.shape))
                                 for node, step_shape in self.schedule.partials]
         self._chunked_shapes = [self._template(step.shape) for step in self.schedule.steps
@@ -201,6 +198,12 @@ class TensorKernel:
         inputs = ", ".join(self.input_names)
         return f"<symgrad.TensorKernel params=({params}) inputs=({inputs}) {self.dtype}>"
 
+    def _array_dtype(self, node):
+        """The numpy dtype of ``node``'s array: its own for index arrays and masks, else the
+        kernel's."""
+        return np.dtype(NUMPY_DTYPES[node.dtype]) if node.dtype in _OTHER_DTYPES else \
+            self._numpy_dtype
+
     def _arrays(self, params, args, kwargs):
         if type(params) in (list, tuple) and len(params) == self.num_params and not kwargs \
                 and len(args) == len(self.input_names):
@@ -228,10 +231,8 @@ class TensorKernel:
 
     def _check(self, node, value, sizes):
         name = node.attrs
-        if node.dtype in INDEX_DTYPES:
-            return self._check_indices(node, value, sizes)
-        if node.dtype == "bool":
-            return self._check_mask(node, value, sizes)
+        if node.dtype in _OTHER_DTYPES:
+            return self._check_other(node, value, sizes)
         numpy_dtype = self._numpy_dtype
         if node.shape == () and (is_python_number(value) or isinstance(value, np.generic)):
             # A number takes the kernel's dtype (bools, complex and the like are refused).
@@ -268,27 +269,21 @@ class TensorKernel:
                 raise ValueError(f"argument {name!r} must have shape {_shape_text(node.shape)}, "
                                  f"got {array.shape}")
 
-    def _check_indices(self, node, value, sizes):
-        """An index argument: an array of integers (any integer dtype whose values int64
-        holds), as int64."""
+    def _check_other(self, node, value, sizes):
+        """An index argument (an array of any integer dtype whose values int64 holds, as
+        int64) or a mask (an array of numpy bools, one byte each, 0 or 1)."""
         name = node.attrs
-        array = np.asarray(value) if not isinstance(value, np.ndarray) else value
-        kind = array.dtype.kind
-        if kind not in "iu" or (kind == "u" and array.dtype.itemsize >= 8):
+        array = np.asarray(value)
+        dtype = array.dtype
+        if node.dtype == "bool":
+            if dtype != np.bool_:
+                raise TypeError(f"argument {name!r} is a mask: it must be an array of bools, "
+                                f"got {describe(value, array)}")
+        elif dtype.kind not in "iu" or (dtype.kind == "u" and dtype.itemsize >= 8):
             raise TypeError(f"argument {name!r} holds indices: it must be an array of integers "
                             f"(int64 or int32), got {describe(value, array)}")
         self._check_shape(name, node, array, sizes)
-        return np.require(array, np.int64, "CA")
-
-    def _check_mask(self, node, value, sizes):
-        """A boolean argument: an array of numpy bools (one byte each, 0 or 1)."""
-        name = node.attrs
-        array = np.asarray(value) if not isinstance(value, np.ndarray) else value
-        if array.dtype != np.bool_:
-            raise TypeError(f"argument {name!r} is a mask: it must be an array of bools, got "
-                            f"{describe(value, array)}")
-        self._check_shape(name, node, array, sizes)
-        return np.require(array, np.bool_, "CA")
+        return np.require(array, self._array_dtype(node), "CA")
 
     def _check_index_ranges(self, values, sizes):
         """Every index argument's values against the sizes of the axes it indexes (from
@@ -482,7 +477,7 @@ def _index_checks(function, template):
         else:
             continue
         base = node.args[1]
-        while base.op in (Op.BROADCAST, Op.RESHAPE, Op.TRANSPOSE, Op.SLICE):
+        while base.op in VIEW_OPS:
             base = base.args[0]
         if base.op is not Op.INPUT:
             continue        # computed indices: out of range, the gather gives NaN

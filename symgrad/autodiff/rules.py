@@ -80,11 +80,6 @@ def _amax_rule(ct, out, x):
     return (ir.mul(hit, ir.broadcast_to(ir.div(ct, count), x.shape)),)
 
 
-def _amin_rule(ct, out, x):
-    # Ties share the cotangent equally, as for amax.
-    return _amax_rule(ct, out, x)
-
-
 def _prod_rule(ct, out, x):
     # d prod / d x_i is the product of the other elements, right where x holds zeros: with
     # no zero it is prod / x_i; with one zero, the product of the non-zero elements at the
@@ -283,7 +278,7 @@ VJP_RULES = {
     Op.TRANSPOSE: _transpose_rule,
     Op.SUM:    lambda ct, out, x: (ir.broadcast_to(ct, x.shape),),
     Op.AMAX:   _amax_rule,
-    Op.AMIN:   _amin_rule,
+    Op.AMIN:   _amax_rule,       # (the elements equal to the result, ties sharing)
     Op.PROD:   _prod_rule,
     Op.SLICE:  _slice_rule,
     Op.PAD:    _pad_rule,

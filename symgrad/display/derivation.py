@@ -266,13 +266,13 @@ def _pad_form(printer, node, args):
     return _named_form(f"pad({args[0]})", node)
 
 
-def _gather_form(printer, node, args):
-    return _named_form(f"take({args[0]}, {args[1]}, axis={node.attrs})", node)
-
-
-def _scatter_add_form(printer, node, args):
-    axis, size = node.attrs
-    return _named_form(f"scatter_add({args[0]}, {args[1]}, axis={axis}, size={size})", node)
+def _call_form(name, sized=False):
+    """``name(a, b, axis=..)`` (and ``size=..`` where the attributes are (axis, size))."""
+    def form(printer, node, args):
+        attributes = (f"axis={node.attrs[0]}, size={node.attrs[1]}" if sized
+                      else f"axis={node.attrs}")
+        return _named_form(f"{name}({', '.join(str(a) for a in args)}, {attributes})", node)
+    return form
 
 
 #: The SymPy matrix form of each tensor op that is not elementwise (elementwise ops:
@@ -288,15 +288,11 @@ MATRIX_FORMS = {
     Op.PROD: _reduction_form("prod"),
     Op.SLICE: _slice_form,
     Op.PAD: _pad_form,
-    Op.GATHER: _gather_form,
-    Op.SCATTER_ADD: _scatter_add_form,
-    Op.TAKE_ALONG: lambda printer, node, args: _named_form(
-        f"take_along_axis({args[0]}, {args[1]}, axis={node.attrs})", node),
-    Op.PUT_ADD_ALONG: lambda printer, node, args: _named_form(
-        f"put_add_along({args[0]}, {args[1]}, axis={node.attrs[0]}, size={node.attrs[1]})",
-        node),
-    Op.LINREC: lambda printer, node, args: _named_form(
-        f"linrec({args[0]}, {args[1]}, axis={node.attrs})", node),
+    Op.GATHER: _call_form("take"),
+    Op.SCATTER_ADD: _call_form("scatter_add", sized=True),
+    Op.TAKE_ALONG: _call_form("take_along_axis"),
+    Op.PUT_ADD_ALONG: _call_form("put_add_along", sized=True),
+    Op.LINREC: _call_form("linrec"),
 }
 
 

@@ -46,8 +46,7 @@ def broadcast_shapes(*shapes, context="elementwise operation"):
 
 
 def _float_dtype(operands, op):
-    integers = [a for a in operands if a.dtype in INDEX_DTYPES]
-    if integers:
+    if any(a.dtype in INDEX_DTYPES for a in operands):
         return _integer_dtype(operands, op)
     if op in INTEGER_ONLY_OPS:
         raise TypeError(f"op {op.value!r} takes integer tensors; for floats write "
@@ -71,8 +70,8 @@ def _integer_dtype(operands, op):
     """int64 for an op of integer operands (constants adapt, if they are whole numbers)."""
     if op not in INTEGER_OPS:
         raise TypeError(f"op {op.value!r} takes floats, got an integer operand: integer "
-                        f"tensors add, subtract, multiply, compare and index; convert with "
-                        f".astype('float64') for the rest")
+                        f"tensors add, subtract, multiply, divide with // and %, compare and "
+                        f"index; convert with .astype('float64') for the rest")
     for operand in operands:
         if operand.op is Op.CONST and operand.dtype != "bool":
             if not float(operand.attrs).is_integer():

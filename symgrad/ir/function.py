@@ -76,6 +76,11 @@ class Function:
         return tuple(names)
 
     @property
+    def float_dtypes(self):
+        """The float dtypes the function computes in (a kernel takes one)."""
+        return {node.dtype for node in self.nodes} & set(FLOAT_DTYPES)
+
+    @property
     def input_names(self):
         return tuple(node.attrs for node in self.inputs)
 
